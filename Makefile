@@ -1,0 +1,71 @@
+# promoflow: two commands on a fresh machine: `make demo`, `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export PROMO_HOME := $(CURDIR)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 120
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export GX_ANALYTICS_ENABLED := false
+export PYTHONUNBUFFERED := 1
+
+DEMO_USERS ?= 5000
+DEMO_DAYS ?= 30
+DEMO_START ?= 2026-10-01
+DEMO_SEED ?= 7
+DEMO_RUN_DATE := $(shell $(PYTHON_BOOTSTRAP) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_DAYS)))" 2>/dev/null)
+DATE ?= $(DEMO_RUN_DATE)
+CONF ?=
+DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
+
+.PHONY: help install demo demo-data run summary test airflow-db clean
+
+help:
+	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
+	@echo "make test            set up (first time) and run the test suite"
+	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(AIRFLOW_HOME)/airflow.db: $(STAMP)
+	@mkdir -p $(AIRFLOW_HOME)
+	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+airflow-db: $(AIRFLOW_HOME)/airflow.db
+
+demo-data: install
+	$(PY) -m promoflow.demo_data --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
+		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED)
+
+demo: demo-data
+	@start=$$(date +%s); \
+	PROMO_TASK_RETRIES=0 $(MAKE) --no-print-directory run DATE=$(DEMO_RUN_DATE) > $(DATA_DIR)/demo-run.log 2>&1 \
+		|| { tail -60 $(DATA_DIR)/demo-run.log; echo "demo run failed: full log in $(DATA_DIR)/demo-run.log"; exit 1; }; \
+	echo "night ran in $$(( $$(date +%s) - start )) s (log: $(DATA_DIR)/demo-run.log)"
+	@$(PY) -m promoflow.cli summary --date $(DEMO_RUN_DATE)
+
+run: install airflow-db
+	$(PY) -m promoflow.cli run --date $(DATE) $(if $(CONF),--conf '$(CONF)',)
+
+summary: install
+	$(PY) -m promoflow.cli summary --date $(DATE)
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+clean:
+	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)

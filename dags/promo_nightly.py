@@ -1,0 +1,139 @@
+"""
+### promo_nightly: tonight's promotion for every customer
+
+Runs once per **run date** (the logical date, UTC) and decides, per user, which
+offer to send tomorrow, or none, maximising expected *incremental* margin
+within the night's budget on expected discount cost.
+
+| task | reads | writes |
+|---|---|---|
+| ingest_validate | landing zone (`raw_uri`) | lake `clean/`, `quarantine/` (GX checkpoints) |
+| build_features | lake `clean/` | lake `features/` (Spark) |
+| load_warehouse | lake | warehouse schema `raw` |
+| dbt_build | `raw` | schema `analytics` (dbt models + tests) |
+| feature_store | `analytics.user_features` | Feast registry, online store |
+| train_model | `analytics.fct_promo_outcomes` + Feast | model store |
+| assign | Feast + model | lake `assignments/` (staged) |
+| publish | staged assignments | `promo_assignments` + `{export_uri}/promo_assignments/run_date=…/` |
+
+Every task is idempotent for its run date: **clear and re-run** any task, or the
+whole run, to replace that date's outputs. A task that fails on bad data says
+why in its log; nothing is published until `publish` succeeds, and the last
+published night stays as it was. Params override the `PROMO_*` settings for one
+run (empty = use the environment).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+SETTINGS_PARAMS = {
+    "raw_uri": Param(None, type=["null", "string"], description="Landing zone: folder or s3://bucket/prefix"),
+    "warehouse_url": Param(None, type=["null", "string"], description="duckdb:///path/file.duckdb or postgresql://user@host:port/db"),
+    "export_uri": Param(None, type=["null", "string"], description="Marketing export: folder or s3://bucket/prefix"),
+    "budget": Param(None, type=["null", "number"], description="Budget on expected discount cost (currency)"),
+    "lake_dir": Param(None, type=["null", "string"], description="Working lake folder for validated data and features"),
+    "model_store_uri": Param(None, type=["null", "string"], description="Model store: folder or s3://bucket/prefix"),
+    "spark_master": Param(None, type=["null", "string"], description="local[*] or spark://host:7077"),
+    "feast_online_store": Param(None, type=["null", "string"], description="sqlite or redis"),
+}
+
+
+@dag(
+    dag_id="promo_nightly",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["promoflow", "nightly"],
+    params=SETTINGS_PARAMS,
+    doc_md=__doc__,
+    default_args={
+        "retries": int(os.environ.get("PROMO_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+    },
+)
+def promo_nightly():
+    @task
+    def ingest_validate(ds=None, params=None) -> dict:
+        """Type, check and quarantine the landing partitions this night needs; GX checkpoint per table.
+        Stops (and publishes nothing) on schema drift, an empty partition or too many bad rows."""
+        from promoflow import stages
+
+        return stages.ingest_validate(ds, params)
+
+    @task
+    def build_features(ds=None, params=None) -> dict:
+        """Spark: daily partial aggregates for new days, rolled up into user and item features as of the run date."""
+        from promoflow import stages
+
+        return stages.build_features(ds, params)
+
+    @task
+    def load_warehouse(ds=None, params=None) -> dict:
+        """Load changed lake partitions into the warehouse's `raw` schema (delete+insert per partition)."""
+        from promoflow import stages
+
+        return stages.load_warehouse(ds, params)
+
+    @task
+    def dbt_build(ds=None, params=None) -> dict:
+        """`dbt build`: staging -> intermediate -> marts, with their tests."""
+        from promoflow import stages
+
+        return stages.dbt_build(ds, params)
+
+    @task
+    def feature_store(ds=None, params=None) -> dict:
+        """Feast apply, then materialise the run's interval into the online store."""
+        from promoflow import stages
+
+        return stages.feature_store(ds, params)
+
+    @task(queue="gpu")
+    def train_model(ds=None, params=None) -> dict:
+        """Train the TensorFlow promo response model on a Feast training set; store a versioned artifact."""
+        from promoflow import stages
+
+        return stages.train_model(ds, params)
+
+    @task
+    def assign(trained: dict, ds=None, params=None) -> dict:
+        """Score users x arms, allocate within budget, hold out 5%, render channel / message / items."""
+        from promoflow import stages
+
+        return stages.assign(ds, trained["model_version"], params)
+
+    @task
+    def publish(ds=None, params=None) -> dict:
+        """GX gate on the staged rows, then replace the run date in `promo_assignments` and the export folder."""
+        from promoflow import stages
+
+        return stages.publish(ds, params)
+
+    @task
+    def summarise(ingested: dict, trained: dict, assigned: dict, published: dict, ds=None, params=None) -> dict:
+        """Write and log the night's summary (users, offers per promo, budget used, output locations)."""
+        from promoflow import stages
+
+        parts = {"ingest": ingested, "train": trained, "assign": assigned, "publish": published}
+        return stages.write_run_summary(ds, parts, params)
+
+    ingested = ingest_validate()
+    features = build_features()
+    loaded = load_warehouse()
+    modelled = dbt_build()
+    materialised = feature_store()
+    trained = train_model()
+    assigned = assign(trained)
+    published = publish()
+    ingested >> features >> loaded >> modelled >> materialised >> trained
+    assigned >> published
+    summarise(ingested, trained, assigned, published)
+
+
+promo_nightly()

@@ -1,0 +1,43 @@
+with
+
+outcomes as (
+
+    select * from {{ ref('int_exposure_outcomes') }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_users') }}
+
+),
+
+final as (
+
+    select
+        outcomes.exposure_id,
+        outcomes.user_id,
+        users.user_key,
+        outcomes.promo_id,
+        outcomes.promo_type,
+        outcomes.sent_ts,
+        outcomes.channel,
+        outcomes.propensity,
+        outcomes.policy_version,
+        outcomes.valid_days,
+        outcomes.window_end_ts,
+        outcomes.is_matured,
+        outcomes.converted,
+        outcomes.redeemed,
+        outcomes.n_orders,
+        outcomes.order_margin,
+        outcomes.gross_amount,
+        outcomes.discount_amount
+
+    from outcomes
+    left join users
+        on outcomes.user_id = users.user_id
+
+)
+
+select * from final

@@ -1,0 +1,51 @@
+{#-
+  The table Feast's offline store reads (view `user_behaviour`). event_timestamp
+  is as_of 00:00 UTC: features as of D use only data strictly before D, so they
+  are known at that instant and point-in-time joins never leak. Rows after
+  run_date are left out so a re-run of an old date sees what that night saw.
+-#}
+
+with
+
+user_features as (
+
+    select * from {{ ref('stg_user_features') }}
+    where as_of <= {{ run_date() }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        cast(as_of as timestamp) as event_timestamp,
+        as_of,
+        tenure_days,
+        days_since_last_event,
+        days_since_last_order,
+        days_since_last_exposure,
+        orders_7d,
+        orders_30d,
+        orders_90d,
+        spend_7d,
+        spend_30d,
+        spend_90d,
+        views_30d,
+        carts_30d,
+        sessions_30d,
+        searches_30d,
+        events_per_session_30d,
+        view_to_cart_rate_30d,
+        cart_to_order_rate_30d,
+        avg_order_value_90d,
+        order_value_std_90d,
+        discount_order_share_90d,
+        exposures_30d,
+        preferred_hour,
+        top_category
+
+    from user_features
+
+)
+
+select * from final

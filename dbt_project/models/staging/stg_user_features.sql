@@ -1,0 +1,56 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'user_features') }}
+
+),
+
+renamed as (
+
+    select
+
+        ----------  ids
+        cast(user_id as text) as user_id,
+
+        ----------  dates
+        cast(as_of as date) as as_of,
+
+        ----------  recency and tenure (days)
+        cast(tenure_days as integer) as tenure_days,
+        cast(days_since_last_event as integer) as days_since_last_event,
+        cast(days_since_last_order as integer) as days_since_last_order,
+        cast(days_since_last_exposure as integer) as days_since_last_exposure,
+
+        ----------  orders and spend
+        cast(orders_7d as integer) as orders_7d,
+        cast(orders_30d as integer) as orders_30d,
+        cast(orders_90d as integer) as orders_90d,
+        cast(spend_7d as double precision) as spend_7d,
+        cast(spend_30d as double precision) as spend_30d,
+        cast(spend_90d as double precision) as spend_90d,
+
+        ----------  browsing
+        cast(views_30d as integer) as views_30d,
+        cast(carts_30d as integer) as carts_30d,
+        cast(sessions_30d as integer) as sessions_30d,
+        cast(searches_30d as integer) as searches_30d,
+        cast(events_per_session_30d as double precision) as events_per_session_30d,
+        cast(view_to_cart_rate_30d as double precision) as view_to_cart_rate_30d,
+        cast(cart_to_order_rate_30d as double precision) as cart_to_order_rate_30d,
+
+        ----------  order values and discounts
+        cast(avg_order_value_90d as double precision) as avg_order_value_90d,
+        cast(order_value_std_90d as double precision) as order_value_std_90d,
+        cast(discount_order_share_90d as double precision) as discount_order_share_90d,
+        cast(exposures_30d as integer) as exposures_30d,
+
+        ----------  preferences
+        cast(preferred_hour as integer) as preferred_hour,
+        cast(top_category as text) as top_category
+
+    from source
+
+)
+
+select * from renamed

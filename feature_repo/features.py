@@ -1,0 +1,53 @@
+"""Feature views: which columns of which source, for which entity, how long they stay fresh."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String
+
+from entities import user
+
+# Behaviour features are recomputed every night (as of 00:00 UTC); a value older
+# than two nights means the pipeline is behind, and training / scoring should see
+# a missing value rather than silently stale behaviour.
+USER_BEHAVIOUR_TTL = timedelta(days=2)
+
+USER_BEHAVIOUR_FIELDS = [
+    Field(name="tenure_days", dtype=Int64),
+    Field(name="days_since_last_event", dtype=Int64),
+    Field(name="days_since_last_order", dtype=Int64),
+    Field(name="days_since_last_exposure", dtype=Int64),
+    Field(name="orders_7d", dtype=Int64),
+    Field(name="orders_30d", dtype=Int64),
+    Field(name="orders_90d", dtype=Int64),
+    Field(name="spend_7d", dtype=Float64),
+    Field(name="spend_30d", dtype=Float64),
+    Field(name="spend_90d", dtype=Float64),
+    Field(name="views_30d", dtype=Int64),
+    Field(name="carts_30d", dtype=Int64),
+    Field(name="sessions_30d", dtype=Int64),
+    Field(name="searches_30d", dtype=Int64),
+    Field(name="events_per_session_30d", dtype=Float64),
+    Field(name="view_to_cart_rate_30d", dtype=Float64),
+    Field(name="cart_to_order_rate_30d", dtype=Float64),
+    Field(name="avg_order_value_90d", dtype=Float64),
+    Field(name="order_value_std_90d", dtype=Float64),
+    Field(name="discount_order_share_90d", dtype=Float64),
+    Field(name="exposures_30d", dtype=Int64),
+    Field(name="preferred_hour", dtype=Int64),
+    Field(name="top_category", dtype=String),
+]
+
+
+def user_behaviour_view(source) -> FeatureView:
+    return FeatureView(
+        name="user_behaviour",
+        entities=[user],
+        ttl=USER_BEHAVIOUR_TTL,
+        schema=USER_BEHAVIOUR_FIELDS,
+        source=source,
+        online=True,
+        description="Recency, frequency, monetary, funnel, deal-proneness and fatigue per user, as of 00:00 UTC each night.",
+    )

@@ -1,0 +1,21 @@
+"""Models, decision policy and delivery for the nightly promotion assignment.
+
+Modules (pure, importable functions; no I/O beyond what their names say):
+
+- ``feature_spec``    the one feature spec shared by training and scoring
+- ``training_data``   logged-exposure preparation: arm encoding, IPS weights, time split, AUC
+- ``predictions``     ``ArmPredictions``: per-user x per-arm model outputs and derived money
+- ``response_model``  multi-treatment TensorFlow response model (train / predict / save / load)
+- ``baseline``        per-arm logistic T-learner in numpy, same predict interface
+- ``model_store``     versioned model folders in a local folder or ``s3://`` prefix
+- ``policy``          budget-constrained allocation, holdout and propensities
+- ``delivery``        offer text, channel choice and reason codes
+
+Importing this package never imports TensorFlow; ``response_model`` does.
+"""
+
+import os
+
+# tensorflow-recommenders and this package's models use Keras 2 (tf-keras). TensorFlow reads
+# this variable when ``tf.keras`` is first touched, so it must be set before any TF import.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,0 +1,117 @@
+"""Delivery of a chosen offer: message text, channel and reason codes.
+
+Messages are English templates per ``promo_type`` of the promotions catalogue (see
+/work/shared/contracts/DATA_CONTRACT.md): they state the value, the spend threshold and the
+category when the offer has them, and the expiry date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Mapping, Sequence
+
+PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
+CHANNELS = ("email", "push", "sms", "in_app")
+PUSH_DEVICES = ("ios", "android")
+MAX_FEATURED_ITEMS_IN_MESSAGE = 3
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and value.strip() == "")
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    return float(value) if _present(value) else default
+
+
+def _money(amount: float, currency: str) -> str:
+    text = f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.2f}"
+    return f"{currency}{text}"
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
+
+
+def render_message(
+    promo: Mapping[str, Any],
+    expiry_date: dt.date,
+    featured_item_names: Sequence[str] | None = None,
+    *,
+    currency: str = "$",
+) -> str:
+    """Offer text for one user; ``promo`` is a row of the promotions catalogue."""
+    promo_type = promo.get("promo_type")
+    promo_id = promo.get("promo_id", "?")
+    if promo_type not in PROMO_TYPES:
+        raise ValueError(f"promo {promo_id!r}: promo_type {promo_type!r} has no message template; known: {PROMO_TYPES}")
+    value = _number(promo.get("value"))
+    min_spend = _number(promo.get("min_spend"))
+    max_discount = _number(promo.get("max_discount"), default=math.nan)
+    category = str(promo["category"]) if _present(promo.get("category")) else None
+
+    scope = f"{category} items" if category else "everything"
+    on_orders = f" on {category} orders" if category else " on your next order"
+    threshold = f" when you spend {_money(min_spend, currency)} or more" if min_spend > 0 else ""
+    cap = f" (up to {_money(max_discount, currency)} off)" if math.isfinite(max_discount) and max_discount > 0 else ""
+
+    if promo_type == "percent_off":
+        offer = f"Take {_percent(value)} off {scope}{threshold}{cap}."
+    elif promo_type == "amount_off":
+        offer = f"Get {_money(value, currency)} off{on_orders}{threshold}."
+    elif promo_type == "spend_threshold":
+        spend = f"Spend {_money(min_spend, currency)}" + (f" on {category} items" if category else "")
+        offer = f"{spend} and save {_money(value, currency)}{cap}."
+    elif promo_type == "free_shipping":
+        offer = f"Free shipping{on_orders}{threshold}."
+    else:  # gift
+        offer = f"A free gift worth {_money(value, currency)} with your next {category + ' ' if category else ''}order{threshold}."
+
+    parts = [offer, f"Valid until {expiry_date:%d %B %Y}."]
+    names = [str(n) for n in (featured_item_names or []) if _present(n)][:MAX_FEATURED_ITEMS_IN_MESSAGE]
+    if names:
+        parts.append(f"Picked for you: {', '.join(names)}.")
+    return " ".join(parts)
+
+
+def expiry_date(sent_date: dt.date, valid_days: int) -> dt.date:
+    """Last day the offer is redeemable: the window is [sent, sent + valid_days)."""
+    return sent_date + dt.timedelta(days=max(int(valid_days), 1) - 1)
+
+
+def choose_channel(promo_channel: str | None, device: str | None) -> str:
+    """The promo's fixed channel if it has one; else push on ios/android, email otherwise."""
+    if _present(promo_channel):
+        channel = str(promo_channel).strip().lower()
+        if channel not in CHANNELS:
+            raise ValueError(f"promo channel {promo_channel!r}: not one of {CHANNELS} (data contract)")
+        return channel
+    return "push" if str(device or "").strip().lower() in PUSH_DEVICES else "email"
+
+
+def reason_codes(
+    expected_incremental_margin: float,
+    expected_cost: float,
+    p_order_none: float,
+    p_order_arm: float,
+    *,
+    is_holdout: bool = False,
+    is_exploration: bool = False,
+) -> str:
+    """Short human-readable why, e.g. ``uplift +3.20 vs none; cost 1.10; p_order 0.12->0.19``."""
+    codes = []
+    if is_holdout:
+        codes.append("holdout")
+    if is_exploration:
+        codes.append("exploration")
+    codes += [
+        f"uplift {expected_incremental_margin:+.2f} vs none",
+        f"cost {expected_cost:.2f}",
+        f"p_order {p_order_none:.2f}->{p_order_arm:.2f}",
+    ]
+    return "; ".join(codes)

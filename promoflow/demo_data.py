@@ -1,0 +1,1026 @@
+"""Seeded demo shop: raw landing data in the data contract's layout, plus the ground truth.
+
+``make demo`` and the tests use this to get a realistic shop without real customers.
+It writes two folders:
+
+* ``raw_dir``  - exactly the contract's landing zone (``users``, ``items``,
+  ``promotions``, and ``events`` / ``orders`` / ``exposures`` partitioned by ``dt=``),
+  the only thing the platform may read;
+* ``truth_dir`` - what no real shop knows: each user's latent traits and segment, and
+  the expected outcome of every arm for an offer sent on ``run_date``. Evaluations
+  score an assignment table against it; the pipeline must never read it.
+
+Why the shop is "hard": most customers' order rate does not move when they get an
+offer, so a discount to them is pure cost - worst of all for the frequent buyers
+("sure things") who redeem anyway; about 10 % are "sleeping dogs" who order *less*
+after an offer; only a minority of "persuadables" respond (order-rate lift 1.5-4,
+depending on the offer type, its generosity and whether it fits their favourite
+category). Sending the richest offer to the most active customers loses money.
+The persuadables can be found, but only noisily and non-linearly, from behaviour the
+platform sees: they are deal-prone (more discounted orders, "sale"/"coupon" searches),
+price-sensitive (browse cheaper items) and hesitant (fill carts without ordering).
+
+Exposures come from a randomised logging policy (``logging_policy``) with known
+propensities. An offer raises (or lowers) the order rate for its ``valid_days`` and can
+be redeemed on orders from ``sent_ts`` on; a later offer to the same user replaces a live
+one (the newest code wins), a 'none' exposure changes nothing. The ground truth is for
+one offer sent at ``run_date`` 00:00 UTC with no other offer live; on logged windows that
+no later offer interrupted, realised discount cost matches it.
+
+Everything is vectorised numpy per simulated day (no Python loop over users or events),
+so a million users over 90 days (~50M events) is feasible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+GENERATOR_VERSION = "promoflow-demo-data-v1"
+LOGGING_POLICY_VERSION = "random-logging-v0"
+NO_OFFER_ARM = "none"  # the control arm's promo_id in exposures and truth
+
+# --------------------------------------------------------------------------- contract schemas
+# Exactly the data contract's columns; ``nullable=False`` where the contract has no
+# "nullable" note, so a writer bug that produces nulls fails loudly in pyarrow.
+_UTC_TS = pa.timestamp("us", tz="UTC")
+
+
+def _required(name: str, arrow_type: pa.DataType) -> pa.Field:
+    return pa.field(name, arrow_type, nullable=False)
+
+
+def _optional(name: str, arrow_type: pa.DataType) -> pa.Field:
+    return pa.field(name, arrow_type, nullable=True)
+
+
+RAW_SCHEMAS: dict[str, pa.Schema] = {
+    "users": pa.schema(
+        [
+            _required("user_id", pa.string()),
+            _required("signup_ts", _UTC_TS),
+            _required("region", pa.string()),
+            _required("device", pa.string()),
+            _optional("email", pa.string()),
+        ]
+    ),
+    "items": pa.schema(
+        [
+            _required("item_id", pa.string()),
+            _required("category", pa.string()),
+            _optional("brand", pa.string()),
+            _required("price", pa.float64()),
+            _required("unit_cost", pa.float64()),
+        ]
+    ),
+    "promotions": pa.schema(
+        [
+            _required("promo_id", pa.string()),
+            _required("promo_type", pa.string()),
+            _required("value", pa.float64()),
+            _required("min_spend", pa.float64()),
+            _optional("max_discount", pa.float64()),
+            _optional("category", pa.string()),
+            _optional("channel", pa.string()),
+            _required("valid_days", pa.int32()),
+            _required("active_from", pa.date32()),
+            _required("active_to", pa.date32()),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            _required("event_id", pa.string()),
+            _required("user_id", pa.string()),
+            _optional("item_id", pa.string()),
+            _required("event_type", pa.string()),
+            _required("event_ts", _UTC_TS),
+            _optional("session_id", pa.string()),
+            _optional("query", pa.string()),
+        ]
+    ),
+    "orders": pa.schema(
+        [
+            _required("order_id", pa.string()),
+            _required("user_id", pa.string()),
+            _required("order_ts", _UTC_TS),
+            _required("gross_amount", pa.float64()),
+            _required("discount_amount", pa.float64()),
+            _required("cogs", pa.float64()),
+            _required("shipping_fee", pa.float64()),
+            _optional("promo_id", pa.string()),
+            _required("n_items", pa.int32()),
+        ]
+    ),
+    "exposures": pa.schema(
+        [
+            _required("user_id", pa.string()),
+            _required("promo_id", pa.string()),
+            _required("sent_ts", _UTC_TS),
+            _required("channel", pa.string()),
+            _optional("propensity", pa.float64()),
+            _optional("policy_version", pa.string()),
+        ]
+    ),
+}
+SNAPSHOT_TABLES = ("users", "items", "promotions")
+DAILY_TABLES = ("events", "orders", "exposures")
+
+# --------------------------------------------------------------------------- shop constants
+CHANNELS = ("email", "push", "sms", "in_app")
+REGIONS = ("north", "south", "east", "west", "central")
+DEVICES = ("ios", "android", "web")
+DEVICE_SHARES = (0.42, 0.38, 0.20)
+# category -> (share of shoppers who prefer it, median list price)
+CATEGORIES: dict[str, tuple[float, float]] = {
+    "electronics": (0.10, 120.0),
+    "fashion": (0.20, 38.0),
+    "home": (0.14, 32.0),
+    "beauty": (0.14, 17.0),
+    "grocery": (0.16, 7.0),
+    "sports": (0.10, 42.0),
+    "toys": (0.08, 24.0),
+    "books": (0.08, 14.0),
+}
+CATEGORY_NAMES = tuple(CATEGORIES)
+CATEGORY_SHARES = np.array([share for share, _ in CATEGORIES.values()])
+BRANDS_PER_CATEGORY = 6
+# A flat fee below this basket value; free above it (the usual shop rule, and what
+# makes a free_shipping offer worth something only to small-basket customers).
+SHIPPING_FEE = 4.99
+FREE_SHIPPING_FROM = 49.0
+# Mon..Sun order/session rate multipliers (weekend shopping); mean 1.
+WEEKDAY_FACTOR = np.array([0.95, 0.92, 0.93, 0.98, 1.05, 1.12, 1.05])
+
+SEARCH_DEAL_WORDS = ("sale", "discount", "coupon", "cheap", "deal")
+SEARCH_PLAIN_WORDS = ("", "best", "new", "gift", "top rated")
+SEARCH_VOCABULARY = tuple(
+    f"{word} {category}".strip() for word in SEARCH_PLAIN_WORDS + SEARCH_DEAL_WORDS for category in CATEGORY_NAMES
+)
+
+DAILY_EXPOSURE_SHARE = 0.08  # share of users the logging policy sends something each day
+DUPLICATE_EVENT_SHARE = 0.005  # events redelivered in part-1.parquet with the same event_id
+US_PER_DAY = 86_400_000_000
+US_PER_S = 1_000_000
+
+SEGMENTS = ("sure_thing", "persuadable", "sleeping_dog", "indifferent")
+
+
+@dataclass(frozen=True)
+class PromoSpec:
+    """One catalogue offer and its hidden response parameters."""
+
+    promo_id: str
+    promo_type: str
+    value: float
+    min_spend: float
+    max_discount: float | None
+    category: str | None
+    channel: str | None
+    valid_days: int
+    # How strongly the offer moves a persuadable (0..1); hidden from the platform.
+    persuasion_strength: float
+    # Relative weight in the randomised logging policy ('none' has LOGGING_WEIGHT_NONE).
+    logging_weight: float
+
+
+LOGGING_WEIGHT_NONE = 2.0
+CATALOGUE: tuple[PromoSpec, ...] = (
+    PromoSpec("p_pct10", "percent_off", 10.0, 0.0, 15.0, None, None, 7, 0.65, 1.0),
+    PromoSpec("p_pct20", "percent_off", 20.0, 30.0, 30.0, None, None, 5, 1.00, 1.0),
+    PromoSpec("p_amt5", "amount_off", 5.0, 25.0, None, None, None, 7, 0.60, 1.0),
+    PromoSpec("p_spend60_save12", "spend_threshold", 12.0, 60.0, None, None, None, 10, 0.85, 1.0),
+    PromoSpec("p_freeship", "free_shipping", SHIPPING_FEE, 0.0, SHIPPING_FEE, None, "push", 3, 0.70, 1.0),
+    # The rarer arm of the logging policy: gifts are costly to stock.
+    PromoSpec("p_gift_tote", "gift", 6.0, 40.0, None, None, None, 14, 0.55, 0.5),
+    PromoSpec("p_beauty15", "percent_off", 15.0, 0.0, 20.0, "beauty", None, 7, 0.90, 1.0),
+    PromoSpec("p_elec_amt20", "amount_off", 20.0, 100.0, None, "electronics", "email", 14, 0.90, 1.0),
+)
+PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
+ACTIVE_AFTER_RUN_DAYS = 60  # offers stay assignable this long after the simulated period
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """What one :func:`generate` call wrote."""
+
+    raw_dir: str
+    truth_dir: str
+    seed: int
+    n_users: int
+    n_items: int
+    n_promotions: int
+    n_days: int
+    start_date: date
+    run_date: date  # first date whose decisions the data supports (start_date + n_days)
+    n_events: int  # distinct events (part-0 files)
+    n_duplicate_events: int  # redelivered copies in part-1 files
+    n_orders: int
+    n_redeemed_orders: int
+    n_exposures: int
+    n_truth_rows: int
+    seconds: float
+
+    def one_line(self) -> str:
+        return (
+            f"demo data seed={self.seed}: {self.n_users} users, {self.n_items} items, "
+            f"{self.n_promotions} promos, {self.n_days} days {self.start_date}..{self.run_date - timedelta(days=1)} "
+            f"(run_date {self.run_date}); {self.n_events} events (+{self.n_duplicate_events} duplicates), "
+            f"{self.n_orders} orders ({self.n_redeemed_orders} with a promo), {self.n_exposures} exposures, "
+            f"{self.n_truth_rows} truth rows -> {self.raw_dir} | {self.truth_dir} in {self.seconds:.1f}s"
+        )
+
+
+# =========================================================================== building blocks
+@dataclass
+class _Items:
+    ids: pa.Array
+    category: np.ndarray  # int category code per item
+    price: np.ndarray
+    unit_cost: np.ndarray
+    # Items of each category sorted by price, concatenated: lets a draw pick "a cheap
+    # beauty item" with one vectorised index computation.
+    by_category_price: np.ndarray
+    category_offset: np.ndarray
+    category_count: np.ndarray
+    by_price: np.ndarray  # all items sorted by price (for spend-threshold top-ups)
+
+
+@dataclass
+class _Users:
+    ids: pa.Array
+    segment: np.ndarray  # index into SEGMENTS
+    base_order_rate: np.ndarray  # expected orders per day without an offer (weekday mean)
+    session_rate: np.ndarray  # expected browsing sessions per day
+    extra_items_mean: np.ndarray  # basket size = 1 + Poisson(this)
+    cheapness: np.ndarray  # exponent >1 => picks cheaper items within a category
+    preferred_category: np.ndarray
+    preferred_hour: np.ndarray
+    price_sensitivity: np.ndarray
+    deal_proneness: np.ndarray
+    hesitancy: np.ndarray  # cart-without-order tendency
+    redeem_prob: np.ndarray  # P(use an applicable offer on an order)
+    topup_prob: np.ndarray  # P(add an item to reach an offer's min_spend when close)
+    base_lift: np.ndarray  # persuadables' peak lift before type/strength/category fit
+    lift: np.ndarray  # (n_users, n_promos) order-rate multiplier while an offer is live
+
+
+def _id_strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """``prefix`` + zero-padded numbers, built in Arrow (fast at tens of millions)."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _date_to_us(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * US_PER_DAY
+
+
+def _build_items(rng: np.random.Generator, n_items: int) -> tuple[_Items, pa.Table]:
+    category = rng.choice(len(CATEGORY_NAMES), size=n_items, p=CATEGORY_SHARES)
+    # Every category needs at least one item so any preference can be served.
+    category[: len(CATEGORY_NAMES)] = np.arange(len(CATEGORY_NAMES))
+    median_price = np.array([median for _, median in CATEGORIES.values()])[category]
+    price = np.round(median_price * rng.lognormal(0.0, 0.55, n_items), 2).clip(0.99, None)
+    unit_cost = np.round(price * rng.uniform(0.45, 0.75, n_items), 2)
+    brand_number = rng.integers(0, BRANDS_PER_CATEGORY, n_items)
+    brand_names = np.array([f"{CATEGORY_NAMES[c]}-brand-{b}" for c in range(len(CATEGORY_NAMES)) for b in range(BRANDS_PER_CATEGORY)])
+    brand = pa.array(brand_names[category * BRANDS_PER_CATEGORY + brand_number], mask=rng.random(n_items) < 0.08)
+
+    ids = _id_strings("i", np.arange(n_items), max(4, len(str(n_items - 1))))
+    order = np.lexsort((price, category))
+    counts = np.bincount(category, minlength=len(CATEGORY_NAMES))
+    items = _Items(
+        ids=ids,
+        category=category,
+        price=price,
+        unit_cost=unit_cost,
+        by_category_price=order,
+        category_offset=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+        category_count=counts,
+        by_price=np.argsort(price, kind="stable"),
+    )
+    table = pa.Table.from_arrays(
+        [ids, pa.array(np.array(CATEGORY_NAMES)[category]), brand, pa.array(price), pa.array(unit_cost)],
+        schema=RAW_SCHEMAS["items"],
+    )
+    return items, table
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _build_users(
+    rng: np.random.Generator, n_users: int, start_date: date, catalogue: tuple[PromoSpec, ...]
+) -> tuple[_Users, pa.Table]:
+    n = n_users
+    deal_proneness = rng.beta(2.0, 4.0, n)
+    # Price sensitivity and deal-proneness go together, but far from perfectly.
+    price_sensitivity = np.clip(0.55 * rng.beta(2.0, 3.0, n) + 0.45 * deal_proneness + rng.normal(0, 0.05, n), 0, 1)
+    hesitancy = rng.beta(2.0, 5.0, n)
+
+    # Heavy-tailed order rate: most users order a few times a quarter, a minority
+    # ("sure things") every few days and need no incentive at all.
+    order_rate = rng.lognormal(np.log(0.009), 0.85, n)
+    sure_thing = rng.random(n) < 0.08
+    order_rate[sure_thing] = rng.lognormal(np.log(0.16), 0.45, sure_thing.sum())
+    order_rate = order_rate.clip(0.0005, 0.9)
+    rate_z = (np.log(order_rate) - np.log(0.009)) / 0.85
+
+    # Segment membership depends on traits the platform can observe, through a noisy,
+    # non-linear score: deal-prone, price-sensitive, hesitant, not-already-frequent
+    # shoppers are the persuadables; low-deal-prone, price-insensitive ones the
+    # sleeping dogs (offers feel like spam to them).
+    persuadable_score = (
+        -2.0
+        + 5.0 * (deal_proneness - 0.33)
+        + 3.0 * (price_sensitivity - 0.4) ** 2 * np.sign(price_sensitivity - 0.4)
+        + 4.0 * (hesitancy - 0.28)
+        - 0.5 * np.abs(rate_z)
+        + rng.normal(0, 0.8, n)
+    )
+    sleeping_score = -2.7 - 6.0 * (deal_proneness - 0.33) - 2.0 * (price_sensitivity - 0.4) + rng.normal(0, 0.8, n)
+    p_persuadable = _sigmoid(persuadable_score)
+    p_sleeping = _sigmoid(sleeping_score)
+    draw = rng.random(n)
+    segment = np.full(n, SEGMENTS.index("indifferent"))
+    segment[draw < p_persuadable + p_sleeping] = SEGMENTS.index("sleeping_dog")
+    segment[draw < p_persuadable] = SEGMENTS.index("persuadable")
+    segment[sure_thing] = SEGMENTS.index("sure_thing")
+
+    preferred_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
+    hour_kind = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])
+    preferred_hour = np.select(
+        [hour_kind == 0, hour_kind == 1], [rng.integers(18, 23, n), rng.integers(11, 15, n)], rng.integers(0, 24, n)
+    )
+    # Sleeping dogs skew premium (bigger baskets, pricier items).
+    is_sleeping = segment == SEGMENTS.index("sleeping_dog")
+    extra_items_mean = rng.lognormal(np.log(1.0), 0.5, n) * np.where(is_sleeping, 1.3, 1.0)
+    cheapness = 0.6 + 2.5 * price_sensitivity
+    # Browsing rises with ordering, but persuadables browse more than they buy.
+    is_persuadable = segment == SEGMENTS.index("persuadable")
+    session_rate = rng.lognormal(0.0, 0.5, n) * (0.035 + 1.3 * order_rate) * np.where(is_persuadable, 1.5, 1.0)
+
+    redeem_prob = 0.15 + 0.75 * deal_proneness
+    redeem_prob = np.where(is_persuadable, np.maximum(redeem_prob, 0.75), redeem_prob)
+    redeem_prob = np.where(sure_thing, rng.uniform(0.85, 0.97, n), redeem_prob)
+    topup_prob = 0.7 * deal_proneness
+
+    # Which offer types a persuadable responds to follows their observable habits.
+    small_basket = np.exp(-extra_items_mean)  # ~1 for single-item buyers
+    type_affinity = {
+        "percent_off": 0.35 + 0.9 * price_sensitivity,
+        "amount_off": 0.35 + 0.6 * price_sensitivity + 0.3 * small_basket,
+        "spend_threshold": 0.2 + 0.9 * (1.0 - small_basket),
+        "free_shipping": 0.15 + 1.0 * small_basket,
+        "gift": rng.uniform(0.1, 1.0, n),  # idiosyncratic: hardly predictable
+    }
+    for name in type_affinity:
+        type_affinity[name] = np.clip(type_affinity[name] + rng.normal(0, 0.15, n), 0.0, 1.3)
+    base_lift = 1.5 + 2.5 * rng.beta(2.0, 2.0, n)  # peak lift 1.5..4
+
+    n_promos = len(catalogue)
+    # Indifferent users and sure things: 1 or a touch below (inbox fatigue); an offer
+    # never makes them order more.
+    lift = np.exp(-np.abs(rng.normal(0.0, 0.03, (n, n_promos))))
+    for p, promo in enumerate(catalogue):
+        fit = type_affinity[promo.promo_type] * promo.persuasion_strength
+        if promo.category is not None:
+            fit = fit * np.where(preferred_category == CATEGORY_NAMES.index(promo.category), 1.1, 0.0)
+        persuaded = 1.0 + (base_lift - 1.0) * np.clip(fit, 0.0, 1.0)
+        lift[is_persuadable, p] = persuaded[is_persuadable] * lift[is_persuadable, p]
+    # Sleeping dogs: every offer lowers their ordering; the loudest (fixed-channel push/
+    # email) a bit more.
+    annoyance = rng.uniform(0.45, 0.9, n)
+    for p, promo in enumerate(catalogue):
+        extra = 0.9 if promo.channel is not None else 1.0
+        lift[is_sleeping, p] = (annoyance * extra * np.exp(rng.normal(0, 0.05, n)))[is_sleeping]
+
+    users = _Users(
+        ids=_id_strings("u", np.arange(n), max(6, len(str(n - 1)))),
+        segment=segment,
+        base_order_rate=order_rate,
+        session_rate=session_rate,
+        extra_items_mean=extra_items_mean,
+        cheapness=cheapness,
+        preferred_category=preferred_category,
+        preferred_hour=preferred_hour,
+        price_sensitivity=price_sensitivity,
+        deal_proneness=deal_proneness,
+        hesitancy=hesitancy,
+        redeem_prob=redeem_prob,
+        topup_prob=topup_prob,
+        base_lift=np.where(is_persuadable, base_lift, 1.0),
+        lift=lift,
+    )
+
+    start_us = _date_to_us(start_date)
+    tenure_days = np.where(rng.random(n) < 0.1, rng.uniform(1, 45, n), rng.uniform(45, 3 * 365, n))
+    signup_us = start_us - (tenure_days * US_PER_DAY).astype(np.int64)
+    emails = pc.binary_join_element_wise(users.ids, "@example.com", "")  # fake PII
+    email_missing = pa.array(rng.random(n) < 0.03)
+    table = pa.Table.from_arrays(
+        [
+            users.ids,
+            pa.array(signup_us, _UTC_TS),
+            pa.array(np.array(REGIONS)[rng.integers(0, len(REGIONS), n)]),
+            pa.array(np.array(DEVICES)[rng.choice(len(DEVICES), size=n, p=DEVICE_SHARES)]),
+            pc.if_else(email_missing, pa.scalar(None, pa.string()), emails),
+        ],
+        schema=RAW_SCHEMAS["users"],
+    )
+    return users, table
+
+
+def _promotions_table(catalogue: tuple[PromoSpec, ...], start_date: date, run_date: date) -> pa.Table:
+    active_to = run_date + timedelta(days=ACTIVE_AFTER_RUN_DAYS)
+    columns = {
+        "promo_id": [p.promo_id for p in catalogue],
+        "promo_type": [p.promo_type for p in catalogue],
+        "value": [p.value for p in catalogue],
+        "min_spend": [p.min_spend for p in catalogue],
+        "max_discount": [p.max_discount for p in catalogue],
+        "category": [p.category for p in catalogue],
+        "channel": [p.channel for p in catalogue],
+        "valid_days": [p.valid_days for p in catalogue],
+        "active_from": [start_date] * len(catalogue),
+        "active_to": [active_to] * len(catalogue),
+    }
+    return pa.Table.from_pydict(columns, schema=RAW_SCHEMAS["promotions"])
+
+
+def logging_policy(catalogue_promo_ids: list[str] | tuple[str, ...] = tuple(p.promo_id for p in CATALOGUE)) -> dict[str, float]:
+    """Arm -> probability of the randomised logging policy, given the active promo ids.
+
+    'none' is twice as likely as a regular promo and the gift half as likely, so
+    propensities differ by arm (off-policy estimators must weight by them).
+    """
+    weights = {NO_OFFER_ARM: LOGGING_WEIGHT_NONE}
+    by_id = {p.promo_id: p for p in CATALOGUE}
+    for promo_id in catalogue_promo_ids:
+        weights[promo_id] = by_id[promo_id].logging_weight if promo_id in by_id else 1.0
+    total = sum(weights.values())
+    return {arm: weight / total for arm, weight in weights.items()}
+
+
+# =========================================================================== orders
+def _pick_items(rng: np.random.Generator, user_of_pick: np.ndarray, users: _Users, items: _Items, preferred_share: float) -> np.ndarray:
+    """One item per entry of ``user_of_pick``: mostly from the user's favourite category,
+    cheaper items for price-sensitive users."""
+    n = len(user_of_pick)
+    random_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
+    category = np.where(rng.random(n) < preferred_share, users.preferred_category[user_of_pick], random_category)
+    position = rng.random(n) ** users.cheapness[user_of_pick]
+    within = np.minimum((position * items.category_count[category]).astype(np.int64), items.category_count[category] - 1)
+    return items.by_category_price[items.category_offset[category] + within]
+
+
+@dataclass
+class _Baskets:
+    """Order contents before any offer: ``line_order[k]`` is the order of line ``k``."""
+
+    line_order: np.ndarray
+    line_item: np.ndarray
+    gross: np.ndarray
+    cogs: np.ndarray
+    subtotal_by_category: dict[str, np.ndarray]  # only categories some promo is limited to
+
+
+def _draw_baskets(rng: np.random.Generator, order_user: np.ndarray, users: _Users, items: _Items, limited_categories: list[str]) -> _Baskets:
+    n_orders = len(order_user)
+    n_lines = np.minimum(1 + rng.poisson(users.extra_items_mean[order_user]), 12)
+    line_order = np.repeat(np.arange(n_orders), n_lines)
+    line_item = _pick_items(rng, order_user[line_order], users, items, preferred_share=0.65)
+    line_price = items.price[line_item]
+    gross = np.bincount(line_order, weights=line_price, minlength=n_orders)
+    cogs = np.bincount(line_order, weights=items.unit_cost[line_item], minlength=n_orders)
+    subtotals = {
+        name: np.bincount(line_order, weights=line_price * (items.category[line_item] == CATEGORY_NAMES.index(name)), minlength=n_orders)
+        for name in limited_categories
+    }
+    return _Baskets(line_order, line_item, gross, cogs, subtotals)
+
+
+def _topup_items(rng: np.random.Generator, gap: np.ndarray, items: _Items) -> np.ndarray:
+    """An item that closes a spend gap: among the cheapest items priced at least ``gap``."""
+    sorted_prices = items.price[items.by_price]
+    position = np.searchsorted(sorted_prices, gap) + rng.integers(0, 4, len(gap))
+    return items.by_price[np.minimum(position, len(sorted_prices) - 1)]
+
+
+def _topup_applies(promo: PromoSpec, gross: np.ndarray) -> np.ndarray:
+    """Orders close enough below a whole-shop threshold that a customer might add an item."""
+    if promo.min_spend <= 0 or promo.category is not None:
+        return np.zeros(len(gross), dtype=bool)
+    return (gross < promo.min_spend) & (gross >= 0.65 * promo.min_spend)
+
+
+def _shipping_fee(gross: np.ndarray) -> np.ndarray:
+    return np.where(gross < FREE_SHIPPING_FROM, SHIPPING_FEE, 0.0)
+
+
+def _offer_discount(promo: PromoSpec, gross: np.ndarray, category_subtotal: np.ndarray | None, shipping_fee: np.ndarray) -> np.ndarray:
+    """Discount the offer gives an order if redeemed; 0 where the order does not qualify."""
+    base = gross if promo.category is None else category_subtotal
+    qualifies = (base > 0) & (base >= promo.min_spend)
+    if promo.promo_type == "percent_off":
+        discount = promo.value / 100.0 * base
+    elif promo.promo_type in ("amount_off", "spend_threshold"):
+        discount = np.minimum(promo.value, base)
+    elif promo.promo_type == "free_shipping":
+        discount = shipping_fee
+    elif promo.promo_type == "gift":
+        discount = np.full(len(gross), promo.value)
+    else:
+        raise ValueError(f"promo {promo.promo_id}: unknown promo_type {promo.promo_type!r}; expected one of {PROMO_TYPES}")
+    if promo.max_discount is not None:
+        discount = np.minimum(discount, promo.max_discount)
+    return np.round(np.where(qualifies, discount, 0.0), 2)
+
+
+# =========================================================================== one simulated day
+@dataclass
+class _OfferState:
+    """Each user's live offer (the most recent one sent; a 'none' exposure changes nothing)."""
+
+    promo: np.ndarray  # catalogue index, -1 = no offer
+    sent_us: np.ndarray
+    end_day: np.ndarray  # first day index the offer no longer counts
+
+
+def _simulate_day(
+    rng: np.random.Generator,
+    day_index: int,
+    day: date,
+    users: _Users,
+    items: _Items,
+    catalogue: tuple[PromoSpec, ...],
+    state: _OfferState,
+    channels_pa: pa.Array,
+    arm_ids_pa: pa.Array,
+) -> dict[str, pa.Table | None]:
+    n_users = len(users.base_order_rate)
+    day_us = _date_to_us(day)
+    weekday_factor = WEEKDAY_FACTOR[day.weekday()]
+    limited_categories = sorted({p.category for p in catalogue if p.category is not None})
+
+    # ---- exposures: the randomised logging policy, sent by the night batch (00:00-01:00)
+    policy = logging_policy([p.promo_id for p in catalogue])
+    arm_probs = np.array(list(policy.values()))  # order: none, then catalogue order
+    exposed = np.flatnonzero(rng.random(n_users) < DAILY_EXPOSURE_SHARE)
+    arm = rng.choice(len(arm_probs), size=len(exposed), p=arm_probs)
+    sent_us = day_us + rng.integers(0, 3600 * US_PER_S, len(exposed))
+    fixed_channel = np.array([-1] + [CHANNELS.index(p.channel) if p.channel else -1 for p in catalogue])[arm]
+    channel = np.where(fixed_channel >= 0, fixed_channel, rng.integers(0, len(CHANNELS), len(exposed)))
+    order_by_time = np.argsort(sent_us, kind="stable")
+    exposures = pa.Table.from_arrays(
+        [
+            users.ids.take(pa.array(exposed[order_by_time])),
+            arm_ids_pa.take(pa.array(arm[order_by_time])),
+            pa.array(sent_us[order_by_time], _UTC_TS),
+            channels_pa.take(pa.array(channel[order_by_time])),
+            pa.array(arm_probs[arm[order_by_time]]),
+            pa.array(np.full(len(exposed), LOGGING_POLICY_VERSION)),
+        ],
+        schema=RAW_SCHEMAS["exposures"],
+    )
+    got_offer = arm > 0
+    offered_users = exposed[got_offer]
+    offered_promo = arm[got_offer] - 1
+    state.promo[offered_users] = offered_promo
+    state.sent_us[offered_users] = sent_us[got_offer]
+    state.end_day[offered_users] = day_index + np.array([p.valid_days for p in catalogue])[offered_promo]
+
+    # ---- today's order rate: live offers multiply it by the user x promo lift
+    live = (state.promo >= 0) & (day_index < state.end_day)
+    lift_today = np.ones(n_users)
+    live_users = np.flatnonzero(live)
+    lift_today[live_users] = users.lift[live_users, state.promo[live_users]]
+    n_orders_per_user = rng.poisson(users.base_order_rate * weekday_factor * lift_today)
+    order_user = np.repeat(np.arange(n_users), n_orders_per_user)
+    n_orders = len(order_user)
+    baskets = _draw_baskets(rng, order_user, users, items, limited_categories)
+    order_second = (users.preferred_hour[order_user] * 3600 + rng.normal(0, 2.5 * 3600, n_orders)) % 86400
+    # Leave room before the order for its session's cart events inside the same UTC day.
+    order_second = np.clip(order_second, 900.0, 86400.0 - 1.0)
+    order_us = day_us + (order_second * US_PER_S).astype(np.int64)
+
+    # ---- offers on the orders: top-up towards thresholds, qualification, redemption
+    gross = baskets.gross.copy()
+    cogs = baskets.cogs.copy()
+    discount = np.zeros(n_orders)
+    redeemed_promo = np.full(n_orders, -1)
+    extra_line_order: list[np.ndarray] = []
+    extra_line_item: list[np.ndarray] = []
+    order_promo = np.where(live[order_user], state.promo[order_user], -1)
+    order_promo[order_us < state.sent_us[order_user]] = -1  # ordered before the offer arrived
+    for p, promo in enumerate(catalogue):
+        on_offer = np.flatnonzero(order_promo == p)
+        if len(on_offer) == 0:
+            continue
+        topup = on_offer[_topup_applies(promo, gross[on_offer]) & (rng.random(len(on_offer)) < users.topup_prob[order_user[on_offer]])]
+        if len(topup):
+            added = _topup_items(rng, promo.min_spend - gross[topup], items)
+            gross[topup] += items.price[added]
+            cogs[topup] += items.unit_cost[added]
+            extra_line_order.append(topup)
+            extra_line_item.append(added)
+        subtotal = baskets.subtotal_by_category[promo.category][on_offer] if promo.category else None
+        offer_discount = _offer_discount(promo, gross[on_offer], subtotal, _shipping_fee(gross[on_offer]))
+        redeems = (offer_discount > 0) & (rng.random(len(on_offer)) < users.redeem_prob[order_user[on_offer]])
+        discount[on_offer[redeems]] = offer_discount[redeems]
+        redeemed_promo[on_offer[redeems]] = p
+    line_order = np.concatenate([baskets.line_order, *extra_line_order])
+    line_item = np.concatenate([baskets.line_item, *extra_line_item])
+    line_sort = np.argsort(line_order, kind="stable")
+    line_order, line_item = line_order[line_sort], line_item[line_sort]
+    n_items = np.bincount(line_order, minlength=n_orders)
+
+    stamp = day.strftime("%Y%m%d")
+    time_order = np.argsort(order_us, kind="stable")
+    rank_of_order = np.empty(n_orders, dtype=np.int64)
+    rank_of_order[time_order] = np.arange(n_orders)
+    order_ids = _id_strings(f"o{stamp}-", np.arange(n_orders), 6)  # numbered in time order
+    promo_ids_pa = arm_ids_pa.slice(1)
+    orders = pa.Table.from_arrays(
+        [
+            order_ids,
+            users.ids.take(pa.array(order_user[time_order])),
+            pa.array(order_us[time_order], _UTC_TS),
+            pa.array(np.round(gross[time_order], 2)),
+            pa.array(np.round(discount[time_order], 2)),
+            pa.array(np.round(cogs[time_order], 2)),
+            pa.array(_shipping_fee(gross)[time_order]),
+            promo_ids_pa.take(pa.array(redeemed_promo[time_order], mask=redeemed_promo[time_order] < 0)),
+            pa.array(n_items[time_order].astype(np.int32)),
+        ],
+        schema=RAW_SCHEMAS["orders"],
+    )
+
+    # ---- browsing sessions (offers draw people back to the shop a little too)
+    n_sessions_per_user = rng.poisson(users.session_rate * weekday_factor * np.sqrt(lift_today))
+    session_user = np.repeat(np.arange(n_users), n_sessions_per_user)
+    n_sessions = len(session_user)
+    session_start = (users.preferred_hour[session_user] * 3600 + rng.normal(0, 2.0 * 3600, n_sessions)) % 86400
+    session_start = np.minimum(session_start, 86400.0 - 3600.0)  # sessions (< 1 h) end inside the day
+
+    n_views = np.minimum(1 + rng.poisson(2.0, n_sessions), 30)
+    view_session = np.repeat(np.arange(n_sessions), n_views)
+    view_rank = np.arange(len(view_session)) - np.repeat(np.cumsum(n_views) - n_views, n_views)
+    view_user = session_user[view_session]
+    view_item = _pick_items(rng, view_user, users, items, preferred_share=0.7)
+    view_second = session_start[view_session] + 20.0 + 45.0 * view_rank + rng.uniform(0, 30, len(view_session))
+    clicked = rng.random(len(view_session)) < 0.35
+    carted = rng.random(len(view_session)) < 0.03 + 0.25 * users.hesitancy[view_user]
+
+    n_searches = rng.poisson(0.15 + 0.5 * users.price_sensitivity[session_user])
+    search_session = np.repeat(np.arange(n_sessions), n_searches)
+    search_user = session_user[search_session]
+    deal_query = rng.random(len(search_session)) < 0.05 + 0.6 * users.deal_proneness[search_user]
+    word = np.where(
+        deal_query,
+        len(SEARCH_PLAIN_WORDS) + rng.integers(0, len(SEARCH_DEAL_WORDS), len(search_session)),
+        rng.integers(0, len(SEARCH_PLAIN_WORDS), len(search_session)),
+    )
+    search_category = np.where(
+        rng.random(len(search_session)) < 0.7,
+        users.preferred_category[search_user],
+        rng.integers(0, len(CATEGORY_NAMES), len(search_session)),
+    )
+    search_second = session_start[search_session] + rng.uniform(1, 15, len(search_session))
+
+    # ---- the order sessions: app_open, add_to_cart per line, purchase per line
+    line_user = order_user[line_order]
+    line_rank = np.arange(len(line_order)) - np.repeat(np.cumsum(n_items) - n_items, n_items)
+    order_session_start = order_second - 60.0 - 40.0 * n_items
+    cart_second = order_session_start[line_order] + 30.0 + 40.0 * line_rank
+
+    # Event rows by kind; sessions numbered: browsing 0..n_sessions-1, then one per order.
+    EV = ("view", "click", "add_to_cart", "purchase", "search", "app_open")
+    parts = [  # (user, item or -1, kind, second-of-day, session, query or -1)
+        (view_user, view_item, 0, view_second, view_session, None),
+        (view_user[clicked], view_item[clicked], 1, view_second[clicked] + rng.uniform(2, 15, clicked.sum()), view_session[clicked], None),
+        (view_user[carted], view_item[carted], 2, view_second[carted] + rng.uniform(16, 40, carted.sum()), view_session[carted], None),
+        (search_user, None, 4, search_second, search_session, word * len(CATEGORY_NAMES) + search_category),
+        (session_user, None, 5, session_start, np.arange(n_sessions), None),
+        (line_user, line_item, 2, cart_second, n_sessions + line_order, None),
+        (line_user, line_item, 3, order_second[line_order], n_sessions + line_order, None),
+        (order_user, None, 5, order_session_start, n_sessions + np.arange(n_orders), None),
+    ]
+    ev_user = np.concatenate([p[0] for p in parts])
+    ev_item = np.concatenate([p[1] if p[1] is not None else np.full(len(p[0]), -1) for p in parts])
+    ev_kind = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
+    ev_second = np.concatenate([p[3] for p in parts])
+    ev_session = np.concatenate([p[4] for p in parts])
+    ev_query = np.concatenate([p[5] if p[5] is not None else np.full(len(p[0]), -1) for p in parts])
+    ev_us = day_us + np.minimum((ev_second * US_PER_S).astype(np.int64), US_PER_DAY - 1)
+    # Purchases share their order's timestamp exactly (order_ts == purchase event_ts).
+    purchase = ev_kind == 3
+    ev_us[purchase] = order_us[line_order]
+    by_time = np.argsort(ev_us, kind="stable")
+    n_events = len(by_time)
+    events = pa.Table.from_arrays(
+        [
+            _id_strings(f"e{stamp}-", np.arange(n_events), 8),
+            users.ids.take(pa.array(ev_user[by_time])),
+            items.ids.take(pa.array(ev_item[by_time], mask=ev_item[by_time] < 0)),
+            pa.array(list(EV)).take(pa.array(ev_kind[by_time])),
+            pa.array(ev_us[by_time], _UTC_TS),
+            _id_strings(f"s{stamp}-", ev_session[by_time], 7),
+            pa.array(list(SEARCH_VOCABULARY)).take(pa.array(ev_query[by_time], mask=ev_query[by_time] < 0)),
+        ],
+        schema=RAW_SCHEMAS["events"],
+    )
+    # Redelivered events (at-least-once delivery upstream): same rows, another file.
+    duplicated = np.flatnonzero(rng.random(n_events) < DUPLICATE_EVENT_SHARE)
+    duplicates = events.take(pa.array(duplicated)) if len(duplicated) else None
+    return {"events": events, "events_duplicates": duplicates, "orders": orders, "exposures": exposures}
+
+
+# =========================================================================== ground truth
+def _season_sum(run_date: date, window_days: int) -> float:
+    """Sum of weekday factors over ``[run_date, run_date + window_days)``: expected
+    orders in the window per unit of base daily order rate."""
+    return float(sum(WEEKDAY_FACTOR[(run_date + timedelta(days=k)).weekday()] for k in range(window_days)))
+
+
+def _ground_truth(
+    seed: int,
+    users: _Users,
+    items: _Items,
+    catalogue: tuple[PromoSpec, ...],
+    run_date: date,
+    orders_per_user: int = 96,
+    chunk_users: int = 20_000,
+) -> pa.Table:
+    """Expected outcome of every arm for an offer sent at ``run_date`` 00:00 UTC.
+
+    Semi-analytic: orders in a window are Poisson with mean base_rate x weekday factors x
+    lift (exact); redemption and top-up are Bernoulli with known probabilities (exact
+    expectations); only the basket contents are averaged over ``orders_per_user`` Monte
+    Carlo baskets per user (fixed seed, common baskets for all arms so arm differences
+    carry little noise). Assumes no earlier offer is still live at run_date.
+    """
+    rng = np.random.default_rng([seed, 20_261_001])  # own stream: truth never shifts the raw data
+    n_users = len(users.base_order_rate)
+    limited_categories = sorted({p.category for p in catalogue if p.category is not None})
+    arms = [NO_OFFER_ARM] + [p.promo_id for p in catalogue]
+    n_arms = len(arms)
+    none_window = max(p.valid_days for p in catalogue)
+
+    p_order = np.zeros((n_users, n_arms))
+    expected_margin = np.zeros((n_users, n_arms))
+    expected_discount = np.zeros((n_users, n_arms))
+    expected_incremental = np.zeros((n_users, n_arms))
+    window = np.array([none_window] + [p.valid_days for p in catalogue])
+    lift = np.concatenate([np.ones((n_users, 1)), users.lift], axis=1)
+
+    for lo in range(0, n_users, chunk_users):
+        chunk = np.arange(lo, min(lo + chunk_users, n_users))
+        sample_user = np.repeat(chunk, orders_per_user)
+        baskets = _draw_baskets(rng, sample_user, users, items, limited_categories)
+        gross, cogs = baskets.gross, baskets.cogs
+        base_margin = (gross - cogs).reshape(len(chunk), orders_per_user).mean(axis=1)
+
+        rate = users.base_order_rate[chunk]
+        orders_none = rate * _season_sum(run_date, none_window)
+        p_order[chunk, 0] = 1.0 - np.exp(-orders_none)
+        expected_margin[chunk, 0] = orders_none * base_margin
+        redeem = users.redeem_prob[sample_user]
+        for p, promo in enumerate(catalogue, start=1):
+            # Top-up baskets exist only just below a threshold; elsewhere they equal the plain one.
+            near_threshold = np.flatnonzero(_topup_applies(promo, gross))
+            topup_item = _topup_items(rng, promo.min_spend - gross[near_threshold], items)
+            topup_share = np.zeros(len(gross))
+            topup_share[near_threshold] = users.topup_prob[sample_user[near_threshold]]
+            gross_topped, cogs_topped = gross.copy(), cogs.copy()
+            gross_topped[near_threshold] += items.price[topup_item]
+            cogs_topped[near_threshold] += items.unit_cost[topup_item]
+            subtotal = baskets.subtotal_by_category[promo.category] if promo.category else None
+            discount_plain = _offer_discount(promo, gross, subtotal, _shipping_fee(gross))
+            discount_topped = _offer_discount(promo, gross_topped, subtotal, _shipping_fee(gross_topped))
+            margin_per_order = (1 - topup_share) * (gross - cogs - redeem * discount_plain) + topup_share * (
+                gross_topped - cogs_topped - redeem * discount_topped
+            )
+            discount_per_order = redeem * ((1 - topup_share) * discount_plain + topup_share * discount_topped)
+            mean_margin = margin_per_order.reshape(len(chunk), orders_per_user).mean(axis=1)
+            mean_discount = discount_per_order.reshape(len(chunk), orders_per_user).mean(axis=1)
+
+            orders_window_none = rate * _season_sum(run_date, promo.valid_days)
+            orders_window_arm = orders_window_none * lift[chunk, p]
+            p_order[chunk, p] = 1.0 - np.exp(-orders_window_arm)
+            expected_margin[chunk, p] = orders_window_arm * mean_margin
+            expected_discount[chunk, p] = orders_window_arm * mean_discount
+            expected_incremental[chunk, p] = expected_margin[chunk, p] - orders_window_none * base_margin
+
+    user_index = np.repeat(np.arange(n_users), n_arms)
+    arm_index = np.tile(np.arange(n_arms), n_users)
+    return pa.table(
+        {
+            "user_id": users.ids.take(pa.array(user_index)),
+            "promo_id": pa.array(arms).take(pa.array(arm_index)),
+            "window_days": pa.array(window[arm_index].astype(np.int32)),
+            "order_rate_lift": pa.array(lift.ravel()),
+            "p_order": pa.array(p_order.ravel()),
+            "expected_margin": pa.array(expected_margin.ravel()),
+            "expected_discount_cost": pa.array(expected_discount.ravel()),
+            "expected_incremental_margin": pa.array(expected_incremental.ravel()),
+        }
+    )
+
+
+def _latent_table(users: _Users) -> pa.Table:
+    return pa.table(
+        {
+            "user_id": users.ids,
+            "segment": pa.array(np.array(SEGMENTS)[users.segment]),
+            "base_daily_order_rate": pa.array(users.base_order_rate),
+            "session_rate": pa.array(users.session_rate),
+            "extra_items_mean": pa.array(users.extra_items_mean),
+            "preferred_category": pa.array(np.array(CATEGORY_NAMES)[users.preferred_category]),
+            "preferred_hour_utc": pa.array(users.preferred_hour.astype(np.int32)),
+            "price_sensitivity": pa.array(users.price_sensitivity),
+            "deal_proneness": pa.array(users.deal_proneness),
+            "hesitancy": pa.array(users.hesitancy),
+            "redeem_prob": pa.array(users.redeem_prob),
+            "topup_prob": pa.array(users.topup_prob),
+            "peak_lift": pa.array(users.base_lift),
+        }
+    )
+
+
+# =========================================================================== writing
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+
+
+def _prepare_staging(target: Path, marker: str) -> Path:
+    """A fresh sibling folder to write into; refuses to later replace a folder that is
+    not ours (the swap deletes the old content)."""
+    target = target.resolve()
+    if target.exists() and any(target.iterdir()) and not (target / marker).exists():
+        raise FileExistsError(
+            f"{target} is not empty and has no {marker}: refusing to replace a folder the demo "
+            "generator did not write; point --raw-dir/--truth-dir at an empty or demo folder"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    target = target.resolve()
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def generate(
+    raw_dir: Path,
+    truth_dir: Path,
+    *,
+    n_users: int = 5000,
+    n_days: int = 30,
+    start_date: date = date(2026, 10, 1),
+    seed: int = 7,
+    n_items: int = 400,
+) -> GenerationSummary:
+    """Write the demo shop's raw landing zone and ground truth, replacing both folders.
+
+    Same arguments => identical table contents. Decisions are supported from
+    ``run_date = start_date + n_days`` (the first day with no raw data).
+    """
+    if n_users < 1 or n_days < 1 or n_items < len(CATEGORY_NAMES):
+        raise ValueError(f"need n_users >= 1, n_days >= 1, n_items >= {len(CATEGORY_NAMES)}; got {n_users}, {n_days}, {n_items}")
+    began = time.perf_counter()
+    raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
+    run_date = start_date + timedelta(days=n_days)
+    catalogue = CATALOGUE
+    rng = np.random.default_rng(seed)
+
+    items, items_table = _build_items(rng, n_items)
+    users, users_table = _build_users(rng, n_users, start_date, catalogue)
+    promotions_table = _promotions_table(catalogue, start_date, run_date)
+    channels_pa = pa.array(list(CHANNELS))
+    arm_ids_pa = pa.array([NO_OFFER_ARM] + [p.promo_id for p in catalogue])
+
+    raw_staging = _prepare_staging(raw_dir, "users/users.parquet")
+    truth_staging = _prepare_staging(truth_dir, "manifest.json")
+    try:
+        _write(users_table, raw_staging / "users" / "users.parquet")
+        _write(items_table, raw_staging / "items" / "items.parquet")
+        _write(promotions_table, raw_staging / "promotions" / "promotions.parquet")
+
+        state = _OfferState(
+            promo=np.full(n_users, -1), sent_us=np.zeros(n_users, np.int64), end_day=np.zeros(n_users, np.int64)
+        )
+        counts = {"events": 0, "duplicates": 0, "orders": 0, "redeemed": 0, "exposures": 0}
+        for day_index in range(n_days):
+            day = start_date + timedelta(days=day_index)
+            tables = _simulate_day(rng, day_index, day, users, items, catalogue, state, channels_pa, arm_ids_pa)
+            partition = f"dt={day.isoformat()}"
+            _write(tables["events"], raw_staging / "events" / partition / "part-0.parquet")
+            if tables["events_duplicates"] is not None:
+                _write(tables["events_duplicates"], raw_staging / "events" / partition / "part-1.parquet")
+                counts["duplicates"] += tables["events_duplicates"].num_rows
+            _write(tables["orders"], raw_staging / "orders" / partition / "part-0.parquet")
+            _write(tables["exposures"], raw_staging / "exposures" / partition / "part-0.parquet")
+            counts["events"] += tables["events"].num_rows
+            counts["orders"] += tables["orders"].num_rows
+            counts["redeemed"] += tables["orders"].num_rows - tables["orders"].column("promo_id").null_count
+            counts["exposures"] += tables["exposures"].num_rows
+
+        truth = _ground_truth(seed, users, items, catalogue, run_date)
+        _write(truth, truth_staging / "user_arm_truth.parquet")
+        _write(_latent_table(users), truth_staging / "user_latent.parquet")
+        segment_counts = np.bincount(users.segment, minlength=len(SEGMENTS))
+        manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "n_users": n_users,
+            "n_items": n_items,
+            "n_promotions": len(catalogue),
+            "n_days": n_days,
+            "start_date": start_date.isoformat(),
+            "run_date": run_date.isoformat(),
+            "logging_policy": {"version": LOGGING_POLICY_VERSION, "daily_exposure_share": DAILY_EXPOSURE_SHARE, "arm_probabilities": logging_policy([p.promo_id for p in catalogue])},
+            "counts": {"events": counts["events"], "duplicate_events": counts["duplicates"], "orders": counts["orders"], "redeemed_orders": counts["redeemed"], "exposures": counts["exposures"]},
+            "segments": {name: int(c) for name, c in zip(SEGMENTS, segment_counts)},
+            "truth_method": (
+                "semi-analytic: for an offer sent at run_date 00:00 UTC, orders in [run_date, run_date+window_days) "
+                "are Poisson(base_daily_order_rate x weekday factors x order_rate_lift) (exact); redemption and "
+                "threshold top-up are Bernoulli with known probabilities (exact); basket contents averaged over 96 "
+                "Monte Carlo baskets per user with a fixed seed, shared by all arms. window_days is the promo's "
+                "valid_days ('none' row: the longest valid_days); expected_incremental_margin is vs 'none' over "
+                "the promo's own window. Assumes no earlier offer still live at run_date."
+            ),
+        }
+        (truth_staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _swap_into_place(raw_staging, raw_dir)
+        _swap_into_place(truth_staging, truth_dir)
+    except BaseException:
+        shutil.rmtree(raw_staging, ignore_errors=True)
+        shutil.rmtree(truth_staging, ignore_errors=True)
+        raise
+
+    return GenerationSummary(
+        raw_dir=str(raw_dir),
+        truth_dir=str(truth_dir),
+        seed=seed,
+        n_users=n_users,
+        n_items=n_items,
+        n_promotions=len(catalogue),
+        n_days=n_days,
+        start_date=start_date,
+        run_date=run_date,
+        n_events=counts["events"],
+        n_duplicate_events=counts["duplicates"],
+        n_orders=counts["orders"],
+        n_redeemed_orders=counts["redeemed"],
+        n_exposures=counts["exposures"],
+        n_truth_rows=truth.num_rows,
+        seconds=time.perf_counter() - began,
+    )
+
+
+# =========================================================================== CLI
+def main(argv: list[str] | None = None) -> int:
+    from promoflow.settings import Settings
+
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m promoflow.demo_data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw-dir", type=Path, default=Path(settings.raw_uri), help="landing zone to (re)write")
+    parser.add_argument("--truth-dir", type=Path, default=Path(settings.data_dir) / "demo" / "truth", help="ground truth folder to (re)write")
+    parser.add_argument("--users", type=int, default=settings.demo_users)
+    parser.add_argument("--days", type=int, default=settings.demo_days)
+    parser.add_argument("--items", type=int, default=400)
+    parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1), help="YYYY-MM-DD")
+    parser.add_argument("--seed", type=int, default=settings.demo_seed)
+    args = parser.parse_args(argv)
+    if str(args.raw_dir).startswith("s3://"):
+        parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
+    summary = generate(
+        args.raw_dir, args.truth_dir, n_users=args.users, n_days=args.days, start_date=args.start_date, seed=args.seed, n_items=args.items
+    )
+    print(summary.one_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Ingest the raw landing zone into the lake: type, check, quarantine, validate.
+
+For each landing partition this night needs (every ``dt`` before the run date
+that is new or whose files changed since it was last ingested, plus the three
+snapshots every night), the stage:
+
+1. reads the partition's files (Parquet, or CSV with a header), from a local
+   folder or S3, and stops with a clear message on an unreadable file or a
+   missing column (schema drift);
+2. casts every column to the contract's type with ``TRY_CAST`` in DuckDB and
+   applies row rules in SQL; a row that breaks a rule goes to the quarantine
+   with the first reason it broke (``invalid_price``, ``unknown_user_id``,
+   ``duplicate_event_id`` ...), the others go on;
+3. stops when the share of bad rows is over ``max_bad_row_share`` or a
+   required partition is empty;
+4. validates the clean rows with a Great Expectations checkpoint per table;
+5. writes ``{lake}/clean/...`` and ``{lake}/quarantine/...`` and, last, a
+   manifest with the source fingerprint, so a re-run skips unchanged
+   partitions and a crash never leaves a partition marked done half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from promoflow import quality, storage
+from promoflow.quality import DataQualityError
+from promoflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RULES_VERSION = "ingest-rules-v1"
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "app_open")
+PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
+CHANNELS = ("email", "push", "sms", "in_app")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The contract's columns of one landing table and the rules its rows must meet."""
+
+    name: str
+    columns: dict[str, str]  # column -> DuckDB type
+    key: tuple[str, ...]
+    partitioned: bool
+    # (reason, SQL condition that marks a row bad), checked in order; columns are already cast.
+    rules: tuple[tuple[str, str], ...] = ()
+    required_not_null: tuple[str, ...] = ()
+    # column -> SQL expression over the clean columns, added after the checks
+    derived: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def snapshot_file(self) -> str:
+        return f"{self.name}.parquet"
+
+
+def _ts_in_day(col: str) -> tuple[tuple[str, str], ...]:
+    return (
+        ("future_timestamp", f"{col} >= $run_start"),
+        (f"{col}_outside_partition_day", f"{col} < $day_start or {col} >= $day_end"),
+    )
+
+
+TABLES: dict[str, TableSpec] = {
+    "users": TableSpec(
+        name="users",
+        columns={"user_id": "VARCHAR", "signup_ts": "TIMESTAMPTZ", "region": "VARCHAR", "device": "VARCHAR", "email": "VARCHAR"},
+        key=("user_id",),
+        partitioned=False,
+        required_not_null=("user_id", "signup_ts"),
+        # A snapshot exported after midnight legitimately holds today's signups; only absurd values are bad.
+        rules=(("future_timestamp", "signup_ts > now() + interval 1 day"),),
+    ),
+    "items": TableSpec(
+        name="items",
+        columns={"item_id": "VARCHAR", "category": "VARCHAR", "brand": "VARCHAR", "price": "DOUBLE", "unit_cost": "DOUBLE"},
+        key=("item_id",),
+        partitioned=False,
+        required_not_null=("item_id", "category", "price", "unit_cost"),
+        rules=(("non_positive_price", "price <= 0"), ("negative_unit_cost", "unit_cost < 0")),
+    ),
+    "promotions": TableSpec(
+        name="promotions",
+        columns={
+            "promo_id": "VARCHAR", "promo_type": "VARCHAR", "value": "DOUBLE", "min_spend": "DOUBLE",
+            "max_discount": "DOUBLE", "category": "VARCHAR", "channel": "VARCHAR", "valid_days": "INTEGER",
+            "active_from": "DATE", "active_to": "DATE",
+        },
+        key=("promo_id",),
+        partitioned=False,
+        required_not_null=("promo_id", "promo_type", "value", "min_spend", "valid_days", "active_from", "active_to"),
+        rules=(
+            ("reserved_promo_id_none", "promo_id = 'none'"),
+            ("invalid_promo_type", f"promo_type not in {PROMO_TYPES}"),
+            ("invalid_channel", f"channel is not null and channel not in {CHANNELS}"),
+            ("negative_value", "value < 0 or min_spend < 0 or coalesce(max_discount, 0) < 0"),
+            ("percent_over_100", "promo_type = 'percent_off' and value > 100"),
+            ("non_positive_valid_days", "valid_days <= 0"),
+            ("active_to_before_active_from", "active_to < active_from"),
+        ),
+    ),
+    "events": TableSpec(
+        name="events",
+        columns={
+            "event_id": "VARCHAR", "user_id": "VARCHAR", "item_id": "VARCHAR", "event_type": "VARCHAR",
+            "event_ts": "TIMESTAMPTZ", "session_id": "VARCHAR", "query": "VARCHAR",
+        },
+        key=("event_id",),
+        partitioned=True,
+        required_not_null=("event_id", "user_id", "event_type", "event_ts"),
+        rules=(
+            ("invalid_event_type", f"event_type not in {EVENT_TYPES}"),
+            *_ts_in_day("event_ts"),
+            ("unknown_user_id", "user_id not in (select user_id from known_users)"),
+            ("unknown_item_id", "item_id is not null and item_id not in (select item_id from known_items)"),
+        ),
+    ),
+    "orders": TableSpec(
+        name="orders",
+        columns={
+            "order_id": "VARCHAR", "user_id": "VARCHAR", "order_ts": "TIMESTAMPTZ", "gross_amount": "DOUBLE",
+            "discount_amount": "DOUBLE", "cogs": "DOUBLE", "shipping_fee": "DOUBLE", "promo_id": "VARCHAR",
+            "n_items": "INTEGER",
+        },
+        key=("order_id",),
+        partitioned=True,
+        required_not_null=("order_id", "user_id", "order_ts", "gross_amount", "discount_amount", "cogs", "shipping_fee", "n_items"),
+        rules=(
+            ("negative_amount", "gross_amount < 0 or discount_amount < 0 or cogs < 0 or shipping_fee < 0"),
+            ("non_positive_n_items", "n_items <= 0"),
+            *_ts_in_day("order_ts"),
+            ("unknown_user_id", "user_id not in (select user_id from known_users)"),
+            ("unknown_promo_id", "promo_id is not null and promo_id not in (select promo_id from known_promos)"),
+        ),
+    ),
+    "exposures": TableSpec(
+        name="exposures",
+        columns={
+            "user_id": "VARCHAR", "promo_id": "VARCHAR", "sent_ts": "TIMESTAMPTZ", "channel": "VARCHAR",
+            "propensity": "DOUBLE", "policy_version": "VARCHAR",
+        },
+        key=("user_id", "promo_id", "sent_ts"),
+        partitioned=True,
+        required_not_null=("user_id", "promo_id", "sent_ts", "channel"),
+        rules=(
+            ("propensity_outside_0_1", "propensity is not null and (propensity <= 0 or propensity > 1)"),
+            ("invalid_channel", f"channel not in {CHANNELS}"),
+            *_ts_in_day("sent_ts"),
+            ("unknown_user_id", "user_id not in (select user_id from known_users)"),
+            ("unknown_promo_id", "promo_id <> 'none' and promo_id not in (select promo_id from known_promos)"),
+        ),
+        derived=(("exposure_id", "md5(user_id || '|' || promo_id || '|' || strftime(sent_ts, '%Y-%m-%dT%H:%M:%S.%f'))"),),
+    ),
+}
+SNAPSHOTS = ("users", "items", "promotions")
+PARTITIONED = ("events", "orders", "exposures")
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("table_name", pa.string()), ("partition", pa.string()), ("source_file", pa.string()),
+        ("quarantine_reason", pa.string()), ("run_date", pa.date32()), ("record", pa.string()),
+    ]
+)
+
+
+@dataclass
+class PartitionReport:
+    table: str
+    partition: str
+    rows_in: int
+    rows_clean: int
+    rows_quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    skipped_unchanged: bool = False
+
+
+def user_key(user_id: str, secret: str) -> str:
+    """Pseudonymous key for marketing: HMAC-SHA256 of user_id, truncated to 32 hex chars."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _lake(settings: Settings, *parts: str) -> Path:
+    return Path(settings.lake_dir).joinpath(*parts)
+
+
+def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: storage.Storage, scratch: Path) -> list[tuple[str, pa.Table]]:
+    """Read every landing file of one partition; stop on unreadable files or missing columns."""
+    tables = []
+    for info in files:
+        local = scratch / uuid.uuid4().hex
+        if storage.is_s3(info.uri):
+            store.download(info.uri, local)
+        else:
+            local = Path(info.uri)
+        try:
+            if info.name.endswith(".csv"):
+                data = pacsv.read_csv(local, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+            elif info.name.endswith(".parquet"):
+                data = pq.read_table(local)
+            else:
+                raise DataQualityError(
+                    f"{info.uri}: unexpected file in the landing zone; the contract allows *.parquet (and *.csv with a header). "
+                    "Move the file out of the partition folder and re-run the date."
+                )
+        except DataQualityError:
+            raise
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise DataQualityError(
+                f"{info.uri}: not a readable {'CSV' if info.name.endswith('.csv') else 'Parquet'} file ({type(err).__name__}: {err}). "
+                f"Table {table.name!r} cannot be ingested; replace or remove the file and re-run the date. "
+                "The previously published assignments and exports were not touched."
+            ) from err
+        missing = [c for c in table.columns if c not in data.column_names]
+        if missing:
+            raise DataQualityError(
+                f"{info.uri}: table {table.name!r} is missing column(s) {missing} required by the data contract "
+                f"(found {data.column_names}). Fix the export that writes this table and re-run the date. "
+                "The previously published assignments and exports were not touched."
+            )
+        data = data.select(list(table.columns))
+        tables.append((info.uri, data.append_column("_source_row", pa.array(range(data.num_rows), pa.int64()))))
+    return tables
+
+
+def _check_rows(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, sources: list[tuple[str, pa.Table]],
+    partition: str, run_date: date, day: date | None,
+) -> tuple[pa.Table, pa.Table]:
+    """Split rows into (clean, quarantined) with SQL rules; returns Arrow tables."""
+    selects = []
+    for i, (uri, data) in enumerate(sources):
+        con.register(f"src_{i}", data)
+        selects.append(f"select *, '{uri}' as _source_file from src_{i}")
+    union = " union all by name ".join(selects)
+    casts = ",\n".join(f"try_cast({c} as {t}) as {c}" for c, t in table.columns.items())
+    bad_type = [
+        (f"invalid_{c}", f"{c} is null and _raw_{c} is not null") for c in table.columns
+    ]
+    not_null = [(f"missing_{c}", f"{c} is null") for c in table.required_not_null]
+    key_list = ", ".join(table.key)
+    duplicate = [(f"duplicate_{'_'.join(table.key)}", "_key_rank > 1")]
+    rules = [*bad_type, *not_null, *duplicate, *table.rules]
+    case = "case\n" + "\n".join(f"  when {cond} then '{reason}'" for reason, cond in rules) + "\n  else null end"
+    raw_cols = ", ".join(f"cast({c} as varchar) as _raw_{c}" for c in table.columns)
+    params = {"run_start": f"{run_date.isoformat()} 00:00:00+00"}
+    if day is not None:
+        params["day_start"] = f"{day.isoformat()} 00:00:00+00"
+        params["day_end"] = f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"
+    sql = f"""
+        with unioned as ({union}),
+        typed as (
+            select {casts}, {raw_cols}, _source_file, _source_row
+            from unioned
+        ),
+        ranked as (
+            select *, row_number() over (partition by {key_list} order by _source_file, _source_row) as _key_rank
+            from typed
+        )
+        select *, {case} as quarantine_reason from ranked
+    """
+    for name, value in params.items():
+        sql = sql.replace(f"${name}", f"timestamptz '{value}'")
+    con.execute(f"create or replace temp table checked as {sql}")
+    order = ", ".join(table.key)
+    derived = "".join(f", {expr} as {name}" for name, expr in table.derived)
+    clean = con.sql(
+        f"select {', '.join(table.columns)}{derived} from checked where quarantine_reason is null order by {order}"
+    ).to_arrow_table()
+    raw_json = "json_object(" + ", ".join(f"'{c}', _raw_{c}" for c in table.columns) + ")"
+    quarantined = con.sql(
+        f"""select '{table.name}' as table_name, '{partition}' as partition, _source_file as source_file,
+                   quarantine_reason, date '{run_date.isoformat()}' as run_date, cast({raw_json} as varchar) as record
+            from checked where quarantine_reason is not null
+            order by source_file, _source_row"""
+    ).to_arrow_table()
+    for i in range(len(sources)):
+        con.unregister(f"src_{i}")
+    return _as_table(clean), _as_table(quarantined).cast(QUARANTINE_SCHEMA)
+
+
+def _as_table(result) -> pa.Table:
+    return result.read_all() if hasattr(result, "read_all") else result
+
+
+def clean_columns(table: TableSpec) -> list[str]:
+    """Columns of a table's clean lake copy: the contract's plus derived keys."""
+    extra = ["user_key"] if table.name == "users" else []
+    return [*table.columns, *(name for name, _ in table.derived), *extra]
+
+
+def _expectations(table: TableSpec) -> list:
+    import great_expectations as gx
+
+    exps = [
+        gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=clean_columns(table)),
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+    ]
+    exps += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in table.required_not_null]
+    if len(table.key) == 1:
+        exps.append(gx.expectations.ExpectColumnValuesToBeUnique(column=table.key[0]))
+    else:
+        exps.append(gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=list(table.key)))
+    if table.name == "items":
+        exps.append(gx.expectations.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True))
+    if table.name == "events":
+        exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)))
+    if table.name == "promotions":
+        exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="promo_type", value_set=list(PROMO_TYPES)))
+        exps.append(gx.expectations.ExpectColumnValuesToNotBeInSet(column="promo_id", value_set=["none"]))
+    if table.name == "exposures":
+        exps.append(gx.expectations.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1, strict_min=True))
+    return exps
+
+
+def _write_parquet(data: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(data, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _fingerprint(files: list[storage.FileInfo]) -> str:
+    payload = json.dumps([RULES_VERSION, [(f.name, f.size, f.version) for f in files]])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _manifest_path(settings: Settings, table: str, partition: str) -> Path:
+    return _lake(settings, "clean", "_manifest", table, f"{partition}.json")
+
+
+def landing_partitions(settings: Settings, table: str, before: date) -> list[date]:
+    """``dt=`` partitions of a landing table strictly before ``before`` (never the run date or later)."""
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    days = []
+    for name in store.list_dirs(storage.join(settings.raw_uri, table)):
+        if not name.startswith("dt="):
+            continue
+        try:
+            day = date.fromisoformat(name[3:])
+        except ValueError:
+            raise DataQualityError(
+                f"{storage.join(settings.raw_uri, table, name)}: partition folder name is not dt=YYYY-MM-DD. "
+                "Rename or remove it and re-run the date."
+            ) from None
+        if day < before:
+            days.append(day)
+    return sorted(days)
+
+
+@dataclass
+class _CheckedPartition:
+    report: PartitionReport
+    clean: pa.Table
+    quarantined: pa.Table
+    clean_path: Path
+    quarantine_path: Path
+    manifest_path: Path
+    fingerprint: str
+
+
+def _check_partition(
+    settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, day: date | None, scratch: Path,
+) -> PartitionReport | _CheckedPartition:
+    """Check one partition; an unchanged, already ingested partition returns its stored report."""
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    partition = f"dt={day.isoformat()}" if day else "snapshot"
+    folder = storage.join(settings.raw_uri, table.name, partition if day else "")
+    files = store.list_files(folder)
+    if not files:
+        raise DataQualityError(
+            f"{folder}: no data files for table {table.name!r}"
+            + (f" partition {partition}" if day else "")
+            + ". An empty or missing partition means the upstream export did not land; re-deliver it and re-run the date. "
+            "The previously published assignments and exports were not touched."
+        )
+    fingerprint = _fingerprint(files)
+    manifest = _manifest_path(settings, table.name, partition)
+    if manifest.exists():
+        previous = json.loads(manifest.read_text())
+        if previous["fingerprint"] == fingerprint:
+            return PartitionReport(**{**previous["report"], "skipped_unchanged": True})
+
+    sources = _read_source_files(table, files, store, scratch)
+    rows_in = sum(t.num_rows for _, t in sources)
+    if rows_in == 0:
+        raise DataQualityError(
+            f"{folder}: table {table.name!r} {partition} has files but zero rows. An empty partition means the upstream "
+            "export failed; re-deliver it and re-run the date. The previously published assignments and exports were not touched."
+        )
+    clean, quarantined = _check_rows(con, table, sources, partition, run_date, day)
+    reasons: dict[str, int] = {}
+    for reason in quarantined.column("quarantine_reason").to_pylist():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    report = PartitionReport(table.name, partition, rows_in, clean.num_rows, quarantined.num_rows, reasons)
+    # Duplicates are extra copies of rows that also arrive clean: they do not count against the threshold.
+    bad = sum(n for r, n in reasons.items() if not r.startswith("duplicate_"))
+    if bad / rows_in > settings.max_bad_row_share:
+        raise DataQualityError(
+            f"{folder}: {bad} of {rows_in} rows of table {table.name!r} {partition} break the contract "
+            f"({bad / rows_in:.1%} > max_bad_row_share {settings.max_bad_row_share:.1%}); reasons {reasons}. "
+            "That is a table-level problem (a schema or export change), not a few bad rows: fix the source and re-run the date. "
+            "The previously published assignments and exports were not touched."
+        )
+    if table.name == "users":
+        keys = [user_key(u, settings.user_key_secret) for u in clean.column("user_id").to_pylist()]
+        clean = clean.append_column("user_key", pa.array(keys, pa.string()))
+    if day:
+        clean_path = _lake(settings, "clean", table.name, partition, "part-0.parquet")
+    else:
+        clean_path = _lake(settings, "clean", table.name, table.snapshot_file)
+    return _CheckedPartition(
+        report, clean, quarantined, clean_path,
+        _lake(settings, "quarantine", table.name, partition, "part-0.parquet"), manifest, fingerprint,
+    )
+
+
+def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_CheckedPartition]) -> None:
+    """One GX checkpoint over the table's newly checked partitions, then the writes, manifests last."""
+    if not checked:
+        return
+    frame = pa.concat_tables([c.clean for c in checked]).to_pandas()
+    result = quality.run_checkpoint(settings.data_dir, f"raw_{table.name}", frame, _expectations(table))
+    result.raise_if_failed(f"Clean rows of table {table.name!r} do not meet the contract; fix the source and re-run the date.")
+    for c in checked:
+        _write_parquet(c.clean, c.clean_path)
+        if c.quarantined.num_rows:
+            _write_parquet(c.quarantined, c.quarantine_path)
+        elif c.quarantine_path.exists():
+            c.quarantine_path.unlink()
+    for c in checked:
+        c.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = c.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": c.fingerprint, "report": c.report.__dict__}, indent=1))
+        os.replace(tmp, c.manifest_path)
+
+
+def _register_known_keys(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    for table, key, view in (("users", "user_id", "known_users"), ("items", "item_id", "known_items"), ("promotions", "promo_id", "known_promos")):
+        path = _lake(settings, "clean", table, f"{table}.parquet")
+        con.execute(f"create or replace temp view {view} as select {key} from read_parquet('{path}')")
+
+
+def _ingest_table(
+    settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, days: list[date | None],
+    scratch: Path,
+) -> list[PartitionReport]:
+    results = [_check_partition(settings, con, table, run_date, day, scratch) for day in days]
+    _validate_and_write(settings, table, [r for r in results if isinstance(r, _CheckedPartition)])
+    return [r.report if isinstance(r, _CheckedPartition) else r for r in results]
+
+
+def ingest(settings: Settings, run_date: date) -> dict:
+    """Ingest and validate everything night ``run_date`` needs; return the run summary.
+
+    Raises :class:`DataQualityError` (one readable paragraph) on a table-level problem.
+    """
+    latest_day = run_date - timedelta(days=1)
+    if latest_day not in landing_partitions(settings, "events", run_date):
+        raise DataQualityError(
+            f"{storage.join(settings.raw_uri, 'events', 'dt=' + latest_day.isoformat())}: no events partition for "
+            f"{latest_day}, the day before run date {run_date}. The night's decisions need that day's behaviour; "
+            "land it and re-run the date. The previously published assignments and exports were not touched."
+        )
+    reports: list[PartitionReport] = []
+    with tempfile.TemporaryDirectory(prefix="promoflow-ingest-") as tmp:
+        scratch = Path(tmp)
+        con = duckdb.connect()
+        con.execute("set TimeZone='UTC'")
+        for name in SNAPSHOTS:
+            reports += _ingest_table(settings, con, TABLES[name], run_date, [None], scratch)
+        _register_known_keys(con, settings)
+        events_window_start = run_date - timedelta(days=settings.feature_lookback_days)
+        for name in PARTITIONED:
+            days = [d for d in landing_partitions(settings, name, run_date) if name != "events" or d >= events_window_start]
+            # A partition keeps the verdict it got against the snapshots of the night it was
+            # ingested; re-checking all history whenever users change would make nights grow with history.
+            reports += _ingest_table(settings, con, TABLES[name], run_date, days, scratch)
+        con.close()
+    quality.build_data_docs(settings.data_dir)
+    return summarise(reports)
+
+
+def summarise(reports: list[PartitionReport]) -> dict:
+    summary: dict[str, dict] = {}
+    for r in reports:
+        t = summary.setdefault(r.table, {"partitions": 0, "partitions_ingested": 0, "rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {}})
+        t["partitions"] += 1
+        t["partitions_ingested"] += 0 if r.skipped_unchanged else 1
+        t["rows_in"] += r.rows_in
+        t["rows_clean"] += r.rows_clean
+        t["rows_quarantined"] += r.rows_quarantined
+        for reason, n in r.reasons.items():
+            t["reasons"][reason] = t["reasons"].get(reason, 0) + n
+    return summary

@@ -1,0 +1,104 @@
+"""One function per task of ``promo_nightly``: resolve settings, call the stage, return a small summary.
+
+The DAG passes the run date (``ds``) and the run's params; these functions are
+plain Python, callable and testable without Airflow. Each is idempotent per
+run date: re-running replaces that date's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+from promoflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def resolve(params: Mapping[str, Any] | None) -> Settings:
+    """Environment settings with the run's non-empty params applied on top."""
+    known = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+    return Settings.from_env(overrides=known)
+
+
+def _date(run_date: str | date) -> date:
+    return run_date if isinstance(run_date, date) else date.fromisoformat(run_date)
+
+
+def ingest_validate(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.ingest import ingest
+
+    return ingest(resolve(params), _date(run_date))
+
+
+def build_features(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    """Spark features as of the run date, plus any earlier as_of date that training exposures need."""
+    from spark_jobs import nightly
+
+    settings, day = resolve(params), _date(run_date)
+    lake = Path(settings.lake_dir)
+    exposure_days = sorted(
+        date.fromisoformat(p.name[3:]) for p in (lake / "clean" / "exposures").glob("dt=*") if p.name[3:] < day.isoformat()
+    )
+    from promoflow.decisions import TRAINING_WINDOW_DAYS
+
+    window_start = day - timedelta(days=TRAINING_WINDOW_DAYS)
+    backfill = [d for d in exposure_days if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()]
+    summaries = {}
+    for as_of in [*backfill, day]:
+        summaries[as_of.isoformat()] = nightly.run(
+            settings.lake_dir, as_of, spark_master=settings.spark_master,
+            shuffle_partitions=settings.spark_shuffle_partitions, lookback_days=settings.feature_lookback_days,
+        )
+    return {"as_of_dates_built": len(summaries), "tonight": summaries[day.isoformat()]}
+
+
+def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.load import load_lake
+
+    return load_lake(resolve(params), _date(run_date))
+
+
+def dbt_build(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.transform import dbt_build as build
+
+    return build(resolve(params), _date(run_date))
+
+
+def feature_store(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.feature_store import apply_and_materialize
+
+    return apply_and_materialize(resolve(params), _date(run_date))
+
+
+def train_model(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.decisions import train
+
+    return train(resolve(params), _date(run_date))
+
+
+def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.decisions import assign as assign_users
+
+    return assign_users(resolve(params), _date(run_date), model_version)
+
+
+def publish(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.publish import publish as publish_assignments
+
+    return publish_assignments(resolve(params), _date(run_date))
+
+
+def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict:
+    """The night's summary (users, assignments per promo, budget used, where the outputs are) as JSON."""
+    settings = resolve(params)
+    quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
+    summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    log.info("run summary: %s", json.dumps(summary, default=str))
+    return summary

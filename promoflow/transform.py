@@ -1,0 +1,64 @@
+"""Run the dbt project (``dbt_project/``) in-process with dbt's programmatic runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+from promoflow.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+class DbtBuildError(RuntimeError):
+    pass
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """Environment the dbt profile reads, derived from PROMO_WAREHOUSE_URL."""
+    if settings.warehouse_kind == "duckdb":
+        return {"PROMO_DBT_TARGET": "duckdb", "PROMO_DUCKDB_PATH": settings.duckdb_path}
+    url = urlparse(settings.warehouse_url)
+    env = {
+        "PROMO_DBT_TARGET": "postgres",
+        "PROMO_PG_HOST": url.hostname or "127.0.0.1",
+        "PROMO_PG_PORT": str(url.port or 5432),
+        "PROMO_PG_USER": url.username or "postgres",
+        "PROMO_PG_DBNAME": (url.path or "/postgres").lstrip("/"),
+    }
+    if url.password:
+        env["PROMO_PG_PASSWORD"] = url.password
+    return env
+
+
+def dbt_build(settings: Settings, run_date: date, select: str | None = None) -> dict:
+    """``dbt build`` (models + tests) for one run date; raises with the failing nodes."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_env(settings))
+    target_dir = Path(settings.data_dir) / "dbt"
+    args = [
+        "build",
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(target_dir / "target"),
+        "--log-path", str(target_dir / "logs"),
+        "--vars", json.dumps({"run_date": run_date.isoformat()}),
+    ]
+    if select:
+        args += ["--select", select]
+    result = dbtRunner().invoke(args)
+    nodes = list(result.result or []) if result.result is not None else []
+    failed = [f"{r.node.name}: {r.status} {r.message or ''}".strip() for r in nodes if str(r.status) in ("error", "fail")]
+    if not result.success:
+        detail = "; ".join(failed) if failed else str(result.exception)
+        raise DbtBuildError(
+            f"dbt build failed for run date {run_date}: {detail}. See {target_dir / 'logs' / 'dbt.log'}; "
+            "fix the model or the data and re-run the date. Nothing was published."
+        )
+    return {"nodes": len(nodes), "passed": sum(1 for r in nodes if str(r.status) in ("success", "pass"))}

@@ -1,0 +1,263 @@
+"""Warehouse access: DuckDB (embedded default) or Postgres, same calls.
+
+Loads validated lake data into schema ``raw`` (snapshots replaced, dated
+partitions delete+insert inside one transaction, so a re-run never duplicates
+and a crash leaves the previous version), and owns the contract's output table
+``promo_assignments`` in the default schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from promoflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RAW_SCHEMA = "raw"
+ANALYTICS_SCHEMA = "analytics"
+
+# The contract's output table, in column order.
+PROMO_ASSIGNMENTS_COLUMNS: dict[str, str] = {
+    "run_date": "date",
+    "user_key": "varchar",
+    "user_id": "varchar",
+    "promo_id": "varchar",
+    "channel": "varchar",
+    "send_hour": "integer",
+    "message": "varchar",
+    "featured_item_ids": "varchar",
+    "expected_incremental_margin": "double precision",
+    "expected_cost": "double precision",
+    "propensity": "double precision",
+    "is_holdout": "boolean",
+    "is_exploration": "boolean",
+    "reason": "varchar",
+    "policy_version": "varchar",
+    "model_version": "varchar",
+}
+
+
+def _sql_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "varchar"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type) or pa.types.is_int32(arrow_type):
+        return "integer"
+    if pa.types.is_integer(arrow_type):
+        return "bigint"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "double precision"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    raise TypeError(f"no warehouse type for Arrow type {arrow_type}")
+
+
+def to_warehouse_arrow(table: pa.Table) -> pa.Table:
+    """UTC-aware timestamps become naive UTC (the warehouse stores ``timestamp`` holding UTC)."""
+    columns = []
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            column = pc.cast(column, pa.timestamp("us"))
+        elif pa.types.is_dictionary(field.type):
+            column = pc.cast(column, field.type.value_type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+class Warehouse:
+    """A connection to the warehouse named by ``PROMO_WAREHOUSE_URL``."""
+
+    def __init__(self, settings: Settings):
+        self.kind = settings.warehouse_kind
+        self.default_schema = "main" if self.kind == "duckdb" else "public"
+        if self.kind == "duckdb":
+            import duckdb
+
+            path = Path(settings.duckdb_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(path))
+            self._con.execute("set TimeZone='UTC'")
+        else:
+            import psycopg2
+
+            url = urlparse(settings.warehouse_url)
+            self._con = psycopg2.connect(
+                host=url.hostname or "127.0.0.1", port=url.port or 5432,
+                user=url.username or "postgres", password=url.password, dbname=(url.path or "/postgres").lstrip("/"),
+            )
+            self._con.autocommit = True
+            with self._con.cursor() as cur:
+                cur.execute("set timezone = 'UTC'")
+
+    # ----------------------------------------------------------------- basics
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def execute(self, sql: str, params: tuple | list | None = None) -> None:
+        if self.kind == "duckdb":
+            self._con.execute(sql, params or [])
+        else:
+            with self._con.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params or None)
+
+    def query(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
+        if self.kind == "duckdb":
+            return self._con.execute(sql, params or []).fetchall()
+        with self._con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params or None)
+            return cur.fetchall()
+
+    def query_arrow(self, sql: str, params: tuple | list | None = None) -> pa.Table:
+        if self.kind == "duckdb":
+            result = self._con.execute(sql, params or [])
+            return result.to_arrow_table()
+        import pandas as pd
+
+        with self._con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params or None)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return pa.Table.from_pandas(pd.DataFrame(rows, columns=names), preserve_index=False)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        rows = self.query(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+        )
+        return rows[0][0] > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator["Warehouse"]:
+        if self.kind == "duckdb":
+            self._con.execute("begin transaction")
+            try:
+                yield self
+            except BaseException:
+                self._con.execute("rollback")
+                raise
+            self._con.execute("commit")
+        else:
+            self._con.autocommit = False
+            try:
+                yield self
+            except BaseException:
+                self._con.rollback()
+                raise
+            else:
+                self._con.commit()
+            finally:
+                self._con.autocommit = True
+
+    # ------------------------------------------------------------------ loads
+    def _create_table_like(self, qualified: str, schema: pa.Schema) -> None:
+        cols = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in schema)
+        self.execute(f"create table if not exists {qualified} ({cols})")
+
+    def _insert_arrow(self, qualified: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        names = ", ".join(f'"{n}"' for n in data.column_names)
+        if self.kind == "duckdb":
+            self._con.register("_incoming", data)
+            try:
+                self._con.execute(f"insert into {qualified} ({names}) select {names} from _incoming")
+            finally:
+                self._con.unregister("_incoming")
+        else:
+            buffer = io.BytesIO()
+            pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+            buffer.seek(0)
+            with self._con.cursor() as cur:
+                cur.copy_expert(f"copy {qualified} ({names}) from stdin with (format csv)", buffer)
+
+    def replace_rows(self, schema: str, table: str, data: pa.Table, where: dict[str, object] | None) -> None:
+        """Replace the rows of ``schema.table`` matching ``where`` (all rows when None) with ``data``, atomically."""
+        data = to_warehouse_arrow(data)
+        qualified = f"{schema}.{table}"
+        self.execute(f"create schema if not exists {schema}")
+        self._create_table_like(qualified, data.schema)
+        with self.transaction():
+            if where:
+                clause = " and ".join(f'"{c}" = ?' for c in where)
+                self.execute(f"delete from {qualified} where {clause}", [_param(v) for v in where.values()])
+            else:
+                self.execute(f"delete from {qualified}")
+            self._insert_arrow(qualified, data)
+
+    # ---------------------------------------------------------- load tracking
+    def _load_log_fingerprint(self, table: str, partition: str) -> str | None:
+        self.execute(f"create schema if not exists {RAW_SCHEMA}")
+        self.execute(
+            f"create table if not exists {RAW_SCHEMA}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
+        )
+        rows = self.query(
+            f"select fingerprint from {RAW_SCHEMA}._load_log where table_name = ? and partition_key = ?", [table, partition]
+        )
+        return rows[0][0] if rows else None
+
+    def load_files(self, table: str, files: list[Path], where: dict[str, object] | None, extra: dict[str, object] | None = None) -> bool:
+        """Load Parquet ``files`` into ``raw.<table>`` replacing rows matching ``where``; skip when unchanged.
+
+        Returns True when rows were (re)loaded.
+        """
+        partition = json.dumps({k: _param(v) for k, v in (where or {}).items()}, sort_keys=True, default=str)
+        fingerprint = _files_fingerprint(files)
+        if self._load_log_fingerprint(table, partition) == fingerprint and self.table_exists(RAW_SCHEMA, table):
+            return False
+        data = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+        if data is None:
+            return False
+        for name, value in (extra or {}).items():
+            if name not in data.column_names:
+                data = data.append_column(name, pa.array([value] * data.num_rows))
+        self.replace_rows(RAW_SCHEMA, table, data, where)
+        with self.transaction():
+            self.execute(f"delete from {RAW_SCHEMA}._load_log where table_name = ? and partition_key = ?", [table, partition])
+            self.execute(
+                f"insert into {RAW_SCHEMA}._load_log values (?, ?, ?, current_timestamp)", [table, partition, fingerprint]
+            )
+        return True
+
+    # ------------------------------------------------------- published output
+    def ensure_promo_assignments(self) -> None:
+        cols = ", ".join(f"{c} {t}" for c, t in PROMO_ASSIGNMENTS_COLUMNS.items())
+        self.execute(f"create table if not exists {self.default_schema}.promo_assignments ({cols})")
+
+    def replace_assignments(self, run_date: date, rows: pa.Table) -> None:
+        """Replace one run_date of ``promo_assignments`` in one transaction; older dates untouched."""
+        self.ensure_promo_assignments()
+        rows = rows.select(list(PROMO_ASSIGNMENTS_COLUMNS))
+        with self.transaction():
+            self.execute(f"delete from {self.default_schema}.promo_assignments where run_date = ?", [run_date])
+            self._insert_arrow(f"{self.default_schema}.promo_assignments", to_warehouse_arrow(rows))
+
+
+def _param(value: object) -> object:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _files_fingerprint(files: list[Path]) -> str:
+    parts = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

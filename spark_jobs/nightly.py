@@ -1,0 +1,428 @@
+"""build_features: the Spark step of promo_nightly for one run date D.
+
+Reads ``{lake}/clean`` and writes ``{lake}/features`` (docs/ARCHITECTURE.md):
+
+1. ``user_daily/dt=...`` and ``user_category_daily/dt=...`` for the days in
+   ``[D - lookback, D)`` whose clean events / orders / exposures partitions are new
+   or changed since they were last computed (a fingerprint of the clean files'
+   names, sizes and mtimes is kept in ``features/_state/daily_manifest.json``).
+   Dynamic partition overwrite: a re-run replaces those dt partitions, never appends.
+2. ``user_features/as_of=D`` from the daily rows of ``[D - 90, D)`` and
+   ``item_features/as_of=D`` from the clean events of ``[D - 30, D)``; each is
+   written to a hidden temp folder and renamed into place, so a crash never leaves
+   a half-written as_of folder.
+
+Re-run a night with the same command; it is idempotent. To force recomputing the
+daily partitions, delete ``features/_state/daily_manifest.json``.
+
+    python -m spark_jobs.nightly --lake-dir data/lake --run-date 2024-03-01 --master 'local[*]'
+    spark-submit spark_jobs/nightly.py --lake-dir ... --run-date ...
+
+The lake is a local (or shared, mounted) filesystem path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Iterable
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/nightly.py: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from spark_jobs.session import build_spark
+from spark_jobs.user_features import (
+    ITEM_WINDOW_DAYS,
+    ROLLUP_LOOKBACK_DAYS,
+    USER_CATEGORY_DAILY_SCHEMA,
+    USER_DAILY_SCHEMA,
+    item_features,
+    roll_up_user_features,
+    user_category_daily,
+    user_daily_aggregates,
+)
+
+DAILY_SOURCES = ("events", "orders", "exposures")
+MANIFEST_VERSION = 1
+
+# Columns the feature stage reads from the clean tables, with the types it needs.
+_CLEAN_COLUMNS: dict[str, StructType] = {
+    "events": StructType(
+        [
+            StructField("event_id", StringType()),
+            StructField("user_id", StringType()),
+            StructField("item_id", StringType()),
+            StructField("event_type", StringType()),
+            StructField("event_ts", TimestampType()),
+            StructField("session_id", StringType()),
+        ]
+    ),
+    "orders": StructType(
+        [
+            StructField("order_id", StringType()),
+            StructField("user_id", StringType()),
+            StructField("order_ts", TimestampType()),
+            StructField("gross_amount", DoubleType()),
+            StructField("discount_amount", DoubleType()),
+        ]
+    ),
+    "exposures": StructType(
+        [
+            StructField("user_id", StringType()),
+            StructField("promo_id", StringType()),
+            StructField("sent_ts", TimestampType()),
+        ]
+    ),
+    "users": StructType([StructField("user_id", StringType()), StructField("signup_ts", TimestampType())]),
+    "items": StructType([StructField("item_id", StringType()), StructField("category", StringType())]),
+}
+
+_DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+# ------------------------------------------------------------------ lake paths and listings
+def _partition_dirs(table_dir: Path) -> dict[date, Path]:
+    """dt partitions under a table folder, by date; hidden / malformed names ignored."""
+    found: dict[date, Path] = {}
+    if not table_dir.is_dir():
+        return found
+    for child in table_dir.iterdir():
+        match = _DT_DIR.match(child.name)
+        if match and child.is_dir():
+            try:
+                found[date.fromisoformat(match.group(1))] = child
+            except ValueError:
+                continue
+    return found
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+
+
+def _fingerprint(files: Iterable[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _days(start: date, end: date) -> list[date]:
+    """Dates in [start, end)."""
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("version") != MANIFEST_VERSION:
+        return {}
+    return data.get("days", {})
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _parquet_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in _data_files(folder) if p.suffix == ".parquet")
+
+
+# ------------------------------------------------------------------ reading
+def _as_utc_timestamp(df: DataFrame, name: str) -> Column:
+    """A TIMESTAMP column from TIMESTAMP, TIMESTAMP_NTZ (UTC wall time) or nanosecond longs.
+
+    pyarrow writes pandas datetimes as INT64 nanoseconds, which the session reads as
+    longs (spark.sql.legacy.parquet.nanosAsLong).
+    """
+    data_type = df.schema[name].dataType
+    if isinstance(data_type, (LongType, IntegerType)):
+        return F.timestamp_micros(F.expr(f"`{name}` div 1000"))  # integer division: exact micros
+    return F.col(name).cast(TimestampType())
+
+
+def _conform(df: DataFrame, table: str, source: str) -> DataFrame:
+    wanted = _CLEAN_COLUMNS[table]
+    missing = [f.name for f in wanted.fields if f.name not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{source}: clean table {table!r} lacks columns {missing}; it must keep the data "
+            "contract's columns (re-run ingest_validate for that date)"
+        )
+    cols = []
+    for field in wanted.fields:
+        if isinstance(field.dataType, TimestampType):
+            col = _as_utc_timestamp(df, field.name)
+        else:
+            col = F.col(field.name).cast(field.dataType)
+        cols.append(col.alias(field.name))
+    return df.select(*cols)
+
+
+def _physical_signature(path: Path, table: str) -> tuple:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return tuple(
+        (name, str(schema.field(name).type) if name in schema.names else None)
+        for name in _CLEAN_COLUMNS[table].names
+    )
+
+
+def _read_files(spark: SparkSession, files: list[Path], table: str) -> DataFrame:
+    """The clean rows of ``files`` with the columns and types of ``_CLEAN_COLUMNS[table]``.
+
+    Files are read in groups of identical physical schema: Spark infers one schema per
+    read, and a column that is all null in one file (pyarrow's null type) or stored
+    with another timestamp unit would otherwise break the read of the others.
+    """
+    groups: dict[tuple, list[Path]] = {}
+    for path in sorted(files):
+        groups.setdefault(_physical_signature(path, table), []).append(path)
+    frames = [
+        _conform(spark.read.parquet(*[str(p) for p in paths]), table, str(paths[0].parent))
+        for _, paths in sorted(groups.items(), key=lambda kv: str(kv[1][0]))
+    ]
+    if not frames:
+        return spark.createDataFrame([], _CLEAN_COLUMNS[table])
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _read_partitions(spark: SparkSession, dirs: list[Path], table: str) -> DataFrame:
+    files = [f for d in dirs for f in _data_files(d) if f.suffix == ".parquet"]
+    return _read_files(spark, files, table)
+
+
+def _read_snapshot(spark: SparkSession, clean: Path, table: str) -> DataFrame:
+    path = clean / table / f"{table}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the {table} snapshot is missing; run ingest_validate first")
+    return _read_files(spark, [path], table)
+
+
+def _read_features(spark: SparkSession, table_dir: Path, days: list[date], schema: StructType) -> DataFrame:
+    partitions = _partition_dirs(table_dir)
+    dirs = [str(partitions[d]) for d in sorted(days) if d in partitions and _data_files(partitions[d])]
+    if not dirs:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).option("basePath", str(table_dir)).parquet(*dirs)
+
+
+# ------------------------------------------------------------------ writing
+def _write_daily(df: DataFrame, table_dir: Path) -> None:
+    (
+        df.repartition("dt")
+        .sortWithinPartitions("dt", "user_id", *(["category"] if "category" in df.columns else []))
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy("dt")
+        .parquet(str(table_dir))
+    )
+
+
+def _publish_as_of(df: DataFrame, table_dir: Path, run_date: date, sort_key: str) -> Path:
+    """Write one as_of folder via a hidden temp folder and a rename."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    target = table_dir / f"as_of={run_date.isoformat()}"
+    token = uuid.uuid4().hex
+    tmp = table_dir / f".tmp-{target.name}-{token}"
+    for leftover in table_dir.glob(f".tmp-{target.name}-*"):  # from a crashed earlier attempt
+        shutil.rmtree(leftover, ignore_errors=True)
+    df.repartition(1).sortWithinPartitions(sort_key).write.mode("overwrite").parquet(str(tmp))
+    if target.exists():
+        old = table_dir / f".old-{target.name}-{token}"
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+    return target
+
+
+# ------------------------------------------------------------------ the job
+def run(
+    lake_dir: str,
+    run_date: date,
+    spark_master: str = "local[*]",
+    shuffle_partitions: int = 8,
+    lookback_days: int = 90,
+) -> dict:
+    """Build the features of night ``run_date`` (data strictly before run_date 00:00 UTC).
+
+    Returns a small summary: the dt partitions computed and the rows written.
+    """
+    if isinstance(run_date, str):
+        run_date = date.fromisoformat(run_date)
+    lake = Path(lake_dir)
+    clean = lake / "clean"
+    features = lake / "features"
+    user_daily_dir = features / "user_daily"
+    category_daily_dir = features / "user_category_daily"
+    manifest_path = features / "_state" / "daily_manifest.json"
+
+    spark = build_spark(master=spark_master, shuffle_partitions=shuffle_partitions)
+
+    # --- which daily partitions are new or changed
+    window = set(_days(run_date - timedelta(days=lookback_days), run_date))
+    clean_partitions = {t: _partition_dirs(clean / t) for t in DAILY_SOURCES}
+    fingerprints: dict[date, str] = {}
+    for day in sorted(window):
+        files = [f for t in DAILY_SOURCES if day in clean_partitions[t] for f in _data_files(clean_partitions[t][day])]
+        if files:
+            fingerprints[day] = _fingerprint(files, clean)
+
+    manifest = _read_manifest(manifest_path)
+    existing_daily = _partition_dirs(user_daily_dir)
+    existing_category = _partition_dirs(category_daily_dir)
+
+    def up_to_date(day: date) -> bool:
+        entry = manifest.get(day.isoformat())
+        if entry is None or entry.get("fingerprint") != fingerprints[day]:
+            return False
+        if entry.get("user_daily_rows", 0) > 0 and day not in existing_daily:
+            return False
+        if entry.get("user_category_daily_rows", 0) > 0 and day not in existing_category:
+            return False
+        return True
+
+    # Days whose clean partitions have gone (retention) keep their daily rows: those are
+    # the durable history the roll-up adds up.
+    to_compute = sorted(d for d in fingerprints if not up_to_date(d))
+
+    user_daily_rows = category_daily_rows = 0
+    if to_compute:
+        events, orders, exposures = (
+            _read_partitions(spark, [clean_partitions[t][d] for d in to_compute if d in clean_partitions[t]], t)
+            for t in DAILY_SOURCES
+        )
+        items = _read_snapshot(spark, clean, "items")
+        # A row is kept only in its own day's partition: dynamic overwrite must not
+        # replace a day that is not being recomputed.
+        days_col = [F.lit(d) for d in to_compute]
+        daily = user_daily_aggregates(events, orders, exposures).filter(F.col("dt").isin(*days_col))
+        category_daily = user_category_daily(events, items).filter(F.col("dt").isin(*days_col))
+
+        before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
+        _write_daily(daily, user_daily_dir)
+        _write_daily(category_daily, category_daily_dir)
+        _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
+
+        written_daily = _partition_dirs(user_daily_dir)
+        written_category = _partition_dirs(category_daily_dir)
+        for day in to_compute:
+            n_daily = _parquet_rows(written_daily[day]) if day in written_daily else 0
+            n_category = _parquet_rows(written_category[day]) if day in written_category else 0
+            user_daily_rows += n_daily
+            category_daily_rows += n_category
+            manifest[day.isoformat()] = {
+                "fingerprint": fingerprints[day],
+                "user_daily_rows": n_daily,
+                "user_category_daily_rows": n_category,
+            }
+        _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
+
+    # --- nightly roll-ups
+    rollup_days = _days(run_date - timedelta(days=ROLLUP_LOOKBACK_DAYS), run_date)
+    users = _read_snapshot(spark, clean, "users")
+    items = _read_snapshot(spark, clean, "items")
+    user_features_df = roll_up_user_features(
+        _read_features(spark, user_daily_dir, rollup_days, USER_DAILY_SCHEMA),
+        _read_features(spark, category_daily_dir, rollup_days, USER_CATEGORY_DAILY_SCHEMA),
+        users,
+        run_date,
+    )
+    user_features_path = _publish_as_of(user_features_df, features / "user_features", run_date, "user_id")
+
+    item_days = set(_days(run_date - timedelta(days=ITEM_WINDOW_DAYS), run_date))
+    item_events = _read_partitions(
+        spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
+    )
+    item_features_path = _publish_as_of(
+        item_features(item_events, items, run_date), features / "item_features", run_date, "item_id"
+    )
+
+    return {
+        "run_date": run_date.isoformat(),
+        "days_computed": [d.isoformat() for d in to_compute],
+        "user_daily_rows": user_daily_rows,
+        "user_category_daily_rows": category_daily_rows,
+        "user_features_rows": _parquet_rows(user_features_path),
+        "item_features_rows": _parquet_rows(item_features_path),
+        "user_features_path": str(user_features_path),
+        "item_features_path": str(item_features_path),
+    }
+
+
+def _files_of(folder: Path | None) -> set[str]:
+    return {str(p) for p in _data_files(folder)} if folder is not None else set()
+
+
+def _remove_unrewritten(days: list[date], before: dict[date, set[str]], *table_dirs: Path) -> None:
+    """Drop partitions of recomputed days that the write left untouched (the day now has no rows).
+
+    Dynamic overwrite only replaces partitions present in the output, so a day whose
+    recomputation came out empty would otherwise keep its old rows. Spark names every
+    written file uniquely, so an untouched partition still holds exactly its old files.
+    """
+    for day in days:
+        for table_dir in table_dirs:
+            folder = table_dir / f"dt={day.isoformat()}"
+            if folder.is_dir() and _files_of(folder) and _files_of(folder) <= before[day]:
+                shutil.rmtree(folder)
+
+
+# ------------------------------------------------------------------ command line
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spark_jobs.nightly", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lake-dir", required=True, help="the lake folder (PROMO_LAKE_DIR)")
+    parser.add_argument("--run-date", required=True, type=date.fromisoformat, help="run date D, YYYY-MM-DD")
+    parser.add_argument("--master", default="local[*]", help="Spark master, e.g. local[*] or spark://host:7077")
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--lookback-days", type=int, default=90)
+    args = parser.parse_args(argv)
+    summary = run(
+        args.lake_dir,
+        args.run_date,
+        spark_master=args.master,
+        shuffle_partitions=args.shuffle_partitions,
+        lookback_days=args.lookback_days,
+    )
+    print(json.dumps(summary, indent=1))
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""Behaviour features as pure DataFrame -> DataFrame transformations.
+
+Two layers, so nightly work grows with one day of new data:
+
+* daily partial aggregates, written once per ``dt`` (``user_daily_aggregates``,
+  ``user_category_daily``): sums, counts, sums of squares and latest timestamps
+  that can be added up over any window of days;
+* the nightly roll-up (``roll_up_user_features``) that adds the daily rows of
+  ``[as_of - 90 days, as_of)`` into the ``user_features`` table of
+  docs/ARCHITECTURE.md, and ``item_features`` from the last 30 days of events.
+
+Only built-in Spark functions (no Python UDFs). Reading and writing live in
+``spark_jobs.nightly``. Timestamp columns may be TIMESTAMP or TIMESTAMP_NTZ
+holding UTC; the session time zone must be UTC (``spark_jobs.session``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+ROLLUP_LOOKBACK_DAYS = 90
+ITEM_WINDOW_DAYS = 30
+
+# Defaults for users without activity (docs/ARCHITECTURE.md, user_features).
+DAYS_SINCE_DEFAULT = 999
+PREFERRED_HOUR_DEFAULT = 10
+TOP_CATEGORY_DEFAULT = "unknown"
+
+HOURS = list(range(24))
+HOUR_COLUMNS = [f"events_h{h:02d}" for h in HOURS]
+
+_EVENT_TYPE_COUNTS = {  # user_daily column -> event_type
+    "n_views": "view",
+    "n_clicks": "click",
+    "n_carts": "add_to_cart",
+    "n_purchase_events": "purchase",
+    "n_searches": "search",
+}
+_EVENT_COUNT_COLUMNS = ["n_events", *_EVENT_TYPE_COUNTS, "n_sessions"]
+_ORDER_COUNT_COLUMNS = ["n_orders", "n_discounted_orders"]
+_ORDER_AMOUNT_COLUMNS = ["order_amount", "order_amount_sq", "discount_amount"]
+
+USER_DAILY_SCHEMA = StructType(
+    [StructField("user_id", StringType())]
+    + [StructField(c, LongType()) for c in _EVENT_COUNT_COLUMNS]
+    + [
+        StructField("n_orders", LongType()),
+        StructField("order_amount", DoubleType()),
+        StructField("order_amount_sq", DoubleType()),
+        StructField("n_discounted_orders", LongType()),
+        StructField("discount_amount", DoubleType()),
+        StructField("n_exposures", LongType()),
+        StructField("last_event_ts", TimestampType()),
+        StructField("last_order_ts", TimestampType()),
+        StructField("last_exposure_ts", TimestampType()),
+    ]
+    + [StructField(c, LongType()) for c in HOUR_COLUMNS]
+    + [StructField("dt", DateType())]
+)
+
+USER_CATEGORY_DAILY_SCHEMA = StructType(
+    [
+        StructField("user_id", StringType()),
+        StructField("category", StringType()),
+        StructField("views", LongType()),
+        StructField("carts", LongType()),
+        StructField("purchases", LongType()),
+        StructField("dt", DateType()),
+    ]
+)
+
+USER_FEATURES_SCHEMA = StructType(
+    [
+        StructField("user_id", StringType()),
+        StructField("as_of", DateType()),
+        StructField("tenure_days", IntegerType()),
+        StructField("days_since_last_event", IntegerType()),
+        StructField("days_since_last_order", IntegerType()),
+        StructField("days_since_last_exposure", IntegerType()),
+        StructField("orders_7d", IntegerType()),
+        StructField("orders_30d", IntegerType()),
+        StructField("orders_90d", IntegerType()),
+        StructField("spend_7d", DoubleType()),
+        StructField("spend_30d", DoubleType()),
+        StructField("spend_90d", DoubleType()),
+        StructField("views_30d", IntegerType()),
+        StructField("carts_30d", IntegerType()),
+        StructField("sessions_30d", IntegerType()),
+        StructField("searches_30d", IntegerType()),
+        StructField("events_per_session_30d", DoubleType()),
+        StructField("view_to_cart_rate_30d", DoubleType()),
+        StructField("cart_to_order_rate_30d", DoubleType()),
+        StructField("avg_order_value_90d", DoubleType()),
+        StructField("order_value_std_90d", DoubleType()),
+        StructField("discount_order_share_90d", DoubleType()),
+        StructField("exposures_30d", IntegerType()),
+        StructField("preferred_hour", IntegerType()),
+        StructField("top_category", StringType()),
+    ]
+)
+
+ITEM_FEATURES_SCHEMA = StructType(
+    [
+        StructField("item_id", StringType()),
+        StructField("category", StringType()),
+        StructField("views_30d", IntegerType()),
+        StructField("purchases_30d", IntegerType()),
+        StructField("conversion_rate_30d", DoubleType()),
+        StructField("popularity_rank_in_category", IntegerType()),
+    ]
+)
+
+
+# ------------------------------------------------------------------ helpers
+def _ts(name: str) -> Column:
+    """A UTC timestamp column whether stored as TIMESTAMP or TIMESTAMP_NTZ."""
+    return F.col(name).cast(TimestampType())
+
+
+def _count_if(condition: Column) -> Column:
+    return F.sum(F.when(condition, F.lit(1)).otherwise(F.lit(0))).cast(LongType())
+
+
+def _safe_ratio(numerator: Column, denominator: Column) -> Column:
+    """numerator / denominator, 0.0 when the denominator is 0 (ANSI mode raises on /0)."""
+    return F.when(denominator > 0, numerator.cast(DoubleType()) / denominator).otherwise(F.lit(0.0))
+
+
+def _with_event_day(events: DataFrame) -> DataFrame:
+    return events.withColumn("event_ts", _ts("event_ts")).withColumn("dt", F.to_date("event_ts"))
+
+
+def _in_window(dt: Column, as_of: date, days: int) -> Column:
+    """dt in [as_of - days, as_of)."""
+    return (dt >= F.lit(as_of - timedelta(days=days))) & (dt < F.lit(as_of))
+
+
+# ------------------------------------------------------------------ daily partial aggregates
+def dedupe_events(events: DataFrame) -> DataFrame:
+    """One row per event_id, the same row on every run.
+
+    The contract allows the same event in several files; of duplicates the earliest
+    event_ts wins, then the smallest value of the remaining columns (nulls last).
+    """
+    order = [F.col("event_ts").asc_nulls_last()] + [
+        F.col(c).asc_nulls_last() for c in events.columns if c not in ("event_id", "event_ts")
+    ]
+    ranked = events.withColumn(
+        "_rank", F.row_number().over(Window.partitionBy("event_id").orderBy(*order))
+    )
+    return ranked.filter(F.col("_rank") == 1).drop("_rank")
+
+
+def _dedupe_orders(orders: DataFrame) -> DataFrame:
+    order = [F.col("order_ts").asc_nulls_last()] + [
+        F.col(c).asc_nulls_last() for c in orders.columns if c not in ("order_id", "order_ts")
+    ]
+    ranked = orders.withColumn(
+        "_rank", F.row_number().over(Window.partitionBy("order_id").orderBy(*order))
+    )
+    return ranked.filter(F.col("_rank") == 1).drop("_rank")
+
+
+def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataFrame) -> DataFrame:
+    """One row per (user_id, dt) with any event, order or offer exposure that UTC day.
+
+    dt is the date of event_ts / order_ts / sent_ts. Counts are 0 and last_*_ts null
+    for a source without rows that day. Exposures with promo_id 'none' (deliberately
+    sent nothing) are not offers: they neither count nor make a user active.
+    Columns and types: ``USER_DAILY_SCHEMA``.
+    """
+    ev = _with_event_day(dedupe_events(events)).withColumn("_hour", F.hour("event_ts"))
+    event_aggs = [F.count(F.lit(1)).cast(LongType()).alias("n_events")]
+    event_aggs += [_count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
+    event_aggs += [
+        F.count_distinct("session_id").cast(LongType()).alias("n_sessions"),
+        F.max("event_ts").alias("last_event_ts"),
+    ]
+    event_aggs += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
+    by_events = ev.groupBy("user_id", "dt").agg(*event_aggs)
+
+    gross = F.col("gross_amount").cast(DoubleType())
+    discount = F.coalesce(F.col("discount_amount").cast(DoubleType()), F.lit(0.0))
+    by_orders = (
+        _dedupe_orders(orders)
+        .withColumn("order_ts", _ts("order_ts"))
+        .groupBy("user_id", F.to_date("order_ts").alias("dt"))
+        .agg(
+            F.count(F.lit(1)).cast(LongType()).alias("n_orders"),
+            F.sum(gross).alias("order_amount"),
+            F.sum(gross * gross).alias("order_amount_sq"),
+            _count_if(discount > 0).alias("n_discounted_orders"),
+            F.sum(discount).alias("discount_amount"),
+            F.max("order_ts").alias("last_order_ts"),
+        )
+    )
+
+    by_exposures = (
+        exposures.filter(F.coalesce(F.col("promo_id"), F.lit("none")) != "none")
+        .withColumn("sent_ts", _ts("sent_ts"))
+        .groupBy("user_id", F.to_date("sent_ts").alias("dt"))
+        .agg(
+            F.count(F.lit(1)).cast(LongType()).alias("n_exposures"),
+            F.max("sent_ts").alias("last_exposure_ts"),
+        )
+    )
+
+    joined = by_events.join(by_orders, ["user_id", "dt"], "full").join(by_exposures, ["user_id", "dt"], "full")
+    out = []
+    for field in USER_DAILY_SCHEMA.fields:
+        col = F.col(field.name)
+        if isinstance(field.dataType, LongType):
+            col = F.coalesce(col, F.lit(0)).cast(LongType())
+        elif isinstance(field.dataType, DoubleType):
+            col = F.coalesce(col, F.lit(0.0)).cast(DoubleType())
+        else:
+            col = col.cast(field.dataType)
+        out.append(col.alias(field.name))
+    return joined.filter(F.col("user_id").isNotNull() & F.col("dt").isNotNull()).select(*out)
+
+
+def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
+    """One row per (user_id, dt, category) with views, carts (add_to_cart) and purchases.
+
+    Events whose item is unknown or has no category are left out.
+    Columns and types: ``USER_CATEGORY_DAILY_SCHEMA``.
+    """
+    item_category = (
+        items.filter(F.col("category").isNotNull())
+        .groupBy("item_id")
+        .agg(F.min("category").alias("category"))  # one category per item, deterministically
+    )
+    ev = (
+        _with_event_day(dedupe_events(events))
+        .filter(F.col("event_type").isin("view", "add_to_cart", "purchase") & F.col("item_id").isNotNull())
+        .join(F.broadcast(item_category), "item_id")
+    )
+    return (
+        ev.groupBy("user_id", "dt", "category")
+        .agg(
+            _count_if(F.col("event_type") == "view").alias("views"),
+            _count_if(F.col("event_type") == "add_to_cart").alias("carts"),
+            _count_if(F.col("event_type") == "purchase").alias("purchases"),
+        )
+        .filter(F.col("user_id").isNotNull() & F.col("dt").isNotNull())
+        .select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in USER_CATEGORY_DAILY_SCHEMA.fields])
+    )
+
+
+# ------------------------------------------------------------------ nightly roll-ups
+def roll_up_user_features(
+    user_daily: DataFrame,
+    user_category_daily: DataFrame,
+    users: DataFrame,
+    as_of: date,
+) -> DataFrame:
+    """The user_features table as of ``as_of`` 00:00 UTC: one row per user in ``users``.
+
+    Only daily rows with dt in [as_of - 90 days, as_of) count, so nothing at or after
+    as_of leaks in. An n-day window is dt in [as_of - n, as_of). No nulls: users without
+    activity get the documented defaults. Columns and types: ``USER_FEATURES_SCHEMA``.
+
+    sessions_30d adds daily distinct sessions, so a session spanning midnight counts
+    once per day. preferred_hour ties go to the earlier hour, top_category ties to the
+    alphabetically first category.
+    """
+    daily = user_daily.filter(_in_window(F.col("dt"), as_of, ROLLUP_LOOKBACK_DAYS))
+    in_7d = _in_window(F.col("dt"), as_of, 7)
+    in_30d = _in_window(F.col("dt"), as_of, 30)
+
+    def window_sum(name: str, window: Column | None) -> Column:
+        value = F.col(name) if window is None else F.when(window, F.col(name))
+        return F.coalesce(F.sum(value), F.lit(0))
+
+    activity = daily.groupBy("user_id").agg(
+        F.max("last_event_ts").alias("_last_event_ts"),
+        F.max("last_order_ts").alias("_last_order_ts"),
+        F.max("last_exposure_ts").alias("_last_exposure_ts"),
+        window_sum("n_orders", in_7d).alias("_orders_7d"),
+        window_sum("n_orders", in_30d).alias("_orders_30d"),
+        window_sum("n_orders", None).alias("_orders_90d"),
+        window_sum("order_amount", in_7d).cast(DoubleType()).alias("_spend_7d"),
+        window_sum("order_amount", in_30d).cast(DoubleType()).alias("_spend_30d"),
+        window_sum("order_amount", None).cast(DoubleType()).alias("_spend_90d"),
+        window_sum("order_amount_sq", None).cast(DoubleType()).alias("_spend_sq_90d"),
+        window_sum("n_discounted_orders", None).alias("_discounted_orders_90d"),
+        window_sum("n_events", in_30d).alias("_events_30d"),
+        window_sum("n_views", in_30d).alias("_views_30d"),
+        window_sum("n_carts", in_30d).alias("_carts_30d"),
+        window_sum("n_sessions", in_30d).alias("_sessions_30d"),
+        window_sum("n_searches", in_30d).alias("_searches_30d"),
+        window_sum("n_exposures", in_30d).alias("_exposures_30d"),
+        window_sum("n_events", None).alias("_events_90d"),
+        *[window_sum(c, None).alias(f"_{c}") for c in HOUR_COLUMNS],
+    )
+    # Most frequent hour: the greatest (count, -hour) struct, so ties go to the earlier hour.
+    busiest = F.greatest(*[F.struct(F.col(f"_{c}").alias("n"), F.lit(-h).alias("neg_hour")) for h, c in zip(HOURS, HOUR_COLUMNS)])
+    activity = activity.withColumn(
+        "_preferred_hour",
+        F.when(F.col("_events_90d") > 0, -busiest["neg_hour"]).otherwise(F.lit(PREFERRED_HOUR_DEFAULT)),
+    )
+
+    category_scores = (
+        user_category_daily.filter(_in_window(F.col("dt"), as_of, ROLLUP_LOOKBACK_DAYS))
+        .groupBy("user_id", "category")
+        .agg(F.sum(F.col("views") + F.col("carts") + F.col("purchases")).alias("_score"))
+        .filter(F.col("_score") > 0)
+    )
+    top_category = (
+        category_scores.withColumn(
+            "_rank",
+            F.row_number().over(Window.partitionBy("user_id").orderBy(F.col("_score").desc(), F.col("category").asc())),
+        )
+        .filter(F.col("_rank") == 1)
+        .select("user_id", F.col("category").alias("_top_category"))
+    )
+
+    # One row per user of the snapshot, whatever duplicates it holds.
+    roster = (
+        users.filter(F.col("user_id").isNotNull())
+        .groupBy("user_id")
+        .agg(F.min(_ts("signup_ts")).alias("_signup_ts"))
+    )
+    joined = roster.join(activity, "user_id", "left").join(top_category, "user_id", "left")
+
+    as_of_col = F.lit(as_of)
+
+    def days_since(ts_col: str) -> Column:
+        return F.coalesce(F.datediff(as_of_col, F.to_date(F.col(ts_col))), F.lit(DAYS_SINCE_DEFAULT))
+
+    def zero(name: str) -> Column:
+        return F.coalesce(F.col(name), F.lit(0))
+
+    orders_90d = zero("_orders_90d")
+    spend_90d = F.coalesce(F.col("_spend_90d"), F.lit(0.0))
+    mean_90d = _safe_ratio(spend_90d, orders_90d)
+    mean_sq_90d = _safe_ratio(F.coalesce(F.col("_spend_sq_90d"), F.lit(0.0)), orders_90d)
+    variance_90d = F.greatest(mean_sq_90d - mean_90d * mean_90d, F.lit(0.0))
+    # E[x^2] - E[x]^2 leaves rounding noise when all orders are equal; call that 0.
+    std_90d = F.when(variance_90d > mean_sq_90d * F.lit(1e-12), F.sqrt(variance_90d)).otherwise(F.lit(0.0))
+
+    features = {
+        "user_id": F.col("user_id"),
+        "as_of": as_of_col,
+        "tenure_days": F.greatest(F.coalesce(F.datediff(as_of_col, F.to_date("_signup_ts")), F.lit(0)), F.lit(0)),
+        "days_since_last_event": days_since("_last_event_ts"),
+        "days_since_last_order": days_since("_last_order_ts"),
+        "days_since_last_exposure": days_since("_last_exposure_ts"),
+        "orders_7d": zero("_orders_7d"),
+        "orders_30d": zero("_orders_30d"),
+        "orders_90d": orders_90d,
+        "spend_7d": F.coalesce(F.col("_spend_7d"), F.lit(0.0)),
+        "spend_30d": F.coalesce(F.col("_spend_30d"), F.lit(0.0)),
+        "spend_90d": spend_90d,
+        "views_30d": zero("_views_30d"),
+        "carts_30d": zero("_carts_30d"),
+        "sessions_30d": zero("_sessions_30d"),
+        "searches_30d": zero("_searches_30d"),
+        "events_per_session_30d": _safe_ratio(zero("_events_30d"), zero("_sessions_30d")),
+        "view_to_cart_rate_30d": _safe_ratio(zero("_carts_30d"), zero("_views_30d")),
+        "cart_to_order_rate_30d": F.least(_safe_ratio(zero("_orders_30d"), zero("_carts_30d")), F.lit(1.0)),
+        "avg_order_value_90d": mean_90d,
+        "order_value_std_90d": std_90d,
+        "discount_order_share_90d": _safe_ratio(zero("_discounted_orders_90d"), orders_90d),
+        "exposures_30d": zero("_exposures_30d"),
+        "preferred_hour": F.coalesce(F.col("_preferred_hour"), F.lit(PREFERRED_HOUR_DEFAULT)),
+        "top_category": F.coalesce(F.col("_top_category"), F.lit(TOP_CATEGORY_DEFAULT)),
+    }
+    return joined.select(
+        *[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields]
+    )
+
+
+def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame:
+    """One row per item of ``items`` from view / purchase events with dt in [as_of - 30, as_of).
+
+    conversion_rate_30d = purchases / views (0 without views); popularity_rank_in_category
+    is 1 for the most purchased item of its category, ties by views (desc) then item_id.
+    Items without a category fall in 'unknown'. Columns and types: ``ITEM_FEATURES_SCHEMA``.
+    """
+    counts = (
+        _with_event_day(dedupe_events(events))
+        .filter(_in_window(F.col("dt"), as_of, ITEM_WINDOW_DAYS) & F.col("item_id").isNotNull())
+        .groupBy("item_id")
+        .agg(
+            _count_if(F.col("event_type") == "view").alias("_views"),
+            _count_if(F.col("event_type") == "purchase").alias("_purchases"),
+        )
+    )
+    catalogue = (
+        items.filter(F.col("item_id").isNotNull())
+        .groupBy("item_id")
+        .agg(F.coalesce(F.min("category"), F.lit(TOP_CATEGORY_DEFAULT)).alias("category"))
+    )
+    joined = catalogue.join(counts, "item_id", "left").select(
+        "item_id",
+        "category",
+        F.coalesce(F.col("_views"), F.lit(0)).alias("views_30d"),
+        F.coalesce(F.col("_purchases"), F.lit(0)).alias("purchases_30d"),
+    )
+    rank = F.row_number().over(
+        Window.partitionBy("category").orderBy(
+            F.col("purchases_30d").desc(), F.col("views_30d").desc(), F.col("item_id").asc()
+        )
+    )
+    features = {
+        "item_id": F.col("item_id"),
+        "category": F.col("category"),
+        "views_30d": F.col("views_30d"),
+        "purchases_30d": F.col("purchases_30d"),
+        "conversion_rate_30d": _safe_ratio(F.col("purchases_30d"), F.col("views_30d")),
+        "popularity_rank_in_category": rank,
+    }
+    return joined.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in ITEM_FEATURES_SCHEMA.fields])
