@@ -310,6 +310,10 @@ def train_response_model(
 
     prepared = prepare_training(training, arms, config.max_ips_weight)
     arms = prepared.arms
+    never_logged = [arm for k, arm in enumerate(arms) if not (prepared.arm_index == k).any()]
+    if never_logged:
+        # Their heads keep random initial weights: scores for them are not evidence of anything.
+        log.warning("response model: arms %s were never logged in the training data; their predictions are untrained", never_logged)
     numeric_features = list(NUMERIC_FEATURES)
     inputs = _model_inputs(prepared.features, numeric_features)
     train_rows, validation_rows = time_ordered_split(prepared.n_rows, config.validation_share)

@@ -12,6 +12,10 @@ Reads ``{lake}/clean`` and writes ``{lake}/features`` (docs/ARCHITECTURE.md):
    written to a hidden temp folder and renamed into place, so a crash never leaves
    a half-written as_of folder.
 
+``run_many`` does the same for several as_of dates at once (a first night's backfill
+of the past dates training needs): the daily partitions of the union of the windows
+are computed once, and one Spark job per feature table rolls up every date.
+
 Re-run a night with the same command; it is idempotent. To force recomputing the
 daily partitions, delete ``features/_state/daily_manifest.json``.
 
@@ -56,14 +60,16 @@ from spark_jobs.user_features import (
     ROLLUP_LOOKBACK_DAYS,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
-    item_features,
-    roll_up_user_features,
+    item_features_for_dates,
+    roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
 )
 
 DAILY_SOURCES = ("events", "orders", "exposures")
 MANIFEST_VERSION = 1
+# Partition column of run_many's staged roll-ups (files keep their own as_of column).
+_PUBLISH_PARTITION = "publish_as_of"
 
 # Columns the feature stage reads from the clean tables, with the types it needs.
 _CLEAN_COLUMNS: dict[str, StructType] = {
@@ -259,13 +265,18 @@ def _publish_as_of(df: DataFrame, table_dir: Path, run_date: date, sort_key: str
     for leftover in table_dir.glob(f".tmp-{target.name}-*"):  # from a crashed earlier attempt
         shutil.rmtree(leftover, ignore_errors=True)
     df.repartition(1).sortWithinPartitions(sort_key).write.mode("overwrite").parquet(str(tmp))
+    return _move_into_place(tmp, target, token)
+
+
+def _move_into_place(folder: Path, target: Path, token: str) -> Path:
+    """Rename a fully written ``folder`` to ``target``, replacing an existing one."""
     if target.exists():
-        old = table_dir / f".old-{target.name}-{token}"
+        old = target.parent / f".old-{target.name}-{token}"
         os.rename(target, old)
-        os.rename(tmp, target)
+        os.rename(folder, target)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.rename(tmp, target)
+        os.rename(folder, target)
     return target
 
 
@@ -280,9 +291,44 @@ def run(
     """Build the features of night ``run_date`` (data strictly before run_date 00:00 UTC).
 
     Returns a small summary: the dt partitions computed and the rows written.
+    ``run_many`` with this one date.
     """
     if isinstance(run_date, str):
         run_date = date.fromisoformat(run_date)
+    summary = run_many(
+        lake_dir, [run_date], spark_master=spark_master, shuffle_partitions=shuffle_partitions,
+        lookback_days=lookback_days,
+    )
+    return {
+        "run_date": run_date.isoformat(),
+        "days_computed": summary["days_computed"],
+        "user_daily_rows": summary["user_daily_rows"],
+        "user_category_daily_rows": summary["user_category_daily_rows"],
+        **summary["as_of"][run_date.isoformat()],
+    }
+
+
+def run_many(
+    lake_dir: str,
+    as_of_dates: Iterable[date],
+    spark_master: str = "local[*]",
+    shuffle_partitions: int = 8,
+    lookback_days: int = 90,
+) -> dict:
+    """Build the features as of each of ``as_of_dates`` at once (a first night's backfill).
+
+    The same outputs as one ``run`` per date, for a fixed Spark cost: the missing daily
+    partitions of the union of the dates' windows are computed once, then one Spark job
+    rolls up user_features for every date and one item_features, each written
+    partitioned by date to a hidden temp folder whose partitions are renamed into
+    place as ``as_of=D`` (replacing an existing one; other dates are left alone).
+
+    Returns the dt partitions computed, the daily rows written and, under ``as_of``,
+    the rows and folder of each date's user_features and item_features.
+    """
+    dates = sorted({date.fromisoformat(d) if isinstance(d, str) else d for d in as_of_dates})
+    if not dates:
+        raise ValueError("as_of_dates is empty: give at least one as_of date")
     lake = Path(lake_dir)
     clean = lake / "clean"
     features = lake / "features"
@@ -293,7 +339,7 @@ def run(
     spark = build_spark(master=spark_master, shuffle_partitions=shuffle_partitions)
 
     # --- which daily partitions are new or changed
-    window = set(_days(run_date - timedelta(days=lookback_days), run_date))
+    window = _window_days(dates, lookback_days)
     clean_partitions = {t: _partition_dirs(clean / t) for t in DAILY_SOURCES}
     fingerprints: dict[date, str] = {}
     for day in sorted(window):
@@ -351,36 +397,93 @@ def run(
             }
         _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
 
-    # --- nightly roll-ups
-    rollup_days = _days(run_date - timedelta(days=ROLLUP_LOOKBACK_DAYS), run_date)
+    # --- roll-ups, all dates in one pass each
+    rollup_days = sorted(_window_days(dates, ROLLUP_LOOKBACK_DAYS))
     users = _read_snapshot(spark, clean, "users")
     items = _read_snapshot(spark, clean, "items")
-    user_features_df = roll_up_user_features(
+    user_features_df = roll_up_user_features_for_dates(
         _read_features(spark, user_daily_dir, rollup_days, USER_DAILY_SCHEMA),
         _read_features(spark, category_daily_dir, rollup_days, USER_CATEGORY_DAILY_SCHEMA),
         users,
-        run_date,
+        dates,
     )
-    user_features_path = _publish_as_of(user_features_df, features / "user_features", run_date, "user_id")
+    user_features_paths = _publish_as_of_dates(user_features_df, features / "user_features", dates, "user_id")
 
-    item_days = set(_days(run_date - timedelta(days=ITEM_WINDOW_DAYS), run_date))
+    # Clean events partitions hold the events of their own UTC day (ingest quarantines
+    # the others), so reading the union of the 30-day windows loses nothing per date.
+    item_days = _window_days(dates, ITEM_WINDOW_DAYS)
     item_events = _read_partitions(
         spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
     )
-    item_features_path = _publish_as_of(
-        item_features(item_events, items, run_date), features / "item_features", run_date, "item_id"
+    item_features_paths = _publish_as_of_dates(
+        item_features_for_dates(item_events, items, dates), features / "item_features", dates, "item_id",
+        keep_as_of=False,
     )
 
     return {
-        "run_date": run_date.isoformat(),
+        "as_of_dates": [d.isoformat() for d in dates],
         "days_computed": [d.isoformat() for d in to_compute],
         "user_daily_rows": user_daily_rows,
         "user_category_daily_rows": category_daily_rows,
-        "user_features_rows": _parquet_rows(user_features_path),
-        "item_features_rows": _parquet_rows(item_features_path),
-        "user_features_path": str(user_features_path),
-        "item_features_path": str(item_features_path),
+        "as_of": {
+            d.isoformat(): {
+                "user_features_rows": _parquet_rows(user_features_paths[d]),
+                "item_features_rows": _parquet_rows(item_features_paths[d]),
+                "user_features_path": str(user_features_paths[d]),
+                "item_features_path": str(item_features_paths[d]),
+            }
+            for d in dates
+        },
     }
+
+
+def _window_days(dates: Iterable[date], days: int) -> set[date]:
+    """The union of the windows [D - days, D) of ``dates``."""
+    return {day for d in dates for day in _days(d - timedelta(days=days), d)}
+
+
+def _publish_as_of_dates(
+    df: DataFrame, table_dir: Path, dates: list[date], sort_key: str, keep_as_of: bool = True
+) -> dict[date, Path]:
+    """Publish the rows of each date (column ``as_of``) of ``df`` as folder ``as_of=D``.
+
+    One Spark job writes all dates partitioned by date into a hidden temp folder, one
+    part file sorted by ``sort_key`` per date; each date's folder is then renamed into
+    place as in ``_publish_as_of``. ``keep_as_of=False`` leaves the as_of column out of
+    the files (item_features). A date without rows gets an empty file, as a single-date
+    write does.
+    """
+    if len(dates) == 1:
+        only = df if keep_as_of else df.drop("as_of")
+        return {dates[0]: _publish_as_of(only, table_dir, dates[0], sort_key)}
+
+    table_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in table_dir.glob(".tmp-batch-*"):  # from a crashed earlier attempt
+        shutil.rmtree(leftover, ignore_errors=True)
+    token = uuid.uuid4().hex
+    tmp = table_dir / f".tmp-batch-{token}"
+    staged = df.withColumn(_PUBLISH_PARTITION, F.col("as_of"))
+    if not keep_as_of:
+        staged = staged.drop("as_of")
+    (
+        staged.repartition(_PUBLISH_PARTITION)  # all rows of a date in one task: one file per date
+        .sortWithinPartitions(_PUBLISH_PARTITION, sort_key)
+        .write.mode("overwrite")
+        .partitionBy(_PUBLISH_PARTITION)
+        .parquet(str(tmp))
+    )
+    published: dict[date, Path] = {}
+    try:
+        for day in dates:
+            folder = tmp / f"{_PUBLISH_PARTITION}={day.isoformat()}"
+            if not folder.is_dir():  # no rows that date: Spark wrote no folder
+                only = df.filter(F.col("as_of") == F.lit(day))
+                published[day] = _publish_as_of(only if keep_as_of else only.drop("as_of"), table_dir, day, sort_key)
+                continue
+            published[day] = _move_into_place(folder, table_dir / f"as_of={day.isoformat()}", token)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return published
 
 
 def _files_of(folder: Path | None) -> set[str]:

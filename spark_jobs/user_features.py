@@ -8,6 +8,8 @@ Two layers, so nightly work grows with one day of new data:
 * the nightly roll-up (``roll_up_user_features``) that adds the daily rows of
   ``[as_of - 90 days, as_of)`` into the ``user_features`` table of
   docs/ARCHITECTURE.md, and ``item_features`` from the last 30 days of events.
+  ``roll_up_user_features_for_dates`` / ``item_features_for_dates`` do the same for
+  many as_of dates in one pass (the single-date functions are these with one date).
 
 Only built-in Spark functions (no Python UDFs). Reading and writing live in
 ``spark_jobs.nightly``. Timestamp columns may be TIMESTAMP or TIMESTAMP_NTZ
@@ -16,7 +18,7 @@ holding UTC; the session time zone must be UTC (``spark_jobs.session``).
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -261,6 +263,46 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
 
 
 # ------------------------------------------------------------------ nightly roll-ups
+def _as_of_dates(as_of_dates) -> list[date]:
+    """The distinct as_of dates, sorted; at least one."""
+    dates = sorted(set(as_of_dates))
+    if not dates:
+        raise ValueError("as_of_dates is empty: give at least one as_of date")
+    for d in dates:
+        if not isinstance(d, date) or isinstance(d, datetime):
+            raise TypeError(f"as_of dates must be datetime.date values, got {d!r}")
+    return dates
+
+
+def _date_array(dates: list[date]) -> Column:
+    return F.array(*[F.lit(d) for d in dates])
+
+
+def _col_in_window(dt: Column, as_of: Column, days: int) -> Column:
+    """dt in [as_of - days, as_of), as_of a DATE column."""
+    return (dt >= F.date_sub(as_of, days)) & (dt < as_of)
+
+
+def _onto_as_of_dates(df: DataFrame, dates: list[date], days: int) -> DataFrame:
+    """Each row of ``df`` once per as_of date whose window [as_of - days, as_of) holds its dt.
+
+    Adds a DATE column ``as_of``; rows in no window are dropped. A row lands on at most
+    ``days`` dates, so the output is at most ``days`` times the rows of the union window.
+    """
+    in_union = (F.col("dt") >= F.lit(dates[0] - timedelta(days=days))) & (F.col("dt") < F.lit(dates[-1]))
+    if len(dates) == 1:  # a plain filter, as before the multi-date roll-up
+        return df.filter(_in_window(F.col("dt"), dates[0], days)).withColumn("as_of", F.lit(dates[0]))
+    matching = F.filter(_date_array(dates), lambda a: _col_in_window(F.col("dt"), a, days))
+    return df.filter(in_union).withColumn("as_of", F.explode(matching))
+
+
+def _with_as_of_dates(df: DataFrame, dates: list[date]) -> DataFrame:
+    """Every row of ``df`` once per as_of date (a cross join with the dates)."""
+    if len(dates) == 1:
+        return df.withColumn("as_of", F.lit(dates[0]))
+    return df.withColumn("as_of", F.explode(_date_array(dates)))
+
+
 def roll_up_user_features(
     user_daily: DataFrame,
     user_category_daily: DataFrame,
@@ -276,16 +318,37 @@ def roll_up_user_features(
     sessions_30d adds daily distinct sessions, so a session spanning midnight counts
     once per day. preferred_hour ties go to the earlier hour, top_category ties to the
     alphabetically first category.
+
+    The same computation as ``roll_up_user_features_for_dates`` with one date.
     """
-    daily = user_daily.filter(_in_window(F.col("dt"), as_of, ROLLUP_LOOKBACK_DAYS))
-    in_7d = _in_window(F.col("dt"), as_of, 7)
-    in_30d = _in_window(F.col("dt"), as_of, 30)
+    return roll_up_user_features_for_dates(user_daily, user_category_daily, users, [as_of])
+
+
+def roll_up_user_features_for_dates(
+    user_daily: DataFrame,
+    user_category_daily: DataFrame,
+    users: DataFrame,
+    as_of_dates: list[date],
+) -> DataFrame:
+    """``roll_up_user_features`` for several as_of dates in one pass.
+
+    One row per (user in ``users``, distinct date of ``as_of_dates``), its ``as_of``
+    column telling which; the rows of one as_of are exactly those of
+    ``roll_up_user_features(..., as_of)``. Each daily row is joined onto the as_of dates
+    whose 90-day window [as_of - 90, as_of) holds its dt, then everything is grouped by
+    (user_id, as_of). Columns and types: ``USER_FEATURES_SCHEMA``.
+    """
+    dates = _as_of_dates(as_of_dates)
+    as_of_col = F.col("as_of")
+    daily = _onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
+    in_7d = _col_in_window(F.col("dt"), as_of_col, 7)
+    in_30d = _col_in_window(F.col("dt"), as_of_col, 30)
 
     def window_sum(name: str, window: Column | None) -> Column:
         value = F.col(name) if window is None else F.when(window, F.col(name))
         return F.coalesce(F.sum(value), F.lit(0))
 
-    activity = daily.groupBy("user_id").agg(
+    activity = daily.groupBy("user_id", "as_of").agg(
         F.max("last_event_ts").alias("_last_event_ts"),
         F.max("last_order_ts").alias("_last_order_ts"),
         F.max("last_exposure_ts").alias("_last_exposure_ts"),
@@ -314,29 +377,33 @@ def roll_up_user_features(
     )
 
     category_scores = (
-        user_category_daily.filter(_in_window(F.col("dt"), as_of, ROLLUP_LOOKBACK_DAYS))
-        .groupBy("user_id", "category")
+        _onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
+        .groupBy("user_id", "as_of", "category")
         .agg(F.sum(F.col("views") + F.col("carts") + F.col("purchases")).alias("_score"))
         .filter(F.col("_score") > 0)
     )
     top_category = (
         category_scores.withColumn(
             "_rank",
-            F.row_number().over(Window.partitionBy("user_id").orderBy(F.col("_score").desc(), F.col("category").asc())),
+            F.row_number().over(
+                Window.partitionBy("user_id", "as_of").orderBy(F.col("_score").desc(), F.col("category").asc())
+            ),
         )
         .filter(F.col("_rank") == 1)
-        .select("user_id", F.col("category").alias("_top_category"))
+        .select("user_id", "as_of", F.col("category").alias("_top_category"))
     )
 
-    # One row per user of the snapshot, whatever duplicates it holds.
+    # One row per user of the snapshot and as_of date, whatever duplicates the snapshot holds.
     roster = (
         users.filter(F.col("user_id").isNotNull())
         .groupBy("user_id")
         .agg(F.min(_ts("signup_ts")).alias("_signup_ts"))
     )
-    joined = roster.join(activity, "user_id", "left").join(top_category, "user_id", "left")
-
-    as_of_col = F.lit(as_of)
+    joined = (
+        _with_as_of_dates(roster, dates)
+        .join(activity, ["user_id", "as_of"], "left")
+        .join(top_category, ["user_id", "as_of"], "left")
+    )
 
     def days_since(ts_col: str) -> Column:
         return F.coalesce(F.datediff(as_of_col, F.to_date(F.col(ts_col))), F.lit(DAYS_SINCE_DEFAULT))
@@ -391,10 +458,21 @@ def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame
     is 1 for the most purchased item of its category, ties by views (desc) then item_id.
     Items without a category fall in 'unknown'. Columns and types: ``ITEM_FEATURES_SCHEMA``.
     """
+    return item_features_for_dates(events, items, [as_of]).drop("as_of")
+
+
+def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: list[date]) -> DataFrame:
+    """``item_features`` for several as_of dates in one pass.
+
+    One row per (item of ``items``, distinct date of ``as_of_dates``): the columns of
+    ``ITEM_FEATURES_SCHEMA`` and then a DATE column ``as_of``; the rows of one as_of are
+    exactly those of ``item_features(..., as_of)``. dt is the event's UTC day.
+    """
+    dates = _as_of_dates(as_of_dates)
+    relevant = _with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull())
     counts = (
-        _with_event_day(dedupe_events(events))
-        .filter(_in_window(F.col("dt"), as_of, ITEM_WINDOW_DAYS) & F.col("item_id").isNotNull())
-        .groupBy("item_id")
+        _onto_as_of_dates(relevant, dates, ITEM_WINDOW_DAYS)
+        .groupBy("item_id", "as_of")
         .agg(
             _count_if(F.col("event_type") == "view").alias("_views"),
             _count_if(F.col("event_type") == "purchase").alias("_purchases"),
@@ -405,14 +483,15 @@ def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame
         .groupBy("item_id")
         .agg(F.coalesce(F.min("category"), F.lit(TOP_CATEGORY_DEFAULT)).alias("category"))
     )
-    joined = catalogue.join(counts, "item_id", "left").select(
+    joined = _with_as_of_dates(catalogue, dates).join(counts, ["item_id", "as_of"], "left").select(
         "item_id",
+        "as_of",
         "category",
         F.coalesce(F.col("_views"), F.lit(0)).alias("views_30d"),
         F.coalesce(F.col("_purchases"), F.lit(0)).alias("purchases_30d"),
     )
     rank = F.row_number().over(
-        Window.partitionBy("category").orderBy(
+        Window.partitionBy("as_of", "category").orderBy(
             F.col("purchases_30d").desc(), F.col("views_30d").desc(), F.col("item_id").asc()
         )
     )
@@ -424,4 +503,7 @@ def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame
         "conversion_rate_30d": _safe_ratio(F.col("purchases_30d"), F.col("views_30d")),
         "popularity_rank_in_category": rank,
     }
-    return joined.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in ITEM_FEATURES_SCHEMA.fields])
+    return joined.select(
+        *[features[f.name].cast(f.dataType).alias(f.name) for f in ITEM_FEATURES_SCHEMA.fields],
+        F.col("as_of"),
+    )

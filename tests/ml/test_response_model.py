@@ -114,3 +114,23 @@ def test_exposures_of_promos_outside_the_catalogue_are_dropped_and_counted():
     model = train_response_model(data, PLANTED_ARMS, seed=0, epochs=1, deterministic=True)
     assert model.training_metrics["rows_dropped_unknown_arm"] == 50
     assert model.training_metrics["rows"] == 550
+
+
+def test_gpu_configuration_mirrored_mixed_precision_trains_and_round_trips(monkeypatch, tmp_path):
+    """The GPU path (MirroredStrategy + mixed_float16), run on the CPU so every machine checks it."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    import ml.response_model as response_model
+
+    monkeypatch.setattr(response_model, "choose_strategy", lambda: (tf.distribute.MirroredStrategy(["/cpu:0"]), True))
+    data = planted_exposures(1200, seed=8)
+    model = train_response_model(data, PLANTED_ARMS, seed=0, epochs=2, deterministic=True)
+    assert model.metadata["training"]["mixed_precision"] is True
+    assert model.metadata["training"]["strategy"] == "MirroredStrategy"
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whoever trains next
+    predictions = model.predict(data.head(50))
+    assert np.isfinite(predictions.p_order).all() and np.isfinite(predictions.margin_if_order).all()
+    assert ((predictions.p_order > 0) & (predictions.p_order < 1)).all()
+    model.save(tmp_path / "model")
+    np.testing.assert_array_equal(ResponseModel.load(tmp_path / "model").predict(data.head(50)).p_order, predictions.p_order)

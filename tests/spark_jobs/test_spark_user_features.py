@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from functools import reduce
 
 import pytest
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.user_features import (
@@ -16,7 +18,9 @@ from spark_jobs.user_features import (
     USER_FEATURES_SCHEMA,
     dedupe_events,
     item_features,
+    item_features_for_dates,
     roll_up_user_features,
+    roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
 )
@@ -260,3 +264,70 @@ def test_popularity_rank_ties_fall_back_to_item_id(spark):
                               ("b", "u1", "i1", "view", ts(2024, 3, 9), None, None)])
     ranks = {r.item_id: r.popularity_rank_in_category for r in item_features(f["events"], f["items"], AS_OF).collect()}
     assert (ranks["i1"], ranks["i3"]) == (1, 2)
+
+
+# ------------------------------------------------------------------ many as_of dates in one pass
+# Around the sample's activity: window edges of 7 / 30 / 90 days after u1's orders of
+# 01-20, 02-20 and 03-09, before any activity, and long after all of it.
+MANY_AS_OF = [
+    date(2023, 11, 1), date(2023, 12, 1), date(2023, 12, 2), date(2024, 1, 21), date(2024, 2, 2),
+    date(2024, 2, 21), date(2024, 3, 2), date(2024, 3, 6), date(2024, 3, 9), AS_OF, date(2024, 3, 16),
+    date(2024, 3, 17), date(2024, 4, 8), date(2024, 4, 9), date(2024, 4, 19), date(2024, 4, 20), date(2024, 9, 1),
+]
+
+
+@pytest.fixture(scope="module")
+def sample_inputs(spark):
+    """The sample's daily rows, collected once so that each roll-up plan below stays small."""
+    f = frames(spark)
+    events = f["events"].unionByName(spark.createDataFrame(DUPLICATE_EVENTS, EVENTS_SCHEMA))
+    daily = user_daily_aggregates(events, f["orders"], f["exposures"])
+    category_daily = user_category_daily(events, f["items"])
+    return {
+        "daily": spark.createDataFrame(daily.collect(), USER_DAILY_SCHEMA),
+        "category_daily": spark.createDataFrame(category_daily.collect(), USER_CATEGORY_DAILY_SCHEMA),
+        "users": f["users"],
+        "items": f["items"],
+        "events": spark.createDataFrame(events.collect(), EVENTS_SCHEMA),
+    }
+
+
+def _rows_by_as_of(df, key: str) -> list[dict]:
+    return sorted((r.asDict() for r in df.collect()), key=lambda r: (r["as_of"], r[key]))
+
+
+def test_multi_date_roll_up_equals_single_date_roll_ups(sample_inputs):
+    s = sample_inputs
+    # unsorted, with a duplicate: one output per distinct date
+    multi = roll_up_user_features_for_dates(s["daily"], s["category_daily"], s["users"], [*reversed(MANY_AS_OF), AS_OF])
+    assert _types(multi.schema) == _types(USER_FEATURES_SCHEMA)
+    singles = reduce(
+        DataFrame.unionByName,
+        [roll_up_user_features(s["daily"], s["category_daily"], s["users"], d) for d in MANY_AS_OF],
+    )
+    got, expected = _rows_by_as_of(multi, "user_id"), _rows_by_as_of(singles, "user_id")
+    assert len(expected) == 3 * len(MANY_AS_OF)
+    assert got == expected  # row for row, exactly: defaults, values and Python types
+    assert {r["user_id"]: r for r in got if r["as_of"] == AS_OF}["u1"]["orders_90d"] == 3  # not all defaults
+    assert {r["orders_7d"] for r in got if r["user_id"] == "u1"} == {0, 1}
+
+
+def test_multi_date_item_features_equal_single_date_item_features(sample_inputs):
+    s = sample_inputs
+    multi = item_features_for_dates(s["events"], s["items"], [*reversed(MANY_AS_OF), AS_OF])
+    assert _types(multi.schema) == _types(ITEM_FEATURES_SCHEMA) + [("as_of", "date")]
+    singles = reduce(
+        DataFrame.unionByName,
+        [item_features(s["events"], s["items"], d).withColumn("as_of", F.lit(d)) for d in MANY_AS_OF],
+    )
+    got, expected = _rows_by_as_of(multi, "item_id"), _rows_by_as_of(singles, "item_id")
+    assert len(expected) == 4 * len(MANY_AS_OF)
+    assert got == expected
+
+
+def test_multi_date_roll_ups_need_a_date(sample_inputs):
+    s = sample_inputs
+    with pytest.raises(ValueError):
+        roll_up_user_features_for_dates(s["daily"], s["category_daily"], s["users"], [])
+    with pytest.raises(ValueError):
+        item_features_for_dates(s["events"], s["items"], [])

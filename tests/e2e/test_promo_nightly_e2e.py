@@ -1,0 +1,122 @@
+"""The whole promo_nightly DAG on tiny generated data, through Airflow's dag.test().
+
+One module-scoped night (generate -> ingest -> Spark -> dbt -> Feast -> TF -> assign
+-> publish), then the checks the data contract promises, a re-run of the same date,
+and a failing later night that must leave the published night untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+N_USERS, N_DAYS, START = 300, 8, date(2026, 10, 1)
+RUN_DATE = date(2026, 10, 9)
+BUDGET = 40.0
+
+
+def _published_rows(settings, run_date):
+    from promoflow.warehouse import Warehouse
+
+    with Warehouse(settings) as wh:
+        table = wh.query_arrow("select * from promo_assignments where run_date = ? order by user_id", [run_date])
+    return table.to_pylist()
+
+
+def _run(dag, run_date: date, conf: dict):
+    return dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=timezone.utc), run_conf=conf)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory, airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from promoflow.demo_data import generate
+    from promoflow.settings import Settings
+
+    base = tmp_path_factory.mktemp("e2e")
+    generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=11)
+    env = {
+        "PROMO_DATA_DIR": str(base / "data"),
+        "PROMO_RAW_URI": str(base / "raw"),
+        "PROMO_USER_KEY_SECRET": "e2e-secret",
+        "PROMO_BUDGET": "99999",  # the run's param below must win
+        "PROMO_SPARK_SHUFFLE_PARTITIONS": "2",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
+    conf = {"budget": BUDGET}
+    first = _run(dag, RUN_DATE, conf)
+    settings = Settings.from_env(overrides=conf)
+    yield {"dag": dag, "conf": conf, "settings": settings, "first_state": first.state, "base": base}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_night_succeeds_and_writes_one_row_per_user(night):
+    assert night["first_state"] == "success"
+    rows = _published_rows(night["settings"], RUN_DATE)
+    assert len(rows) == N_USERS
+    assert len({r["user_id"] for r in rows}) == N_USERS
+
+
+def test_assignments_respect_budget_catalogue_and_contract(night):
+    import pyarrow.parquet as pq
+
+    rows = _published_rows(night["settings"], RUN_DATE)
+    catalogue = set(pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").column("promo_id").to_pylist())
+    assert sum(r["expected_cost"] for r in rows) <= BUDGET + 1e-9
+    assert {r["promo_id"] for r in rows} <= catalogue | {"none"}
+    assert any(r["promo_id"] != "none" for r in rows), "the model found no profitable offer at all"
+    for r in rows:
+        assert 0 < r["propensity"] <= 1
+        assert r["user_key"] and r["user_key"] != r["user_id"]
+        assert r["is_exploration"] is False
+        if r["promo_id"] == "none":
+            assert r["channel"] is None and r["message"] is None and r["expected_cost"] == 0
+        else:
+            assert r["channel"] in {"email", "push", "sms", "in_app"} and r["message"]
+            assert 0 <= r["send_hour"] <= 23
+        if r["is_holdout"]:
+            assert r["promo_id"] == "none"
+
+
+def test_marketing_export_has_parquet_and_csv_without_raw_ids(night):
+    folder = Path(night["settings"].export_uri) / "promo_assignments" / f"run_date={RUN_DATE.isoformat()}"
+    exported = pq.read_table(folder / "promo_assignments.parquet")
+    assert "user_id" not in exported.column_names
+    assert exported.num_rows == N_USERS
+    header = (folder / "promo_assignments.csv").read_text().splitlines()[0]
+    assert "user_id" not in header.replace("user_key", "")
+    assert (folder / "_SUCCESS").exists()
+
+
+def test_rerunning_the_date_gives_identical_rows(night):
+    before = _published_rows(night["settings"], RUN_DATE)
+    again = _run(night["dag"], RUN_DATE, night["conf"])
+    assert again.state == "success"
+    assert _published_rows(night["settings"], RUN_DATE) == before
+
+
+def test_failed_later_night_leaves_published_night_untouched(night):
+    before = _published_rows(night["settings"], RUN_DATE)
+    export = Path(night["settings"].export_uri) / "promo_assignments" / f"run_date={RUN_DATE.isoformat()}" / "promo_assignments.parquet"
+    export_bytes = export.read_bytes()
+    failed = _run(night["dag"], date(2026, 10, 10), night["conf"])  # no events landed for 2026-10-09
+    assert failed.state == "failed"
+    assert _published_rows(night["settings"], RUN_DATE) == before
+    assert export.read_bytes() == export_bytes
+    from promoflow.warehouse import Warehouse
+
+    with Warehouse(night["settings"]) as wh:
+        assert wh.query("select count(*) from promo_assignments where run_date = ?", [date(2026, 10, 10)])[0][0] == 0
