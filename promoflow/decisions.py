@@ -92,15 +92,12 @@ def train(settings: Settings, run_date: date) -> dict:
 
 
 # ---------------------------------------------------------------------------- assignment
-def _featured_items(item_features: pd.DataFrame, categories: pd.Series) -> pd.Series:
-    """Most purchased items of each user's category (the recommender issue replaces this)."""
-    top = (
-        item_features.sort_values(["category", "popularity_rank_in_category", "item_id"])
-        .groupby("category")["item_id"]
-        .apply(lambda ids: ",".join(ids.head(FEATURED_ITEMS_PER_OFFER)))
-    )
-    overall = ",".join(item_features.sort_values(["purchases_30d", "views_30d", "item_id"], ascending=[False, False, True])["item_id"].head(FEATURED_ITEMS_PER_OFFER))
-    return categories.map(top).fillna(overall)
+def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
+    """Most purchased items per category and overall, comma-separated (the recommender issue replaces this)."""
+    ranked = item_features.sort_values(["category", "popularity_rank_in_category", "item_id"])
+    by_category = ranked.groupby("category")["item_id"].apply(lambda ids: ",".join(ids.head(FEATURED_ITEMS_PER_OFFER))).to_dict()
+    overall = item_features.sort_values(["purchases_30d", "views_30d", "item_id"], ascending=[False, False, True])
+    return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
 
 def assign(settings: Settings, run_date: date, model_version: str | None) -> dict:
@@ -151,7 +148,8 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     is_offer = chosen != none_index
     expected_cost = np.where(is_offer, cost[rows, chosen], 0.0)
     expected_margin = np.where(is_offer, margin[rows, chosen], 0.0)
-    featured = _featured_items(items, features["top_category"].fillna("unknown"))
+    top_by_category, top_overall = _top_items(items)
+    featured = features["top_category"].map(top_by_category).fillna(top_overall)
 
     channels, messages, featured_ids, reasons, send_hours = [], [], [], [], []
     for i in rows:
@@ -173,7 +171,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
             continue
         promo = promo_rows.loc[chosen_ids[i]].to_dict() | {"promo_id": chosen_ids[i]}
         category = promo.get("category")
-        item_ids = featured.iloc[i] if not category else _featured_items(items, pd.Series([category])).iloc[0]
+        item_ids = top_by_category.get(category, top_overall) if category else featured.iloc[i]
         channels.append(delivery.choose_channel(promo.get("channel"), users.at[i, "device"]))
         messages.append(delivery.render_message(promo, run_date + timedelta(days=int(promo["valid_days"])), item_ids.split(",") if item_ids else None))
         featured_ids.append(item_ids or None)

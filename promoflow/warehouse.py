@@ -87,6 +87,7 @@ class Warehouse:
     def __init__(self, settings: Settings):
         self.kind = settings.warehouse_kind
         self.default_schema = "main" if self.kind == "duckdb" else "public"
+        self.raw_schema = RAW_SCHEMA
         if self.kind == "duckdb":
             import duckdb
 
@@ -208,12 +209,12 @@ class Warehouse:
 
     # ---------------------------------------------------------- load tracking
     def _load_log_fingerprint(self, table: str, partition: str) -> str | None:
-        self.execute(f"create schema if not exists {RAW_SCHEMA}")
+        self.execute(f"create schema if not exists {self.raw_schema}")
         self.execute(
-            f"create table if not exists {RAW_SCHEMA}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
+            f"create table if not exists {self.raw_schema}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
         )
         rows = self.query(
-            f"select fingerprint from {RAW_SCHEMA}._load_log where table_name = ? and partition_key = ?", [table, partition]
+            f"select fingerprint from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition]
         )
         return rows[0][0] if rows else None
 
@@ -224,7 +225,7 @@ class Warehouse:
         """
         partition = json.dumps({k: _param(v) for k, v in (where or {}).items()}, sort_keys=True, default=str)
         fingerprint = _files_fingerprint(files)
-        if self._load_log_fingerprint(table, partition) == fingerprint and self.table_exists(RAW_SCHEMA, table):
+        if self._load_log_fingerprint(table, partition) == fingerprint and self.table_exists(self.raw_schema, table):
             return False
         data = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
         if data is None:
@@ -232,11 +233,11 @@ class Warehouse:
         for name, value in (extra or {}).items():
             if name not in data.column_names:
                 data = data.append_column(name, pa.array([value] * data.num_rows))
-        self.replace_rows(RAW_SCHEMA, table, data, where)
+        self.replace_rows(self.raw_schema, table, data, where)
         with self.transaction():
-            self.execute(f"delete from {RAW_SCHEMA}._load_log where table_name = ? and partition_key = ?", [table, partition])
+            self.execute(f"delete from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition])
             self.execute(
-                f"insert into {RAW_SCHEMA}._load_log values (?, ?, ?, current_timestamp)", [table, partition, fingerprint]
+                f"insert into {self.raw_schema}._load_log values (?, ?, ?, current_timestamp)", [table, partition, fingerprint]
             )
         return True
 

@@ -30,30 +30,9 @@ def read_tree(path):
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and p.name != "_MANIFEST.json"}
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3_store(moto_endpoint, monkeypatch, tmp_path):
-    # Fake credentials only; the client must never reach AWS.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("PROMO_S3_ENDPOINT_URL", moto_endpoint)
-    bucket = f"models-{tmp_path.name.lower().replace('_', '-')}"[:60]
-    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/promoflow/prod"
+def s3_store(s3_bucket):
+    return f"s3://{s3_bucket}/promoflow/prod"
 
 
 @pytest.fixture(params=["local", "s3"])

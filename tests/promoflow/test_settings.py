@@ -1,0 +1,51 @@
+"""One settings module: environment first, run params on top, production values are settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from promoflow.settings import Settings
+
+
+def test_embedded_defaults_live_under_the_data_dir(tmp_path):
+    s = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)})
+    assert s.warehouse_url == f"duckdb://{tmp_path}/warehouse/promoflow.duckdb"
+    assert s.duckdb_path == f"{tmp_path}/warehouse/promoflow.duckdb"
+    assert s.raw_uri == f"{tmp_path}/demo/raw" and s.export_uri == f"{tmp_path}/export"
+    assert s.spark_master == "local[*]" and s.feast_online_store == "sqlite"
+
+
+def test_user_key_secret_is_generated_once_outside_the_repo(tmp_path):
+    first = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)}).user_key_secret
+    assert len(first) == 64
+    assert Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)}).user_key_secret == first
+    assert (tmp_path / ".user_key_secret").read_text() == first
+
+
+def test_contract_variables_and_production_values(tmp_path):
+    env = {
+        "PROMO_DATA_DIR": str(tmp_path),
+        "PROMO_RAW_URI": "s3://shop/landing",
+        "PROMO_WAREHOUSE_URL": "postgresql://etl@db.internal:5432/dwh",
+        "PROMO_EXPORT_URI": "s3://shop/export",
+        "PROMO_BUDGET": "25000",
+        "PROMO_FEAST_ONLINE_STORE": "redis",
+        "PROMO_SPARK_MASTER": "spark://spark:7077",
+    }
+    s = Settings.from_env(env=env)
+    assert (s.raw_uri, s.export_uri, s.budget) == ("s3://shop/landing", "s3://shop/export", 25000.0)
+    assert s.warehouse_kind == "postgres"
+    assert (s.feast_online_store, s.spark_master) == ("redis", "spark://spark:7077")
+
+
+def test_run_params_override_and_are_typed(tmp_path):
+    s = Settings.from_env(overrides={"budget": "500", "raw_uri": "/landing", "export_uri": None}, env={"PROMO_DATA_DIR": str(tmp_path)})
+    assert s.budget == 500.0 and s.raw_uri == "/landing" and s.export_uri == f"{tmp_path}/export"
+    with pytest.raises(KeyError, match="unknown setting 'budjet'"):
+        s.with_overrides({"budjet": 1})
+
+
+def test_unsupported_warehouse_scheme_names_the_fix(tmp_path):
+    s = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path), "PROMO_WAREHOUSE_URL": "mysql://x"})
+    with pytest.raises(ValueError, match="use duckdb:///path/file.duckdb or postgresql://"):
+        s.warehouse_kind
