@@ -34,6 +34,7 @@ def load_lake(settings: Settings, run_date: date) -> dict[str, int]:
 
     with Warehouse(settings) as wh:
         wh.ensure_promo_assignments()
+        wh.ensure_promo_runs()
         for table in SNAPSHOTS:
             count(table, wh.load_files(table, [lake / "clean" / table / f"{table}.parquet"], where=None))
         for table in PARTITIONED:

@@ -10,7 +10,7 @@ replaced in one transaction (older dates untouched) and the export folder
 from __future__ import annotations
 
 import tempfile
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,11 +65,31 @@ def validate_assignments(settings: Settings, run_date: date, staged: pa.Table) -
     result.raise_if_failed(f"The assignments staged for {run_date} are not publishable; nothing was published.")
 
 
+def run_record(settings: Settings, run_date: date, staged: pa.Table) -> dict:
+    """The night's ``promo_runs`` row: the budget and totals the assignments were produced under."""
+    import pyarrow.compute as pc
+
+    is_offer = pc.not_equal(staged.column("promo_id"), NONE_ARM)
+    return {
+        "run_date": run_date,
+        "budget": settings.budget,
+        "expected_cost": float(pc.sum(staged.column("expected_cost")).as_py() or 0.0),
+        "expected_incremental_margin": float(pc.sum(staged.column("expected_incremental_margin")).as_py() or 0.0),
+        "users": staged.num_rows,
+        "offers": int(pc.sum(is_offer.cast(pa.int64())).as_py() or 0),
+        "holdout_users": int(pc.sum(staged.column("is_holdout").cast(pa.int64())).as_py() or 0),
+        "holdout_share": settings.holdout_share,
+        "policy_version": settings.policy_version,
+        "model_version": staged.column("model_version")[0].as_py() if staged.num_rows else None,
+        "published_at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+    }
+
+
 def publish(settings: Settings, run_date: date) -> dict:
     staged = pq.read_table(staged_assignments_path(settings, run_date))
     validate_assignments(settings, run_date, staged)
     with Warehouse(settings) as wh:
-        wh.replace_assignments(run_date, staged)
+        wh.replace_assignments(run_date, staged, run_record(settings, run_date, staged))
     target = export_uri(settings, run_date)
     export = staged.select(EXPORT_COLUMNS)
     with tempfile.TemporaryDirectory(prefix="promoflow-export-") as tmp:

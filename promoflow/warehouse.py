@@ -51,6 +51,22 @@ PROMO_ASSIGNMENTS_COLUMNS: dict[str, str] = {
 }
 
 
+# One row per published night: what marketing's table was produced under.
+PROMO_RUNS_COLUMNS: dict[str, str] = {
+    "run_date": "date",
+    "budget": "double precision",
+    "expected_cost": "double precision",
+    "expected_incremental_margin": "double precision",
+    "users": "bigint",
+    "offers": "bigint",
+    "holdout_users": "bigint",
+    "holdout_share": "double precision",
+    "policy_version": "varchar",
+    "model_version": "varchar",
+    "published_at": "timestamp",
+}
+
+
 def _sql_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "varchar"
@@ -246,13 +262,26 @@ class Warehouse:
         cols = ", ".join(f"{c} {t}" for c, t in PROMO_ASSIGNMENTS_COLUMNS.items())
         self.execute(f"create table if not exists {self.default_schema}.promo_assignments ({cols})")
 
-    def replace_assignments(self, run_date: date, rows: pa.Table) -> None:
-        """Replace one run_date of ``promo_assignments`` in one transaction; older dates untouched."""
+    def ensure_promo_runs(self) -> None:
+        cols = ", ".join(f"{c} {t}" for c, t in PROMO_RUNS_COLUMNS.items())
+        self.execute(f"create table if not exists {self.default_schema}.promo_runs ({cols})")
+
+    def replace_assignments(self, run_date: date, rows: pa.Table, run: dict | None = None) -> None:
+        """Replace one run_date of ``promo_assignments`` (and its ``promo_runs`` row) in one transaction.
+
+        Older dates are untouched; a failure leaves the previous rows of the date.
+        """
         self.ensure_promo_assignments()
+        self.ensure_promo_runs()
         rows = rows.select(list(PROMO_ASSIGNMENTS_COLUMNS))
         with self.transaction():
             self.execute(f"delete from {self.default_schema}.promo_assignments where run_date = ?", [run_date])
             self._insert_arrow(f"{self.default_schema}.promo_assignments", to_warehouse_arrow(rows))
+            if run is not None:
+                self.execute(f"delete from {self.default_schema}.promo_runs where run_date = ?", [run_date])
+                values = [run.get(c) for c in PROMO_RUNS_COLUMNS]
+                placeholders = ", ".join("?" for _ in PROMO_RUNS_COLUMNS)
+                self.execute(f"insert into {self.default_schema}.promo_runs values ({placeholders})", values)
 
 
 def _param(value: object) -> object:
