@@ -41,8 +41,11 @@ def load_lake(settings: Settings, run_date: date) -> dict[str, int]:
             for day, files in _partitions(lake / "clean" / table, "dt"):
                 count(table, wh.load_files(table, files, where={"dt": day}, extra={"dt": day}))
         for table_dir in sorted((lake / "quarantine").glob("*")):
-            for day, files in _partitions(table_dir, "dt"):
-                where = {"table_name": table_dir.name, "partition": f"dt={day.isoformat()}"}
+            partitions = [(f"dt={day.isoformat()}", files) for day, files in _partitions(table_dir, "dt")]
+            snapshot = sorted((table_dir / "snapshot").glob("*.parquet"))
+            partitions += [("snapshot", snapshot)] if snapshot else []
+            for partition, files in partitions:
+                where = {"table_name": table_dir.name, "partition": partition}
                 count("quarantine", wh.load_files("quarantine", files, where=where))
         features = lake / "features"
         for day, files in _partitions(features / "user_daily", "dt"):

@@ -62,19 +62,25 @@ def _context(data_dir: str):
     return context
 
 
-def run_checkpoint(data_dir: str, name: str, dataframe, expectations: list[Any]) -> CheckResult:
-    """Validate ``dataframe`` (pandas) against ``expectations`` with a named checkpoint.
+def run_checkpoint(data_dir: str, name: str, dataframe, expectations: list[Any], engine: str = "pandas") -> CheckResult:
+    """Validate ``dataframe`` against ``expectations`` with a named checkpoint.
 
+    ``engine="spark"`` validates a Spark DataFrame with GX's Spark execution
+    engine (large tables never go through pandas); ``"pandas"`` a pandas one.
     The suite, validation definition and checkpoint are stored (add_or_update)
     so Data Docs show every night's result per hand-off.
     """
     import great_expectations as gx
 
     context = _context(data_dir)
+    source_name = {"pandas": "promoflow_frames", "spark": "promoflow_spark_frames"}[engine]
     try:
-        datasource = context.data_sources.get("promoflow_frames")
+        datasource = context.data_sources.get(source_name)
     except (KeyError, ValueError):
-        datasource = context.data_sources.add_pandas("promoflow_frames")
+        if engine == "spark":
+            datasource = context.data_sources.add_spark(source_name, persist=False)
+        else:
+            datasource = context.data_sources.add_pandas(source_name)
     try:
         asset = datasource.get_asset(name)
     except LookupError:
