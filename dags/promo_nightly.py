@@ -10,7 +10,7 @@ within the night's budget on expected discount cost.
 | ingest_validate | landing zone (`raw_uri`) | lake `clean/`, `quarantine/` (GX checkpoints) |
 | build_features | lake `clean/` | lake `features/` (Spark) |
 | load_warehouse | lake | warehouse schema `raw` |
-| dbt_build | `raw` | schema `analytics` (dbt models + tests) |
+| dbt_staging → dbt_intermediate → dbt_marts | `raw` | schema `analytics`: `dbt build --select <layer>` (models + tests) |
 | feature_store | `analytics.user_features` | Feast registry, online store |
 | train_model | `analytics.fct_promo_outcomes` + Feast | model store |
 | assign | Feast + model | lake `assignments/` (staged) |
@@ -80,12 +80,31 @@ def promo_nightly():
 
         return stages.load_warehouse(ds, params)
 
+    # dbt runs per layer, one task each, as a plain `dbt build --select <layer>`
+    # (no dbt import at parse time): a failure names its layer, and a re-run
+    # restarts from that layer instead of rebuilding everything.
     @task
-    def dbt_build(ds=None, params=None) -> dict:
-        """`dbt build`: staging -> intermediate -> marts, with their tests."""
+    def dbt_staging(ds=None, params=None) -> dict:
+        """`dbt build --select staging`: raw tables renamed and cast (`stg_*`, email dropped), with their tests.
+        Reads schema `raw` and `promo_assignments` / `promo_runs`; writes schema `analytics`. Safe to clear and re-run."""
         from promoflow import stages
 
-        return stages.dbt_build(ds, params)
+        return stages.dbt_build(ds, params, layer="staging")
+
+    @task
+    def dbt_intermediate(ds=None, params=None) -> dict:
+        """`dbt build --select intermediate`: exposures united with published sends, outcome windows, holdout arms."""
+        from promoflow import stages
+
+        return stages.dbt_build(ds, params, layer="intermediate")
+
+    @task
+    def dbt_marts(ds=None, params=None) -> dict:
+        """`dbt build --select marts`: contracted dims, facts (incremental by day), user_features, promo_performance,
+        assignments_latest, and the tests that span layers. Re-running the date replaces the same days."""
+        from promoflow import stages
+
+        return stages.dbt_build(ds, params, layer="marts")
 
     @task
     def feature_store(ds=None, params=None) -> dict:
@@ -126,12 +145,12 @@ def promo_nightly():
     ingested = ingest_validate()
     features = build_features()
     loaded = load_warehouse()
-    modelled = dbt_build()
+    staged, intermediate, marts = dbt_staging(), dbt_intermediate(), dbt_marts()
     materialised = feature_store()
     trained = train_model()
     assigned = assign(trained)
     published = publish()
-    ingested >> features >> loaded >> modelled >> materialised >> trained
+    ingested >> features >> loaded >> staged >> intermediate >> marts >> materialised >> trained
     assigned >> published
     summarise(ingested, trained, assigned, published)
 

@@ -68,10 +68,13 @@ def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> di
     return load_lake(resolve(params), _date(run_date))
 
 
-def dbt_build(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
-    from promoflow.transform import dbt_build as build
+def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str | None = None) -> dict:
+    """``dbt build`` of one layer (``staging``, ``intermediate``, ``marts``) with its tests, or of everything."""
+    from promoflow.transform import LAYERS, dbt_build as build
 
-    return build(resolve(params), _date(run_date))
+    if layer is not None and layer not in LAYERS:
+        raise ValueError(f"dbt layer {layer!r} is not one of {', '.join(LAYERS)}; pass one of those or None for all")
+    return build(resolve(params), _date(run_date), select=layer)
 
 
 def feature_store(run_date: str, params: Mapping[str, Any] | None = None) -> dict:

@@ -36,8 +36,21 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def dbt_build(settings: Settings, run_date: date, select: str | None = None) -> dict:
-    """``dbt build`` (models + tests) for one run date; raises with the failing nodes."""
+# The project's layers, in build order: `dbt build --select <layer>` selects the
+# models of models/<layer>/ (dbt's path-like fqn selector).
+LAYERS = ("staging", "intermediate", "marts")
+
+
+def dbt_build(settings: Settings, run_date: date, select: str | None = None, full_refresh: bool = False) -> dict:
+    """``dbt build`` (models + tests) for one run date; raises with the failing nodes.
+
+    ``select`` narrows the build, e.g. to one layer of ``LAYERS``. Tests then run
+    with ``--indirect-selection buildable``: a test runs once every model it reads
+    is selected or upstream of the selection, so a test spanning staging and a
+    mart runs with the marts, never against last night's mart. ``full_refresh``
+    rebuilds the incremental facts from all history (corrections older than
+    var incremental_lookback_days).
+    """
     from dbt.cli.main import dbtRunner
 
     os.environ.update(dbt_env(settings))
@@ -51,14 +64,22 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None) -> 
         "--vars", json.dumps({"run_date": run_date.isoformat()}),
     ]
     if select:
-        args += ["--select", select]
+        args += ["--select", select, "--indirect-selection", "buildable"]
+    if full_refresh:
+        args.append("--full-refresh")
     result = dbtRunner().invoke(args)
     nodes = list(result.result or []) if result.result is not None else []
     failed = [f"{r.node.name}: {r.status} {r.message or ''}".strip() for r in nodes if str(r.status) in ("error", "fail")]
     if not result.success:
         detail = "; ".join(failed) if failed else str(result.exception)
+        scope = f" --select {select}" if select else ""
         raise DbtBuildError(
-            f"dbt build failed for run date {run_date}: {detail}. See {target_dir / 'logs' / 'dbt.log'}; "
+            f"dbt build{scope} failed for run date {run_date}: {detail}. See {target_dir / 'logs' / 'dbt.log'}; "
             "fix the model or the data and re-run the date. Nothing was published."
         )
-    return {"nodes": len(nodes), "passed": sum(1 for r in nodes if str(r.status) in ("success", "pass"))}
+    return {
+        "select": select or "all",
+        "nodes": len(nodes),
+        "passed": sum(1 for r in nodes if str(r.status) in ("success", "pass")),
+        "warned": sum(1 for r in nodes if str(r.status) == "warn"),
+    }

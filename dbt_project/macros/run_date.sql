@@ -19,3 +19,14 @@
 {% macro run_date_ts() -%}
     cast('{{ validated_run_date() }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
+
+{#
+  First day an incremental model re-processes on a night: run_date minus var
+  incremental_lookback_days (default 3), as a date literal. Computed in Jinja so
+  both adapters see the same plain literal.
+#}
+{% macro incremental_window_start() -%}
+    {%- set day = modules.datetime.date.fromisoformat(validated_run_date()) -%}
+    {%- set lookback = var("incremental_lookback_days", 3) | int -%}
+    cast('{{ (day - modules.datetime.timedelta(days=lookback)).isoformat() }}' as date)
+{%- endmacro %}

@@ -9,7 +9,8 @@ with
 
 exposures as (
 
-    select * from {{ ref('stg_exposures') }}
+    -- landed exposures united with the platform's own published sends
+    select * from {{ ref('int_promo_exposures') }}
     where sent_ts < {{ run_date_ts() }}
 
 ),
@@ -35,6 +36,9 @@ exposure_windows as (
 
     select
         exposures.exposure_id,
+        exposures.exposure_source,
+        exposures.run_date,
+        exposures.is_holdout,
         exposures.user_id,
         exposures.promo_id,
         case
@@ -107,6 +111,9 @@ final as (
 
     select
         exposure_windows_with_end.exposure_id,
+        exposure_windows_with_end.exposure_source,
+        exposure_windows_with_end.run_date,
+        exposure_windows_with_end.is_holdout,
         exposure_windows_with_end.user_id,
         exposure_windows_with_end.promo_id,
         exposure_windows_with_end.promo_type,

@@ -16,6 +16,9 @@ final as (
 
     select
         outcomes.exposure_id,
+        outcomes.exposure_source,
+        outcomes.run_date,
+        outcomes.is_holdout,
         outcomes.user_id,
         users.user_key,
         outcomes.promo_id,
