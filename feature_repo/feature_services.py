@@ -11,3 +11,13 @@ def promo_response_service(user_behaviour: FeatureView) -> FeatureService:
         features=[user_behaviour],
         description="Features of the multi-treatment promo response model (ml.response_model).",
     )
+
+
+def recommender_service(user_behaviour: FeatureView, item_popularity: FeatureView) -> FeatureService:
+    # No sequence features yet: the Spark sequence output is another issue's work;
+    # a recommender_v2 adds them rather than changing what v1 was trained on.
+    return FeatureService(
+        name="recommender_v1",
+        features=[user_behaviour, item_popularity],
+        description="Features of the featured-items recommender: user behaviour x item popularity (entity rows: user_id, item_id).",
+    )

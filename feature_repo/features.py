@@ -7,12 +7,20 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from entities import user
+from entities import item, user
 
 # Behaviour features are recomputed every night (as of 00:00 UTC); a value older
 # than two nights means the pipeline is behind, and training / scoring should see
-# a missing value rather than silently stale behaviour.
+# a missing value rather than silently stale behaviour (recency counters such as
+# days_since_last_order would be wrong by the days missed).
 USER_BEHAVIOUR_TTL = timedelta(days=2)
+
+# Item popularity is a 30-day window recomputed nightly: one missed night moves
+# it by at most 1/30 of the window, so rankings from up to a week ago still
+# describe the catalogue well, and the recommender is better served by a
+# slightly stale popularity than by none. Older than that (new launches,
+# seasonal swings) it misleads, so it expires.
+ITEM_POPULARITY_TTL = timedelta(days=7)
 
 USER_BEHAVIOUR_FIELDS = [
     Field(name="tenure_days", dtype=Int64),
@@ -50,4 +58,25 @@ def user_behaviour_view(source) -> FeatureView:
         source=source,
         online=True,
         description="Recency, frequency, monetary, funnel, deal-proneness and fatigue per user, as of 00:00 UTC each night.",
+    )
+
+
+ITEM_POPULARITY_FIELDS = [
+    Field(name="item_category", dtype=String),
+    Field(name="item_views_30d", dtype=Int64),
+    Field(name="item_purchases_30d", dtype=Int64),
+    Field(name="item_conversion_rate_30d", dtype=Float64),
+    Field(name="item_popularity_rank_in_category", dtype=Int64),
+]
+
+
+def item_popularity_view(source) -> FeatureView:
+    return FeatureView(
+        name="item_popularity",
+        entities=[item],
+        ttl=ITEM_POPULARITY_TTL,
+        schema=ITEM_POPULARITY_FIELDS,
+        source=source,
+        online=True,
+        description="30-day views, purchases, conversion and rank within its category per item, as of 00:00 UTC each night.",
     )

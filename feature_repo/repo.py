@@ -7,18 +7,25 @@ see the same objects built from the environment.
 
 from __future__ import annotations
 
-from data_sources import user_features_source
-from entities import user
-from feature_services import promo_response_service
-from features import user_behaviour_view
+from data_sources import item_features_source, user_features_source
+from entities import item, user
+from feature_services import promo_response_service, recommender_service
+from features import item_popularity_view, user_behaviour_view
 
 from promoflow.settings import Settings
 
 
 def definitions(settings: Settings) -> list:
-    source = user_features_source(settings)
-    user_behaviour = user_behaviour_view(source)
-    return [user, source, user_behaviour, promo_response_service(user_behaviour)]
+    user_source = user_features_source(settings)
+    item_source = item_features_source(settings)
+    user_behaviour = user_behaviour_view(user_source)
+    item_popularity = item_popularity_view(item_source)
+    return [
+        user, item, user_source, item_source, user_behaviour, item_popularity,
+        promo_response_service(user_behaviour), recommender_service(user_behaviour, item_popularity),
+    ]
 
 
-user_features_mart, user_behaviour, promo_response_v1 = definitions(Settings.from_env())[1:]
+(
+    user_features_mart, item_features_daily, user_behaviour, item_popularity, promo_response_v1, recommender_v1,
+) = definitions(Settings.from_env())[2:]

@@ -37,6 +37,21 @@ def user_feature_expectations(n_users: int) -> list:
     return exps
 
 
+def validate_clean_events(settings: Settings, partitions: list[str]) -> dict:
+    """GX checkpoint (Spark engine) over the event partitions ingested tonight, e.g. ``["dt=2026-10-30"]``."""
+    from promoflow.ingest import TABLES, expectations
+    from spark_jobs.session import build_spark
+
+    if not partitions:
+        return {"event_partitions_checked": 0}
+    spark = build_spark(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions)
+    paths = [str(Path(settings.lake_dir) / "clean" / "events" / p) for p in sorted(partitions)]
+    events = spark.read.parquet(*paths)  # partition folders read directly: no dt column is added
+    result = quality.run_checkpoint(settings.data_dir, "raw_events", events, expectations(TABLES["events"]), engine="spark")
+    result.raise_if_failed("Clean events do not meet the contract; fix the source and re-run the date.")
+    return {"event_partitions_checked": len(paths)}
+
+
 def validate_user_features(settings: Settings, run_date: date) -> dict:
     """Check ``features/user_features/as_of=run_date``; raises DataQualityError before anything is loaded."""
     from spark_jobs.session import build_spark

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DateType,
+    DecimalType,
     DoubleType,
     IntegerType,
     LongType,
@@ -40,6 +41,10 @@ ITEM_WINDOW_DAYS = 30
 DAYS_SINCE_DEFAULT = 999
 PREFERRED_HOUR_DEFAULT = 10
 TOP_CATEGORY_DEFAULT = "unknown"
+
+# Exact sums of money amounts (see _order_free_sum): 26 integer and 12 fractional digits.
+_EXACT_SUM_TYPE = DecimalType(38, 12)
+_EXACT_SUM_LIMIT = 1e15
 
 HOURS = list(range(24))
 HOUR_COLUMNS = [f"events_h{h:02d}" for h in HOURS]
@@ -139,6 +144,19 @@ def _count_if(condition: Column) -> Column:
 def _safe_ratio(numerator: Column, denominator: Column) -> Column:
     """numerator / denominator, 0.0 when the denominator is 0 (ANSI mode raises on /0)."""
     return F.when(denominator > 0, numerator.cast(DoubleType()) / denominator).otherwise(F.lit(0.0))
+
+
+def _order_free_sum(value: Column) -> Column:
+    """SUM of a DOUBLE column whose result does not depend on the order of the rows.
+
+    Spark adds doubles in whatever order the plan's partitions deliver them, so the same
+    rows can sum to results a last bit apart in two plans (one as_of date or many, other
+    file splits). The values are added exactly as DECIMAL instead and the total rounded
+    to the nearest double once; with NaN, infinities or huge values the plain double sum.
+    """
+    inexact = F.isnan(value) | (F.abs(value) >= F.lit(_EXACT_SUM_LIMIT))
+    exact = F.sum(F.when(~inexact, value).cast(_EXACT_SUM_TYPE)).cast(DoubleType())
+    return F.when(F.count(F.when(inexact, F.lit(1))) > 0, F.sum(value)).otherwise(exact)
 
 
 def _with_event_day(events: DataFrame) -> DataFrame:
@@ -346,7 +364,8 @@ def roll_up_user_features_for_dates(
 
     def window_sum(name: str, window: Column | None) -> Column:
         value = F.col(name) if window is None else F.when(window, F.col(name))
-        return F.coalesce(F.sum(value), F.lit(0))
+        total = _order_free_sum(value) if name in _ORDER_AMOUNT_COLUMNS else F.sum(value)
+        return F.coalesce(total, F.lit(0))
 
     activity = daily.groupBy("user_id", "as_of").agg(
         F.max("last_event_ts").alias("_last_event_ts"),

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
+import pyarrow as pa
+
+from promoflow.settings import Settings
+from promoflow.warehouse import ANALYTICS_SCHEMA, RAW_SCHEMA, Warehouse
+
+RUN_DATE = date(2026, 10, 3)  # the night the feature-store tests run by default
+
 
 def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
     row = {
@@ -20,3 +27,36 @@ def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
     }
     row.update(overrides)
     return row
+
+
+def item_rows(item_id: str, as_of: date, **overrides) -> dict:
+    """A row of raw.item_features (Spark item features + as_of)."""
+    row = {
+        "item_id": item_id, "category": "shoes", "views_30d": 100, "purchases_30d": 5,
+        "conversion_rate_30d": 0.05, "popularity_rank_in_category": 1, "as_of": as_of,
+    }
+    row.update(overrides)
+    return row
+
+
+def write_marts(settings: Settings) -> None:
+    """Three nights of the user_features mart and two of raw.item_features (tests read them by name)."""
+    users = pa.Table.from_pylist(
+        [
+            feature_rows("u1", date(2026, 10, 1), orders_30d=1),
+            feature_rows("u1", date(2026, 10, 2), orders_30d=2),
+            feature_rows("u1", date(2026, 10, 3), orders_30d=3),
+            feature_rows("u2", date(2026, 10, 3), orders_30d=7),
+            feature_rows("u3", date(2026, 10, 1), orders_30d=4),  # left the users snapshot after night 1
+        ]
+    )
+    items = pa.Table.from_pylist(
+        [
+            item_rows("i1", date(2026, 10, 2), purchases_30d=5),
+            item_rows("i1", date(2026, 10, 3), purchases_30d=6),
+            item_rows("i2", date(2026, 10, 3), purchases_30d=1, popularity_rank_in_category=2),
+        ]
+    )
+    with Warehouse(settings) as wh:
+        wh.replace_rows(ANALYTICS_SCHEMA, "user_features", users, where=None)
+        wh.replace_rows(RAW_SCHEMA, "item_features", items, where=None)

@@ -18,7 +18,10 @@ def _quarantine(settings, table, day):
 def test_clean_landing_ingests_every_partition_and_keys_users(tmp_path, settings_for):
     settings = settings_for(lf.write_landing(tmp_path / "raw"))
     summary = ingest(settings, lf.RUN_DATE)
-    assert summary["events"] == {"partitions": 2, "partitions_ingested": 2, "rows_in": 8, "rows_clean": 8, "rows_quarantined": 0, "reasons": {}}
+    assert summary["events"] == {
+        "partitions": 2, "partitions_ingested": 2, "rows_in": 8, "rows_clean": 8, "rows_quarantined": 0, "reasons": {},
+        "ingested": ["dt=2026-10-01", "dt=2026-10-02"],
+    }
     users = pq.read_table(f"{settings.lake_dir}/clean/users/users.parquet")
     assert users.column("user_key").to_pylist()[0] == user_key("u1", "test-secret")
     exposures = pq.read_table(f"{settings.lake_dir}/clean/exposures/dt=2026-10-01/part-0.parquet")

@@ -138,6 +138,22 @@ def _build_lake(lake: Path) -> None:
            [_exposure("x2", "u1", "none", datetime(2024, 3, 9, 7, 0))], EXPOSURES)
 
 
+def _add_day_2024_03_10(lake: Path) -> None:
+    # session_id all null: pyarrow's null type, unlike the other days' files
+    _write(lake / "clean" / "events" / "dt=2024-03-10" / "part-0.parquet",
+           [_event("n1", "u2", "i1", "view", datetime(2024, 3, 10, 12, 0), None)],
+           pa.schema([f if f.name != "session_id" else pa.field("session_id", pa.null()) for f in EVENTS]))
+
+
+def _restate_orders_2024_03_09(lake: Path) -> None:
+    # ingest re-delivers 2024-03-09's orders with one more order
+    orders_file = lake / "clean" / "orders" / "dt=2024-03-09" / "part-0.parquet"
+    _write(orders_file, [_order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0),
+                         _order("o5", "u1", datetime(2024, 3, 9, 20, 0), 20.0, 0.0)], ORDERS)
+    stat = orders_file.stat()
+    os.utime(orders_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # coarse-mtime filesystems
+
+
 def _read(folder: Path) -> pa.Table:
     files = sorted(p for p in folder.rglob("*.parquet"))
     return pa.concat_tables([pq.read_table(p) for p in files])
@@ -176,20 +192,12 @@ def nights(spark, tmp_path_factory):
     out["rerun_item_features"] = _read(features / "item_features" / "as_of=2024-03-10")
     out["rerun_user_daily"] = _read(features / "user_daily")
 
-    # session_id all null: pyarrow's null type, unlike the other days' files
-    _write(lake / "clean" / "events" / "dt=2024-03-10" / "part-0.parquet",
-           [_event("n1", "u2", "i1", "view", datetime(2024, 3, 10, 12, 0), None)],
-           pa.schema([f if f.name != "session_id" else pa.field("session_id", pa.null()) for f in EVENTS]))
+    _add_day_2024_03_10(lake)
     out["second"] = run(date(2024, 3, 11))
     out["second_item_features"] = _read(features / "item_features" / "as_of=2024-03-11").to_pylist()
     out["second_user_features"] = _by_user(features / "user_features" / "as_of=2024-03-11")
 
-    # ingest re-delivers 2024-03-09's orders with one more order
-    orders_file = lake / "clean" / "orders" / "dt=2024-03-09" / "part-0.parquet"
-    _write(orders_file, [_order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0),
-                         _order("o5", "u1", datetime(2024, 3, 9, 20, 0), 20.0, 0.0)], ORDERS)
-    stat = orders_file.stat()
-    os.utime(orders_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # coarse-mtime filesystems
+    _restate_orders_2024_03_09(lake)
     out["restated"] = run(date(2024, 3, 11))
     out["restated_user_features"] = _by_user(features / "user_features" / "as_of=2024-03-11")
     out["restated_user_daily"] = _read_daily(features / "user_daily")
@@ -281,3 +289,102 @@ def test_rewritten_clean_partition_is_recomputed_without_duplicates(nights):
     u1_0309 = [r for r in nights["restated_user_daily"] if r["user_id"] == "u1" and r["dt"] == date(2024, 3, 9)]
     assert len(u1_0309) == 1 and u1_0309[0]["n_orders"] == 2
     assert len(nights["restated_user_daily"]) == 5  # the first night's 4 + u2 on 03-10
+
+
+# ------------------------------------------------------------------ run_many: a backfill in one go
+# Unsorted, with a duplicate; 03-06 sees u2's order and u4's events only, 03-11 everything.
+BATCH_AS_OF = [date(2024, 3, 11), date(2024, 3, 6), date(2024, 3, 11)]
+
+
+@pytest.fixture(scope="module")
+def batch(nights, tmp_path_factory):
+    """run_many on a fresh lake holding the clean data of the nights lake after its last night.
+
+    The references are single-date ``run`` outputs on the nights lake: its last night
+    (2024-03-11) and one more run for 2024-03-06.
+    """
+    ref_features = nights["lake"] / "features"
+    nightly.run(str(nights["lake"]), date(2024, 3, 6), spark_master="local[1]", shuffle_partitions=2)
+
+    lake = tmp_path_factory.mktemp("batch_lake")
+    _build_lake(lake)
+    _add_day_2024_03_10(lake)
+    _restate_orders_2024_03_09(lake)
+    features = lake / "features"
+    # a stale folder of a requested date is replaced, a folder of another date is left alone
+    stale = features / "user_features" / "as_of=2024-03-11" / "part-0.parquet"
+    _write(stale, [dict(user_id="stale")], pa.schema([("user_id", pa.string())]))
+    other = features / "user_features" / "as_of=2024-02-01" / "part-0.parquet"
+    _write(other, [dict(user_id="other")], pa.schema([("user_id", pa.string())]))
+
+    def run_many() -> dict:
+        return nightly.run_many(str(lake), BATCH_AS_OF, spark_master="local[1]", shuffle_partitions=2)
+
+    def snapshot() -> dict:
+        return {
+            (table, d): _read(features / table / f"as_of={d}")
+            for table in ("user_features", "item_features")
+            for d in ("2024-03-06", "2024-03-11")
+        }
+
+    out = {"lake": lake, "ref_features": ref_features}
+    out["first"] = run_many()
+    out["first_tables"] = snapshot()
+    out["first_files"] = {t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
+                          for t in ("user_features", "item_features")}
+    out["first_user_daily"] = _read_daily(features / "user_daily")
+    out["rerun"] = run_many()
+    out["rerun_tables"] = snapshot()
+    out["rerun_files"] = {t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
+                          for t in ("user_features", "item_features")}
+    return out
+
+
+def test_run_many_computes_the_daily_partitions_once(batch):
+    first = batch["first"]
+    assert first["as_of_dates"] == ["2024-03-06", "2024-03-11"]
+    assert first["days_computed"] == ["2024-03-05", "2024-03-08", "2024-03-09", "2024-03-10"]
+    assert (first["user_daily_rows"], first["user_category_daily_rows"]) == (5, 4)
+    assert {d: (s["user_features_rows"], s["item_features_rows"]) for d, s in first["as_of"].items()} == {
+        "2024-03-06": (3, 4), "2024-03-11": (3, 4)}
+    assert batch["first_user_daily"] == _read_daily(batch["ref_features"] / "user_daily")
+
+
+def test_run_many_writes_what_single_date_runs_write(batch):
+    for (table, d), got in batch["first_tables"].items():
+        expected = _read(batch["ref_features"] / table / f"as_of={d}")
+        assert got.schema == expected.schema, (table, d)  # as_of in the user_features files only
+        assert got.equals(expected), (table, d)  # same rows in the same (sorted) order
+    u2 = batch["first_tables"][("user_features", "2024-03-06")].to_pylist()[1]
+    assert (u2["user_id"], u2["as_of"], u2["days_since_last_order"]) == ("u2", date(2024, 3, 6), 1)
+
+
+def test_run_many_publishes_one_file_per_folder_and_leaves_other_dates(batch):
+    for table, files in batch["first_files"].items():
+        folders = sorted({f.split("/")[0] for f in files})
+        expected = ["as_of=2024-03-06", "as_of=2024-03-11"]
+        assert folders == (["as_of=2024-02-01", *expected] if table == "user_features" else expected)
+        for folder in expected:
+            parts = [f for f in files if f.startswith(folder + "/") and f.endswith(".parquet") and "/." not in f]
+            assert len(parts) == 1, (table, folder)
+    kept = _read(batch["lake"] / "features" / "user_features" / "as_of=2024-02-01")
+    assert kept.to_pylist() == [{"user_id": "other"}]
+
+
+def test_run_many_rerun_is_idempotent(batch):
+    assert batch["rerun"]["days_computed"] == []
+    assert batch["rerun"]["as_of"] == batch["first"]["as_of"]
+    for key, table in batch["rerun_tables"].items():
+        assert table.equals(batch["first_tables"][key]), key
+    assert [f.split("/")[0] for f in batch["rerun_files"]["user_features"]] == [
+        f.split("/")[0] for f in batch["first_files"]["user_features"]]  # no temp folders left behind
+
+
+def test_publish_as_of_dates_writes_an_empty_folder_for_a_date_without_rows(spark, tmp_path):
+    d1, d2 = date(2024, 3, 6), date(2024, 3, 7)
+    df = spark.createDataFrame([("u2", d1), ("u1", d1)], "user_id string, as_of date")
+    paths = nightly._publish_as_of_dates(df, tmp_path / "t", [d1, d2], "user_id")
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["as_of=2024-03-06", "as_of=2024-03-07"]
+    first, second = _read(paths[d1]), _read(paths[d2])
+    assert first.to_pylist() == [{"user_id": "u1", "as_of": d1}, {"user_id": "u2", "as_of": d1}]
+    assert second.num_rows == 0 and second.schema == first.schema
