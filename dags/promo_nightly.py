@@ -67,11 +67,12 @@ def promo_nightly():
         return stages.ingest_validate(ds, params)
 
     @task
-    def build_features(ds=None, params=None) -> dict:
-        """Spark: daily partial aggregates for new days, rolled up into user and item features as of the run date."""
+    def build_features(ingested: dict, ds=None, params=None) -> dict:
+        """Spark: daily partial aggregates for new days, rolled up into user and item features as of the run date.
+        GX checkpoints (Spark engine) on tonight's new event partitions and on the features."""
         from promoflow import stages
 
-        return stages.build_features(ds, params)
+        return stages.build_features(ds, params, ingested_events=ingested["events"]["ingested"])
 
     @task
     def load_warehouse(ds=None, params=None) -> dict:
@@ -143,7 +144,7 @@ def promo_nightly():
         return stages.write_run_summary(ds, parts, params)
 
     ingested = ingest_validate()
-    features = build_features()
+    features = build_features(ingested)
     loaded = load_warehouse()
     staged, intermediate, marts = dbt_staging(), dbt_intermediate(), dbt_marts()
     materialised = feature_store()

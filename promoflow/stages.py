@@ -34,11 +34,17 @@ def ingest_validate(run_date: str, params: Mapping[str, Any] | None = None) -> d
     return ingest(resolve(params), _date(run_date))
 
 
-def build_features(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
-    """Spark features as of the run date, plus any earlier as_of date that training exposures need."""
+def build_features(run_date: str, params: Mapping[str, Any] | None = None, ingested_events: list[str] | None = None) -> dict:
+    """Spark features as of the run date, plus any earlier as_of date that training exposures need.
+
+    Its input (the event partitions ingested tonight) and its output (tonight's user
+    features) each pass a GX checkpoint on the Spark engine before anything moves on.
+    """
+    from promoflow.feature_checks import validate_clean_events, validate_user_features
     from spark_jobs import nightly
 
     settings, day = resolve(params), _date(run_date)
+    events_checked = validate_clean_events(settings, ingested_events or [])
     lake = Path(settings.lake_dir)
     exposure_days = sorted(
         date.fromisoformat(p.name[3:]) for p in (lake / "clean" / "exposures").glob("dt=*") if p.name[3:] < day.isoformat()
@@ -59,7 +65,8 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None) -> di
         "user_category_daily_rows": summary["user_category_daily_rows"],
         **summary["as_of"][day.isoformat()],
     }
-    return {"as_of_dates_built": len(summary["as_of_dates"]), "tonight": tonight}
+    features_checked = validate_user_features(settings, day)
+    return {"as_of_dates_built": len(summary["as_of_dates"]), "tonight": tonight, "checks": {**events_checked, **features_checked}}
 
 
 def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
