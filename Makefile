@@ -26,7 +26,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-features bench-materialize
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -68,9 +68,6 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
-bench-features: install
-	$(PY) tests/benchmarks/bench_features.py
-
 bench-materialize: install
 	$(PY) tests/benchmarks/bench_materialize.py
 

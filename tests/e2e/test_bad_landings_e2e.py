@@ -9,7 +9,6 @@ message. Either way, night D's published rows and export files stay byte-identic
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -21,6 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from nights import export_files, load_dag, night_env, published_rows, restored_environ, run_night
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bad_landings")]
 
 PUBLISHED, NEXT = date(2026, 10, 7), date(2026, 10, 8)
@@ -29,40 +30,13 @@ DAY_TABLES = ("events", "orders", "exposures")
 
 
 def _env(root: Path) -> dict[str, str]:
-    return {
-        "PROMO_DATA_DIR": str(root / "data"),
-        "PROMO_RAW_URI": str(root / "raw"),
-        "PROMO_USER_KEY_SECRET": "bad-landing-secret",
-        "PROMO_BUDGET": "60",
-        "PROMO_SPARK_SHUFFLE_PARTITIONS": "2",
-        # 500 users send ~40 offers a day: one quarantined promo's cascade can pass 5%.
-        "PROMO_MAX_BAD_ROW_SHARE": "0.25",
-    }
-
-
-def _run(dag, day: date, root: Path) -> str:
-    os.environ.update(_env(root))
-    return dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc)).state
-
-
-def _published(root: Path):
-    from promoflow.settings import Settings
-    from promoflow.warehouse import Warehouse
-
-    with Warehouse(Settings.from_env(env=_env(root))) as wh:
-        return wh.query("select * from promo_assignments where run_date = ? order by user_id", [PUBLISHED])
-
-
-def _export_bytes(root: Path) -> dict[str, bytes]:
-    folder = root / "data" / "export" / "promo_assignments" / f"run_date={PUBLISHED.isoformat()}"
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    # 500 users send ~40 offers a day: one quarantined promo's cascade can pass 5%.
+    return night_env(root, secret="bad-landing-secret", budget=60, PROMO_MAX_BAD_ROW_SHARE="0.25")
 
 
 @pytest.fixture(scope="module")
 def published_night(tmp_path_factory, airflow_db):
     """Night D published from a clean landing; the landing's next day is kept aside for the cases."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from promoflow.demo_data import generate
 
     root = tmp_path_factory.mktemp("published")
@@ -70,12 +44,10 @@ def published_night(tmp_path_factory, airflow_db):
     aside = tmp_path_factory.mktemp("next_day")
     for table in DAY_TABLES:
         shutil.move(str(root / "raw" / table / NEW_DAY), str(aside / table))
-    saved = {k: os.environ.get(k) for k in _env(root)}
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
-    assert _run(dag, PUBLISHED, root) == "success"
-    yield {"dag": dag, "root": root, "aside": aside, "rows": _published(root), "export": _export_bytes(root)}
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with restored_environ(_env(root)):
+        dag = load_dag()
+        assert run_night(dag, PUBLISHED, _env(root)) == "success"
+        yield {"dag": dag, "root": root, "aside": aside, "rows": published_rows(_env(root), PUBLISHED), "export": export_files(root, PUBLISHED)}
 
 
 @dataclass
@@ -233,7 +205,7 @@ def test_bad_landing(case: Case, published_night, tmp_path):
     base_duplicates = events.num_rows - len(pc.unique(events["event_id"]))  # the generator's own duplicates
     facts = {"base_duplicates": base_duplicates, **case.corrupt(root / "raw")}
 
-    state = _run(published_night["dag"], NEXT, root)
+    state = run_night(published_night["dag"], NEXT, _env(root))
 
     if case.stop_message:
         assert state == "failed"
@@ -246,5 +218,5 @@ def test_bad_landing(case: Case, published_night, tmp_path):
         events_expected = expected.setdefault("events", {})
         events_expected["duplicate_event_id"] = events_expected.get("duplicate_event_id", 0) + base_duplicates
         assert _quarantined_tonight(root) == _nonzero(expected)
-    assert _published(root) == published_night["rows"]
-    assert _export_bytes(root) == published_night["export"]
+    assert published_rows(_env(root), PUBLISHED) == published_night["rows"]
+    assert export_files(root, PUBLISHED) == published_night["export"]

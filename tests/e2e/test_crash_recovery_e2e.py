@@ -11,10 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pytest
+
+from nights import export_files, load_dag, night_env, published_rows, restored_environ, run_night
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("crash_recovery")]
 
@@ -24,38 +26,12 @@ RUNNER = Path(__file__).with_name("crash_runner.py")
 
 
 def _env(root: Path) -> dict[str, str]:
-    return {
-        "PROMO_DATA_DIR": str(root / "data"),
-        "PROMO_RAW_URI": str(root / "raw"),
-        "PROMO_USER_KEY_SECRET": "crash-secret",
-        "PROMO_BUDGET": "50",
-        "PROMO_SPARK_SHUFFLE_PARTITIONS": "2",
-    }
-
-
-def _run(dag, day: date, root: Path) -> str:
-    os.environ.update(_env(root))
-    return dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc)).state
-
-
-def _rows(root: Path, day: date):
-    from promoflow.settings import Settings
-    from promoflow.warehouse import Warehouse
-
-    with Warehouse(Settings.from_env(env=_env(root))) as wh:
-        return wh.query("select * from promo_assignments where run_date = ? order by user_id", [day])
-
-
-def _export(root: Path, day: date) -> dict[str, bytes]:
-    folder = root / "data" / "export" / "promo_assignments" / f"run_date={day.isoformat()}"
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+    return night_env(root, secret="crash-secret", budget=50)
 
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory, airflow_db):
     """Night D published, the landing's next day restored, and a reference uninterrupted run of D+1."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from promoflow.demo_data import generate
 
     root = tmp_path_factory.mktemp("crash_base")
@@ -63,17 +39,18 @@ def nights(tmp_path_factory, airflow_db):
     aside = tmp_path_factory.mktemp("crash_aside")
     for table in ("events", "orders", "exposures"):
         shutil.move(str(root / "raw" / table / NEW_DAY), str(aside / table))
-    saved = {k: os.environ.get(k) for k in _env(root)}
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
-    assert _run(dag, PUBLISHED, root) == "success"
-    for table in ("events", "orders", "exposures"):
-        shutil.copytree(aside / table, root / "raw" / table / NEW_DAY)
-    reference = tmp_path_factory.mktemp("crash_reference") / "night"
-    shutil.copytree(root, reference, symlinks=True)
-    assert _run(dag, NEXT, reference) == "success"
-    yield {"dag": dag, "root": root, "published": _rows(root, PUBLISHED), "export": _export(root, PUBLISHED), "reference": _rows(reference, NEXT)}
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with restored_environ(_env(root)):
+        dag = load_dag()
+        assert run_night(dag, PUBLISHED, _env(root)) == "success"
+        for table in ("events", "orders", "exposures"):
+            shutil.copytree(aside / table, root / "raw" / table / NEW_DAY)
+        reference = tmp_path_factory.mktemp("crash_reference") / "night"
+        shutil.copytree(root, reference, symlinks=True)
+        assert run_night(dag, NEXT, _env(reference)) == "success"
+        yield {
+            "dag": dag, "root": root, "published": published_rows(_env(root), PUBLISHED),
+            "export": export_files(root, PUBLISHED), "reference": published_rows(_env(reference), NEXT),
+        }
 
 
 @pytest.mark.parametrize("point", ["publish_mid_transaction", "train_model"])
@@ -84,11 +61,11 @@ def test_killed_night_leaves_published_data_and_retry_completes(point, nights, t
     killed = subprocess.run([sys.executable, str(RUNNER), point, NEXT.isoformat()], env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
 
-    assert _rows(root, PUBLISHED) == nights["published"]
-    assert _export(root, PUBLISHED) == nights["export"]
-    assert _rows(root, NEXT) == []  # nothing half-written for the killed night
-    assert _export(root, NEXT) == {}
+    assert published_rows(_env(root), PUBLISHED) == nights["published"]
+    assert export_files(root, PUBLISHED) == nights["export"]
+    assert published_rows(_env(root), NEXT) == []  # nothing half-written for the killed night
+    assert export_files(root, NEXT) == {}
 
-    assert _run(nights["dag"], NEXT, root) == "success"  # the retry
-    assert _rows(root, NEXT) == nights["reference"]
-    assert _rows(root, PUBLISHED) == nights["published"]
+    assert run_night(nights["dag"], NEXT, _env(root)) == "success"  # the retry
+    assert published_rows(_env(root), NEXT) == nights["reference"]
+    assert published_rows(_env(root), PUBLISHED) == nights["published"]

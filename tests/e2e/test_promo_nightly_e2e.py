@@ -7,12 +7,14 @@ and a failing later night that must leave the published night untouched.
 
 from __future__ import annotations
 
-import os
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from nights import load_dag, night_env, published_rows, restored_environ, run_night
+from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -22,45 +24,22 @@ BUDGET = 40.0
 
 
 def _published_rows(settings, run_date):
-    from promoflow.warehouse import Warehouse
-
-    with Warehouse(settings) as wh:
-        table = wh.query_arrow("select * from promo_assignments where run_date = ? order by user_id", [run_date])
-    return table.to_pylist()
-
-
-def _run(dag, run_date: date, conf: dict):
-    return dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=timezone.utc), run_conf=conf)
+    return [dict(zip(PROMO_ASSIGNMENTS_COLUMNS, row)) for row in published_rows({"PROMO_DATA_DIR": settings.data_dir}, run_date)]
 
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory, airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
     from promoflow.demo_data import generate
     from promoflow.settings import Settings
 
     base = tmp_path_factory.mktemp("e2e")
     generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=11)
-    env = {
-        "PROMO_DATA_DIR": str(base / "data"),
-        "PROMO_RAW_URI": str(base / "raw"),
-        "PROMO_USER_KEY_SECRET": "e2e-secret",
-        "PROMO_BUDGET": "99999",  # the run's param below must win
-        "PROMO_SPARK_SHUFFLE_PARTITIONS": "2",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
+    env = night_env(base, secret="e2e-secret", budget=99999)  # the run's budget param below must win
     conf = {"budget": BUDGET}
-    first = _run(dag, RUN_DATE, conf)
-    settings = Settings.from_env(overrides=conf)
-    yield {"dag": dag, "conf": conf, "settings": settings, "first_state": first.state, "base": base}
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with restored_environ(env):
+        dag = load_dag()
+        first_state = run_night(dag, RUN_DATE, env, conf)
+        yield {"dag": dag, "env": env, "conf": conf, "settings": Settings.from_env(env=env, overrides=conf), "first_state": first_state, "base": base}
 
 
 def test_night_succeeds_and_writes_one_row_per_user(night):
@@ -103,8 +82,7 @@ def test_marketing_export_has_parquet_and_csv_without_raw_ids(night):
 
 def test_rerunning_the_date_gives_identical_rows(night):
     before = _published_rows(night["settings"], RUN_DATE)
-    again = _run(night["dag"], RUN_DATE, night["conf"])
-    assert again.state == "success"
+    assert run_night(night["dag"], RUN_DATE, night["env"], night["conf"]) == "success"
     assert _published_rows(night["settings"], RUN_DATE) == before
 
 
@@ -112,8 +90,8 @@ def test_failed_later_night_leaves_published_night_untouched(night):
     before = _published_rows(night["settings"], RUN_DATE)
     export = Path(night["settings"].export_uri) / "promo_assignments" / f"run_date={RUN_DATE.isoformat()}" / "promo_assignments.parquet"
     export_bytes = export.read_bytes()
-    failed = _run(night["dag"], date(2026, 10, 10), night["conf"])  # no events landed for 2026-10-09
-    assert failed.state == "failed"
+    # no events landed for 2026-10-09
+    assert run_night(night["dag"], date(2026, 10, 10), night["env"], night["conf"]) == "failed"
     assert _published_rows(night["settings"], RUN_DATE) == before
     assert export.read_bytes() == export_bytes
     from promoflow.warehouse import Warehouse
