@@ -16,6 +16,8 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
+# A run started by hand should fail at once, not wait out the scheduler's retry delays.
+export PROMO_TASK_RETRIES ?= 0
 
 DEMO_USERS ?= 5000
 DEMO_DAYS ?= 30
@@ -53,7 +55,7 @@ demo-data: install
 
 demo: demo-data
 	@start=$$(date +%s); \
-	PROMO_TASK_RETRIES=0 $(MAKE) --no-print-directory run DATE=$(DEMO_RUN_DATE) > $(DATA_DIR)/demo-run.log 2>&1 \
+	$(MAKE) --no-print-directory run DATE=$(DEMO_RUN_DATE) > $(DATA_DIR)/demo-run.log 2>&1 \
 		|| { tail -60 $(DATA_DIR)/demo-run.log; echo "demo run failed: full log in $(DATA_DIR)/demo-run.log"; exit 1; }; \
 	echo "night ran in $$(( $$(date +%s) - start )) s (log: $(DATA_DIR)/demo-run.log)"
 	@$(PY) -m promoflow.cli summary --date $(DEMO_RUN_DATE)
