@@ -48,39 +48,30 @@ def offline_export_dir(settings: Settings, table: str = "user_features") -> Path
     return Path(settings.lake_dir) / "feast" / table
 
 
-def user_features_source(settings: Settings):
+def _nightly_source(settings: Settings, *, name: str, postgres_query: str, export_table: str, timestamp_field: str, description: str):
+    """Postgres warehouse: query the table directly; DuckDB: the nightly Parquet exports of it."""
     if settings.warehouse_kind == "postgres":
         from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
-        return PostgreSQLSource(
-            name="user_features_mart",
-            query="select * from analytics.user_features",
-            timestamp_field=USER_FEATURES_TIMESTAMP,
-            description="dbt mart analytics.user_features",
-        )
+        return PostgreSQLSource(name=name, query=postgres_query, timestamp_field=timestamp_field, description=description)
     return FileSource(
-        name="user_features_mart",
-        path=str(offline_export_dir(settings, "user_features") / "*.parquet"),
+        name=name,
+        path=str(offline_export_dir(settings, export_table) / "*.parquet"),
         file_format=ParquetFormat(),
-        timestamp_field=USER_FEATURES_TIMESTAMP,
-        description="Nightly Parquet exports of the dbt mart analytics.user_features",
+        timestamp_field=timestamp_field,
+        description=f"Nightly Parquet exports of {description}",
+    )
+
+
+def user_features_source(settings: Settings):
+    return _nightly_source(
+        settings, name="user_features_mart", postgres_query="select * from analytics.user_features",
+        export_table="user_features", timestamp_field=USER_FEATURES_TIMESTAMP, description="the dbt mart analytics.user_features",
     )
 
 
 def item_features_source(settings: Settings):
-    if settings.warehouse_kind == "postgres":
-        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
-
-        return PostgreSQLSource(
-            name="item_features_daily",
-            query=f"select {ITEM_FEATURES_SELECT} from raw.item_features",
-            timestamp_field=ITEM_FEATURES_TIMESTAMP,
-            description="Spark item features, warehouse table raw.item_features",
-        )
-    return FileSource(
-        name="item_features_daily",
-        path=str(offline_export_dir(settings, "item_features") / "*.parquet"),
-        file_format=ParquetFormat(),
-        timestamp_field=ITEM_FEATURES_TIMESTAMP,
-        description="Nightly Parquet exports of raw.item_features (Spark item features)",
+    return _nightly_source(
+        settings, name="item_features_daily", postgres_query=f"select {ITEM_FEATURES_SELECT} from raw.item_features",
+        export_table="item_features", timestamp_field=ITEM_FEATURES_TIMESTAMP, description="raw.item_features (Spark item features)",
     )

@@ -77,7 +77,7 @@ def train(settings: Settings, run_date: date) -> dict:
         catalogue = [r[0] for r in wh.query(f"select promo_id from {RAW_SCHEMA}.promotions order by promo_id")]
     logged = set(frame["promo_id"])
     arms = [p for p in catalogue if p in logged]
-    model = train_response_model(frame, arms, seed=settings.demo_seed, deterministic=True)
+    model = train_response_model(frame, arms, seed=settings.training_seed, deterministic=True)
     data_hash = _data_hash(frame)
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
         model.save(tmp)

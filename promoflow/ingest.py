@@ -291,11 +291,8 @@ def _check_rows(
     ).to_arrow_table()
     for i in range(len(sources)):
         con.unregister(f"src_{i}")
-    return _as_table(clean), _as_table(quarantined).cast(QUARANTINE_SCHEMA)
+    return clean, quarantined.cast(QUARANTINE_SCHEMA)
 
-
-def _as_table(result) -> pa.Table:
-    return result.read_all() if hasattr(result, "read_all") else result
 
 
 def clean_columns(table: TableSpec) -> list[str]:

@@ -48,6 +48,7 @@ class Settings:
     # --- decision policy
     holdout_share: float
     policy_version: str
+    training_seed: int  # deterministic model training: same data + seed => same model
     feature_lookback_days: int
 
     # --- data quality
@@ -118,6 +119,7 @@ class Settings:
             user_key_secret=get("user_key_secret", "") or _local_user_key_secret(data_dir),
             holdout_share=float(get("holdout_share", "0.05")),
             policy_version=get("policy_version", "lagrangian-greedy-v1"),
+            training_seed=int(get("training_seed", "7")),
             feature_lookback_days=int(get("feature_lookback_days", "90")),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
             demo_users=int(get("demo_users", "5000")),

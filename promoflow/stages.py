@@ -40,6 +40,7 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None, inges
     Its input (the event partitions ingested tonight) and its output (tonight's user
     features) each pass a GX checkpoint on the Spark engine before anything moves on.
     """
+    from promoflow.decisions import TRAINING_WINDOW_DAYS
     from promoflow.feature_checks import validate_clean_events, validate_user_features
     from spark_jobs import nightly
 
@@ -49,8 +50,6 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None, inges
     exposure_days = sorted(
         date.fromisoformat(p.name[3:]) for p in (lake / "clean" / "exposures").glob("dt=*") if p.name[3:] < day.isoformat()
     )
-    from promoflow.decisions import TRAINING_WINDOW_DAYS
-
     window_start = day - timedelta(days=TRAINING_WINDOW_DAYS)
     backfill = [d for d in exposure_days if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()]
     # One Spark pass for every date: the daily partitions once, one roll-up job per feature table.

@@ -72,8 +72,9 @@ class Storage(ABC):
     def publish_dir(self, local_dir: Path, uri: str) -> None:
         """Replace the folder at ``uri`` with the files of ``local_dir``.
 
-        Locally: copy to a sibling temp folder, then swap with renames, so a
-        reader sees the old or the new folder, never a mix. On S3: upload every
+        Locally: copy to a sibling temp folder, then swap with two renames, so a
+        reader sees the old folder, the new one or (for the instant between the
+        renames) none, never a mix. On S3: upload every
         file (each PUT replaces one object atomically), then delete objects that
         the new version no longer has; ``_SUCCESS`` is written last.
         """

@@ -1,7 +1,7 @@
 {#-
-  promo_assignments is written by promoflow.publish after dbt_build, so on the
-  very first night it does not exist yet: then this model is empty (same columns
-  and types) instead of failing the build.
+  promo_assignments is created by load_warehouse and filled by promoflow.publish;
+  on a warehouse nothing has been loaded into (dbt run by hand, tests) it does not
+  exist yet: then this model is empty (same columns and types) instead of failing.
 -#}
 {%- set published = source('published', 'promo_assignments') -%}
 {%- set published_exists = (load_relation(published) is not none) if execute else true -%}
