@@ -28,11 +28,12 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize validate-ope
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run the test suite"
+	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
 
 $(STAMP): pyproject.toml
@@ -68,6 +69,11 @@ summary: install
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+# Decision quality on the demo generator's ground truth, on seeds make demo never uses.
+EVAL_SEEDS ?= 101 202
+evaluate: install airflow-db
+	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install

@@ -1,6 +1,6 @@
 """Delivery of a chosen offer: message text, channel and reason codes.
 
-Messages are English templates per ``promo_type`` of the promotions catalogue (see
+Messages are English and Simplified Chinese templates per ``promo_type`` of the promotions catalogue (see
 /work/shared/contracts/DATA_CONTRACT.md): they state the value, the spend threshold and the
 category when the offer has them, and the expiry date.
 """
@@ -15,6 +15,7 @@ PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", 
 CHANNELS = ("email", "push", "sms", "in_app")
 PUSH_DEVICES = ("ios", "android")
 MAX_FEATURED_ITEMS_IN_MESSAGE = 3
+LANGUAGES = ("en", "zh")
 
 
 def _present(value: Any) -> bool:
@@ -44,8 +45,13 @@ def render_message(
     featured_item_names: Sequence[str] | None = None,
     *,
     currency: str = "$",
+    language: str = "en",
 ) -> str:
-    """Offer text for one user; ``promo`` is a row of the promotions catalogue."""
+    """Offer text for one user; ``promo`` is a row of the promotions catalogue.
+
+    ``language`` is ``"en"`` or ``"zh"`` (Simplified Chinese templates, same content)."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language {language!r}: no templates; known: {LANGUAGES}")
     promo_type = promo.get("promo_type")
     promo_id = promo.get("promo_id", "?")
     if promo_type not in PROMO_TYPES:
@@ -55,6 +61,8 @@ def render_message(
     max_discount = _number(promo.get("max_discount"), default=math.nan)
     category = str(promo["category"]) if _present(promo.get("category")) else None
 
+    if language == "zh":
+        return _render_zh(promo_type, value, min_spend, max_discount, category, expiry_date, featured_item_names, currency)
     scope = f"{category} items" if category else "everything"
     on_orders = f" on {category} orders" if category else " on your next order"
     threshold = f" when you spend {_money(min_spend, currency)} or more" if min_spend > 0 else ""
@@ -79,6 +87,28 @@ def render_message(
     return " ".join(parts)
 
 
+def _render_zh(promo_type, value, min_spend, max_discount, category, expiry, featured_item_names, currency) -> str:
+    scope = f"{category}类商品" if category else "全场商品"
+    on_orders = f"{category}类订单" if category else "下一笔订单"
+    threshold = f"（满{_money(min_spend, currency)}可用）" if min_spend > 0 else ""
+    cap = f"（最高减{_money(max_discount, currency)}）" if math.isfinite(max_discount) and max_discount > 0 else ""
+    if promo_type == "percent_off":
+        offer = f"{scope}立享{_percent(value)}优惠{threshold}{cap}。"
+    elif promo_type == "amount_off":
+        offer = f"{on_orders}立减{_money(value, currency)}{threshold}。"
+    elif promo_type == "spend_threshold":
+        offer = f"{scope}满{_money(min_spend, currency)}减{_money(value, currency)}{cap}。"
+    elif promo_type == "free_shipping":
+        offer = f"{on_orders}免运费{threshold}。"
+    else:  # gift
+        offer = f"{on_orders}{threshold}即送价值{_money(value, currency)}的礼品。"
+    parts = [offer, f"有效期至{expiry.year}年{expiry.month}月{expiry.day}日。"]
+    names = [str(n) for n in (featured_item_names or []) if _present(n)][:MAX_FEATURED_ITEMS_IN_MESSAGE]
+    if names:
+        parts.append(f"为您精选：{'、'.join(names)}。")
+    return "".join(parts)
+
+
 def expiry_date(sent_date: dt.date, valid_days: int) -> dt.date:
     """Last day the offer is redeemable: the window is [sent, sent + valid_days)."""
     return sent_date + dt.timedelta(days=max(int(valid_days), 1) - 1)
@@ -97,21 +127,21 @@ def choose_channel(promo_channel: str | None, device: str | None) -> str:
 def reason_codes(
     expected_incremental_margin: float,
     expected_cost: float,
-    p_order_none: float,
-    p_order_arm: float,
+    drivers: str = "",
     *,
     is_holdout: bool = False,
     is_exploration: bool = False,
 ) -> str:
-    """Short human-readable why, e.g. ``uplift +3.20 vs none; cost 1.10; p_order 0.12->0.19``."""
+    """Short human-readable why, e.g.
+    ``uplift +3.20 vs none; cost 1.10; 2.91 margin per unit cost; drivers: discount_order_share_90d+, orders_30d-``."""
     codes = []
     if is_holdout:
         codes.append("holdout")
     if is_exploration:
         codes.append("exploration")
-    codes += [
-        f"uplift {expected_incremental_margin:+.2f} vs none",
-        f"cost {expected_cost:.2f}",
-        f"p_order {p_order_none:.2f}->{p_order_arm:.2f}",
-    ]
+    codes += [f"uplift {expected_incremental_margin:+.2f} vs none", f"cost {expected_cost:.2f}"]
+    if expected_cost > 0:
+        codes.append(f"{expected_incremental_margin / expected_cost:.2f} margin per unit cost")
+    if drivers:
+        codes.append(f"drivers: {drivers}")
     return "; ".join(codes)

@@ -281,3 +281,90 @@ def chosen_arm_propensity(
         [1.0, holdout_share],
         default=1.0 - holdout_share,
     ).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- exploration
+@dataclass
+class Exploration:
+    """Result of :func:`explore`: the recorded arm, its exact propensity, and who explored."""
+
+    recorded_arm: np.ndarray  # [n] int64
+    propensity: np.ndarray  # [n] P(policy records recorded_arm[i] for user i)
+    is_exploration: np.ndarray  # [n] bool
+    probabilities: np.ndarray  # [n, n_arms] the whole policy's action probabilities
+    cost_cap: float  # most expected cost an exploration draw may carry
+
+
+def _salted_uniform(user_ids: np.ndarray, salt: str) -> np.ndarray:
+    """A uniform [0, 1) number per user from a salted hash (reproducible per salt)."""
+    salted = hashlib.blake2b(f"{salt}\x1f".encode(), digest_size=8)
+
+    def digest(user_id) -> bytes:
+        h = salted.copy()
+        h.update(str(user_id).encode())
+        return h.digest()
+
+    ids = np.asarray(user_ids, dtype=object).ravel()
+    hashes = np.frombuffer(b"".join(map(digest, ids)), dtype=">u8").astype(np.float64)
+    return hashes / 2.0**64
+
+
+def explore(
+    greedy_arm: np.ndarray,
+    is_holdout: np.ndarray,
+    eligible: np.ndarray,
+    cost: np.ndarray,
+    none_index: int,
+    *,
+    user_ids: np.ndarray,
+    rate: float,
+    reserve_budget: float,
+    holdout_share: float,
+    salt: str,
+) -> Exploration:
+    """Epsilon-greedy exploration with exact propensities and a hard cost reserve.
+
+    Among users not held out, exactly ``m = round(rate * n)`` explore (the m lowest salted
+    hashes: a uniformly random subset, so each has probability ``q = m / n``). An explorer
+    gets an arm drawn uniformly from ``E_i`` = ``none`` plus the eligible arms whose expected
+    cost is at most ``reserve_budget / m`` — so exploration never spends more than the reserve,
+    and the greedy allocation (computed before, on the budget minus the reserve) is untouched:
+    the whole night stays within the budget. For every user and arm
+
+        P(a) = h 1[a = none] + (1 - h) ((1 - q) 1[a = greedy] + q 1[a in E_i] / |E_i|)
+
+    with h the holdout share (the holdout is itself a salted hash draw). Arms outside E_i
+    have probability 0 from exploration: off-policy estimates cannot see them there.
+    """
+    greedy_arm = np.asarray(greedy_arm, dtype=np.int64)
+    is_holdout = np.asarray(is_holdout, dtype=bool)
+    n, n_arms = cost.shape
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"exploration rate={rate!r}: must be within [0, 1]")
+    if reserve_budget < 0:
+        raise ValueError(f"exploration reserve={reserve_budget!r}: must be >= 0")
+    candidates = np.flatnonzero(~is_holdout)
+    m = int(round(rate * len(candidates)))
+    q = m / len(candidates) if len(candidates) else 0.0
+    cap = reserve_budget / m if m else 0.0
+    allowed = np.asarray(eligible, dtype=bool) & np.isfinite(cost) & (cost <= cap)
+    allowed[:, none_index] = True
+    n_allowed = allowed.sum(axis=1)
+
+    draws = _salted_uniform(user_ids, salt + "/explore")
+    explorers = np.zeros(n, dtype=bool)
+    if m:
+        explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
+    # The arm draw uses a second, independent hash so it is uniform within E_i.
+    arm_draw = _salted_uniform(user_ids, salt + "/arm")
+    pick = np.minimum((arm_draw * n_allowed).astype(np.int64), n_allowed - 1)
+    ranks = np.cumsum(allowed, axis=1) - 1
+    explored_arm = np.argmax(allowed & (ranks == pick[:, None]), axis=1)
+
+    recorded = np.where(is_holdout, none_index, np.where(explorers, explored_arm, greedy_arm))
+    rows = np.arange(n)
+    probabilities = np.zeros((n, n_arms))
+    probabilities[rows, greedy_arm] += (1.0 - holdout_share) * (1.0 - q)
+    probabilities += (1.0 - holdout_share) * q * allowed / n_allowed[:, None]
+    probabilities[:, none_index] += holdout_share
+    return Exploration(recorded.astype(np.int64), probabilities[rows, recorded], explorers, probabilities, cap)

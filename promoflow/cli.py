@@ -44,7 +44,10 @@ def print_summary(run_date: date) -> int:
     print(f"budget used:     {s['budget_used']:.2f} of {s['budget']:.2f}")
     print(f"expected incremental margin: {s['expected_incremental_margin']:.2f}")
     print(f"quarantined rows: {s['quarantined_rows'] or 'none'}")
-    print(f"model version:   {s['model'].get('model_version')}")
+    print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
+    assign = s.get("assign") or {}
+    print(f"off-policy gate: {'passed' if assign.get('gate_passed') else 'FELL BACK'}: {assign.get('gate')}")
+    print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
     print(f"run summary:     {path}")

@@ -41,7 +41,7 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     with Warehouse(settings) as wh:
         outcomes = wh.query_arrow(
             f"""select exposure_id, user_id, promo_id, sent_ts as event_timestamp, propensity,
-                       converted, order_margin, discount_amount
+                       converted, order_margin, discount_amount, valid_days as window_days
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
                 where is_matured and sent_ts >= ?
                 order by sent_ts, exposure_id""",
@@ -60,11 +60,41 @@ def _data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def _catalogue(settings: Settings) -> pd.DataFrame:
+    with Warehouse(settings) as wh:
+        return wh.query_arrow(f"select * from {RAW_SCHEMA}.promotions order by promo_id").to_pandas()
+
+
+def _previous_policy(settings: Settings, run_date: date):
+    """The last published night's model (only if its own gate passed), else None."""
+    from ml import response_models
+    from ml.model_store import load_model_version
+
+    with Warehouse(settings) as wh:
+        if not wh.table_exists(wh.default_schema, "promo_runs"):
+            return None
+        rows = wh.query(
+            f"select model_version from {wh.default_schema}.promo_runs where run_date < ? and model_version <> 'none' "
+            "order by run_date desc limit 1",
+            [run_date],
+        )
+    if not rows:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
+            local = load_model_version(settings.model_store_uri, rows[0][0], tmp, endpoint_url=settings.s3_endpoint_url or None)
+            policy_model = response_models.load(local)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        log.warning("last published model %s not usable as a gate baseline: %s", rows[0][0], error)
+        return None
+    return policy_model if policy_model.gate_passed else None
+
+
 def train(settings: Settings, run_date: date) -> dict:
-    """Train the promo response model; returns the stored model version (or None with the reason)."""
+    """Train both response models, select on a held-out time split, gate; store the version."""
+    from ml import response_models
     from ml.feature_spec import NUMERIC_FEATURES
     from ml.model_store import save_model_version
-    from ml.response_model import train_response_model
 
     frame = training_frame(settings, run_date)
     if frame.empty:
@@ -73,21 +103,41 @@ def train(settings: Settings, run_date: date) -> dict:
     if missing.all():
         return {"model_version": None, "reason": "no exposure has features within the feature TTL", "rows": 0}
     frame = frame.loc[~missing].reset_index(drop=True)
-    with Warehouse(settings) as wh:
-        catalogue = [r[0] for r in wh.query(f"select promo_id from {RAW_SCHEMA}.promotions order by promo_id")]
+    promos = _catalogue(settings)
     logged = set(frame["promo_id"])
-    arms = [p for p in catalogue if p in logged]
-    model = train_response_model(frame, arms, seed=settings.training_seed, deterministic=True)
+    arms = [p for p in promos["promo_id"] if p in logged]
+    if not arms or NONE_ARM not in logged:
+        return {"model_version": None, "reason": "the log lacks 'none' or every catalogue promo: no contrast to learn", "rows": int(len(frame))}
+    window_days = {row.promo_id: float(row.valid_days) for row in promos.itertuples()}
+    active = {row.promo_id: bool(row.active_from <= run_date <= row.active_to) for row in promos.itertuples()}
+    # Held-out rows must have every arm's window closed (see train_and_select).
+    longest_window = max([*window_days.values(), float(frame["window_days"].max())])
+    sent = pd.to_datetime(frame["event_timestamp"], utc=True)
+    all_matured = (sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")).to_numpy()
+    trained = response_models.train_and_select(
+        frame,
+        arms,
+        window_days,
+        active,
+        seed=settings.training_seed,
+        uncertainty_penalty=settings.uncertainty_penalty,
+        gate_z=settings.gate_z,
+        gate_tolerance=settings.gate_tolerance,
+        previous=_previous_policy(settings, run_date),
+        validation_candidates=all_matured,
+    )
     data_hash = _data_hash(frame)
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
-        model.save(tmp)
+        trained.save(tmp, run_date=run_date, data_hash=data_hash)
         version = save_model_version(tmp, settings.model_store_uri, run_date, data_hash, endpoint_url=settings.s3_endpoint_url or None)
     return {
         "model_version": version,
         "rows": int(len(frame)),
         "rows_without_features": int(missing.sum()),
-        "arms": model.arms,
-        "metrics": model.training_metrics,
+        "arms": trained.arms,
+        "production_model": trained.production,
+        "gate": trained.gate,
+        "selection": trained.selection_metrics,
     }
 
 
@@ -105,7 +155,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     from ml import delivery, policy
 
     with Warehouse(settings) as wh:
-        users = wh.query_arrow(f"select user_id, user_key, device from {RAW_SCHEMA}.users order by user_id").to_pandas()
+        users = wh.query_arrow(f"select user_id, user_key, device, region from {RAW_SCHEMA}.users order by user_id").to_pandas()
         promos = wh.query_arrow(f"select * from {RAW_SCHEMA}.promotions order by promo_id").to_pandas()
         items = wh.query_arrow(
             f"select i.item_id, i.category, f.views_30d, f.purchases_30d, f.popularity_rank_in_category "
@@ -115,20 +165,27 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     features = feature_store.scoring_features(settings, users["user_id"].tolist(), run_date)
     features = users.merge(features.drop(columns=["event_timestamp"]), on="user_id", how="left", validate="one_to_one")
 
+    catalogue_arms = [p for p in promos["promo_id"]] + [NONE_ARM]
+    gate_message = None
     if model_version is None:
-        arms = [NONE_ARM]
-        margin = np.zeros((len(users), 1))
-        cost = np.zeros((len(users), 1))
-        p_order = np.zeros((len(users), 1))
+        arms = catalogue_arms
+        margin = np.zeros((len(users), len(arms)))
+        cost = np.zeros((len(users), len(arms)))
+        estimate = margin
+        gate_passed = False
+        gate_message = "no model: no matured randomised exposures to learn from"
     else:
+        from ml import response_models
         from ml.model_store import load_model_version
-        from ml.response_model import ResponseModel
 
         with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
             local = load_model_version(settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None)
-            model = ResponseModel.load(local)
-        predictions = model.predict(features)
-        arms, margin, cost, p_order = predictions.arms, predictions.expected_incremental_margin, predictions.expected_cost, predictions.p_order
+            policy_model = response_models.load(local)
+        scores = policy_model.score(features.fillna({"top_category": "unknown"}))
+        arms, margin, cost = scores.arms, scores.decision_margin, scores.expected_cost
+        estimate = scores.expected_incremental_margin
+        gate_passed = policy_model.gate_passed
+        gate_message = policy_model.gate.get("message")
     none_index = arms.index(NONE_ARM)
 
     promo_rows = promos.set_index("promo_id")
@@ -137,23 +194,42 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     )
     has_features = features["tenure_days"].notna().to_numpy()
     eligible = np.broadcast_to(active, margin.shape) & has_features[:, None]
-    allocation = policy.allocate(margin, cost, settings.budget, eligible, none_index)
+    reserve = settings.budget * settings.exploration_budget_share if settings.exploration_rate > 0 else 0.0
+    if gate_passed:
+        allocation = policy.allocate(margin, cost, settings.budget - reserve, eligible, none_index)
+        greedy = allocation.arm_index
+        lambda_ = allocation.lambda_
+    else:  # the off-policy gate's fallback: send nothing (exploration aside)
+        greedy = np.full(len(users), none_index, dtype=np.int64)
+        lambda_ = float("nan")
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
-    chosen = policy.apply_holdout(allocation.arm_index, is_holdout, none_index)
-    propensity = policy.chosen_arm_propensity(allocation.arm_index, settings.holdout_share, none_index, is_holdout)
+    # Exploration needs a cost estimate; without a model only 'none' is within any cap.
+    exploration = policy.explore(
+        greedy, is_holdout, eligible, cost if model_version is not None else np.where(np.arange(len(arms)) == none_index, 0.0, np.inf)[None, :].repeat(len(users), 0),
+        none_index, user_ids=users["user_id"].to_numpy(), rate=settings.exploration_rate, reserve_budget=reserve,
+        holdout_share=settings.holdout_share, salt=f"explore-{run_date.isoformat()}",
+    )
+    chosen = exploration.recorded_arm
+    propensity = exploration.propensity
+    is_exploration = exploration.is_exploration & ~is_holdout
 
     rows = np.arange(len(users))
     chosen_ids = np.array(arms, dtype=object)[chosen]
     is_offer = chosen != none_index
     expected_cost = np.where(is_offer, cost[rows, chosen], 0.0)
-    expected_margin = np.where(is_offer, margin[rows, chosen], 0.0)
+    expected_margin = np.where(is_offer, estimate[rows, chosen], 0.0)
+    if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
+        raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
     featured = features["top_category"].map(top_by_category).fillna(top_overall)
+    drivers = (
+        policy_model.uplift.top_drivers(features, chosen) if model_version is not None else np.full(len(users), "", dtype=object)
+    )
+    language = np.where(users["region"].fillna("").str.upper().str.startswith("CN"), "zh", settings.message_language)
 
     channels, messages, featured_ids, reasons, send_hours = [], [], [], [], []
     for i in rows:
-        greedy = int(allocation.arm_index[i])
         preferred_hour = features.at[i, "preferred_hour"]
         send_hours.append(int(preferred_hour) if pd.notna(preferred_hour) else 10)
         if not is_offer[i]:
@@ -162,8 +238,10 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
             featured_ids.append(None)
             if is_holdout[i]:
                 reasons.append(f"holdout ({settings.holdout_share:.0%} measurement group, {campaign})")
-            elif model_version is None:
-                reasons.append("no model: no matured randomised exposures to learn from")
+            elif is_exploration[i]:
+                reasons.append("exploration: 'none' drawn at random")
+            elif model_version is None or not gate_passed:
+                reasons.append(f"fallback: {gate_message}")
             elif not has_features[i]:
                 reasons.append("no features within TTL")
             else:
@@ -173,11 +251,16 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         category = promo.get("category")
         item_ids = top_by_category.get(category, top_overall) if category else featured.iloc[i]
         channels.append(delivery.choose_channel(promo.get("channel"), users.at[i, "device"]))
-        messages.append(delivery.render_message(promo, run_date + timedelta(days=int(promo["valid_days"])), item_ids.split(",") if item_ids else None))
+        messages.append(
+            delivery.render_message(
+                promo, delivery.expiry_date(run_date, int(promo["valid_days"])), item_ids.split(",") if item_ids else None,
+                language=str(language[i]),
+            )
+        )
         featured_ids.append(item_ids or None)
         reasons.append(
             delivery.reason_codes(
-                float(margin[i, greedy]), float(cost[i, greedy]), float(p_order[i, none_index]), float(p_order[i, greedy])
+                float(estimate[i, chosen[i]]), float(cost[i, chosen[i]]), drivers[i], is_exploration=bool(is_exploration[i])
             )
         )
 
@@ -195,7 +278,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
             "expected_cost": pa.array(expected_cost, pa.float64()),
             "propensity": pa.array(propensity, pa.float64()),
             "is_holdout": pa.array(is_holdout, pa.bool_()),
-            "is_exploration": pa.array(np.zeros(len(users), dtype=bool), pa.bool_()),
+            "is_exploration": pa.array(is_exploration, pa.bool_()),
             "reason": pa.array(reasons, pa.string()),
             "policy_version": pa.array([settings.policy_version] * len(users), pa.string()),
             "model_version": pa.array([model_version or "none"] * len(users), pa.string()),
@@ -212,5 +295,9 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         "holdout": int(is_holdout.sum()),
         "expected_cost": float(expected_cost.sum()),
         "expected_incremental_margin": float(expected_margin.sum()),
-        "lambda": float(allocation.lambda_),
+        "exploration": int(is_exploration.sum()),
+        "exploration_cost_cap": float(exploration.cost_cap),
+        "lambda": lambda_,
+        "gate_passed": bool(gate_passed),
+        "gate": gate_message,
     }

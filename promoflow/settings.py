@@ -50,6 +50,12 @@ class Settings:
     policy_version: str
     training_seed: int  # deterministic model training: same data + seed => same model
     feature_lookback_days: int
+    exploration_rate: float  # epsilon: share of (non-holdout) users whose arm is drawn at random
+    exploration_budget_share: float  # share of the budget reserved for exploration draws
+    uncertainty_penalty: float  # standard errors subtracted from estimated uplift before choosing
+    gate_z: float  # the candidate policy must beat 'none' by this many standard errors (off-policy gate)
+    gate_tolerance: float  # and may fall short of the last published policy by this share at most
+    message_language: str  # "en" or "zh"; users whose region starts with "CN" get "zh" either way
 
     # --- data quality
     max_bad_row_share: float
@@ -118,9 +124,15 @@ class Settings:
             s3_endpoint_url=get("s3_endpoint_url", ""),
             user_key_secret=get("user_key_secret", "") or _local_user_key_secret(data_dir),
             holdout_share=float(get("holdout_share", "0.05")),
-            policy_version=get("policy_version", "lagrangian-greedy-v1"),
+            policy_version=get("policy_version", "lagrangian-egreedy-v2"),
             training_seed=int(get("training_seed", "7")),
             feature_lookback_days=int(get("feature_lookback_days", "90")),
+            exploration_rate=float(get("exploration_rate", "0.05")),
+            exploration_budget_share=float(get("exploration_budget_share", "0.1")),
+            uncertainty_penalty=float(get("uncertainty_penalty", "1.5")),
+            gate_z=float(get("gate_z", "1.645")),
+            gate_tolerance=float(get("gate_tolerance", "0.02")),
+            message_language=get("message_language", "en"),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
             demo_users=int(get("demo_users", "5000")),
             demo_days=int(get("demo_days", "30")),

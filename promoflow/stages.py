@@ -78,9 +78,21 @@ def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str
     """``dbt build`` of one layer (``staging``, ``intermediate``, ``marts``) with its tests, or of everything."""
     from promoflow.transform import LAYERS, dbt_build as build
 
+    if layer == "feedback":
+        return build(resolve(params), _date(run_date), select=FEEDBACK_SELECT)
     if layer is not None and layer not in LAYERS:
         raise ValueError(f"dbt layer {layer!r} is not one of {', '.join(LAYERS)}; pass one of those or None for all")
     return build(resolve(params), _date(run_date), select=layer)
+
+
+# promo_feedback: the attribution facts, the models they read, and their tests.
+FEEDBACK_SELECT = "+fct_promo_outcomes +promo_performance"
+
+
+def feedback_summary(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.feedback import attribution_summary
+
+    return attribution_summary(resolve(params), _date(run_date))
 
 
 def feature_store(run_date: str, params: Mapping[str, Any] | None = None) -> dict:

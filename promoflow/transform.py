@@ -64,7 +64,7 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
         "--vars", json.dumps({"run_date": run_date.isoformat()}),
     ]
     if select:
-        args += ["--select", select, "--indirect-selection", "buildable"]
+        args += ["--select", *select.split(), "--indirect-selection", "buildable"]
     if full_refresh:
         args.append("--full-refresh")
     result = dbtRunner().invoke(args)

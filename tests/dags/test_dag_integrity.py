@@ -50,3 +50,10 @@ def test_dag_file_parses_in_under_two_seconds_without_heavy_imports():
     elapsed, heavy = float(out[0]), out[1]
     assert elapsed < 2.0, f"dags/promo_nightly.py took {elapsed:.2f}s to parse"
     assert heavy == "", f"heavy modules imported at DAG parse time: {heavy}"
+
+
+def test_promo_feedback_attributes_after_loading(dagbag):
+    dag = dagbag.dags["promo_feedback"]
+    chain = ["ingest_validate", "load_warehouse", "dbt_attribution", "summarise"]
+    for upstream, downstream in zip(chain, chain[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"

@@ -56,11 +56,13 @@ def test_assignments_respect_budget_catalogue_and_contract(night):
     catalogue = set(pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").column("promo_id").to_pylist())
     assert sum(r["expected_cost"] for r in rows) <= BUDGET + 1e-9
     assert {r["promo_id"] for r in rows} <= catalogue | {"none"}
-    assert any(r["promo_id"] != "none" for r in rows), "the model found no profitable offer at all"
+    explorers = [r for r in rows if r["is_exploration"]]
+    assert explorers, "epsilon-greedy exploration (default 5%) drew nobody"
+    assert all(not r["is_holdout"] for r in explorers)
+    assert all(r["propensity"] < 1 for r in explorers), "an exploration draw always has probability < 1"
     for r in rows:
         assert 0 < r["propensity"] <= 1
         assert r["user_key"] and r["user_key"] != r["user_id"]
-        assert r["is_exploration"] is False
         if r["promo_id"] == "none":
             assert r["channel"] is None and r["message"] is None and r["expected_cost"] == 0
         else:

@@ -77,6 +77,22 @@ def test_unknown_fixed_channel_is_rejected():
 
 
 def test_reason_codes_are_short_and_readable():
-    assert reason_codes(3.2, 1.1, 0.12, 0.19) == "uplift +3.20 vs none; cost 1.10; p_order 0.12->0.19"
-    assert reason_codes(-0.5, 0.0, 0.3, 0.3, is_holdout=True) == "holdout; uplift -0.50 vs none; cost 0.00; p_order 0.30->0.30"
-    assert reason_codes(1.0, 0.5, 0.1, 0.2, is_exploration=True).startswith("exploration; ")
+    assert reason_codes(3.2, 1.6, "orders_30d+, tenure_days-") == (
+        "uplift +3.20 vs none; cost 1.60; 2.00 margin per unit cost; drivers: orders_30d+, tenure_days-"
+    )
+    assert reason_codes(-0.5, 0.0, is_holdout=True) == "holdout; uplift -0.50 vs none; cost 0.00"
+    assert reason_codes(1.0, 0.5, is_exploration=True).startswith("exploration; ")
+
+
+def test_chinese_templates_carry_value_threshold_category_expiry_and_items():
+    promo = {"promo_id": "p1", "promo_type": "spend_threshold", "value": 12.0, "min_spend": 60.0, "max_discount": None,
+             "category": "beauty", "channel": None, "valid_days": 7}
+    text = render_message(promo, dt.date(2026, 11, 6), ["i001", "i002"], language="zh")
+    assert text == "beauty类商品满$60减$12。有效期至2026年11月6日。为您精选：i001、i002。"
+    percent = render_message(promo | {"promo_type": "percent_off", "value": 15.0, "min_spend": 0.0, "max_discount": 20.0, "category": None},
+                             dt.date(2026, 11, 6), language="zh")
+    assert percent.startswith("全场商品立享15%优惠（最高减$20）。")
+    for promo_type in ("amount_off", "free_shipping", "gift"):
+        assert "有效期至" in render_message(promo | {"promo_type": promo_type}, dt.date(2026, 11, 6), language="zh")
+    with pytest.raises(ValueError, match="language"):
+        render_message(promo, dt.date(2026, 11, 6), language="fr")
