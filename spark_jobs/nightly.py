@@ -7,8 +7,10 @@ Reads ``{lake}/clean`` and writes ``{lake}/features`` (docs/ARCHITECTURE.md):
    or changed since they were last computed (a fingerprint of the clean files'
    names, sizes and mtimes is kept in ``features/_state/daily_manifest.json``).
    Dynamic partition overwrite: a re-run replaces those dt partitions, never appends.
-2. ``user_features/as_of=D`` from the daily rows of ``[D - 90, D)`` and
-   ``item_features/as_of=D`` from the clean events of ``[D - 30, D)``; each is
+2. ``user_features/as_of=D``, ``user_category_features/as_of=D`` and
+   ``user_sequences/as_of=D`` from the daily rows of ``[D - 90, D)``, and
+   ``item_features/as_of=D`` (with co-viewed / co-bought neighbours) from the clean
+   events of ``[D - 30, D)``; each is
    written to a hidden temp folder and renamed into place, so a crash never leaves
    a half-written as_of folder.
 
@@ -54,20 +56,23 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.session import build_spark
+from spark_jobs.category_features import user_category_features_for_dates
+from spark_jobs.item_features import item_features_with_neighbours_for_dates
+from spark_jobs.sequence_features import user_sequences_for_dates
+from spark_jobs.session import build_spark, submitted_master_or
 from spark_jobs.user_features import (
     ITEM_WINDOW_DAYS,
     ROLLUP_LOOKBACK_DAYS,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
-    item_features_for_dates,
     roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
 )
 
 DAILY_SOURCES = ("events", "orders", "exposures")
-MANIFEST_VERSION = 1
+# 2: user_daily / user_category_daily gained columns (issue 3); days still in clean are recomputed.
+MANIFEST_VERSION = 2
 # Partition column of run_many's staged roll-ups (files keep their own as_of column).
 _PUBLISH_PARTITION = "publish_as_of"
 
@@ -90,6 +95,7 @@ _CLEAN_COLUMNS: dict[str, StructType] = {
             StructField("order_ts", TimestampType()),
             StructField("gross_amount", DoubleType()),
             StructField("discount_amount", DoubleType()),
+            StructField("promo_id", StringType()),
         ]
     ),
     "exposures": StructType(
@@ -97,10 +103,14 @@ _CLEAN_COLUMNS: dict[str, StructType] = {
             StructField("user_id", StringType()),
             StructField("promo_id", StringType()),
             StructField("sent_ts", TimestampType()),
+            StructField("channel", StringType()),
         ]
     ),
     "users": StructType([StructField("user_id", StringType()), StructField("signup_ts", TimestampType())]),
-    "items": StructType([StructField("item_id", StringType()), StructField("category", StringType())]),
+    "items": StructType(
+        [StructField("item_id", StringType()), StructField("category", StringType()), StructField("price", DoubleType())]
+    ),
+    "promotions": StructType([StructField("promo_id", StringType()), StructField("promo_type", StringType())]),
 }
 
 _DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
@@ -236,6 +246,12 @@ def _read_snapshot(spark: SparkSession, clean: Path, table: str) -> DataFrame:
     return _read_files(spark, [path], table)
 
 
+def _read_optional_snapshot(spark: SparkSession, clean: Path, table: str) -> DataFrame | None:
+    """A snapshot that older lakes may lack (promotions): None when absent."""
+    path = clean / table / f"{table}.parquet"
+    return _read_files(spark, [path], table) if path.exists() else None
+
+
 def _read_features(spark: SparkSession, table_dir: Path, days: list[date], schema: StructType) -> DataFrame:
     partitions = _partition_dirs(table_dir)
     dirs = [str(partitions[d]) for d in sorted(days) if d in partitions and _data_files(partitions[d])]
@@ -256,7 +272,11 @@ def _write_daily(df: DataFrame, table_dir: Path) -> None:
     )
 
 
-def _publish_as_of(df: DataFrame, table_dir: Path, run_date: date, sort_key: str) -> Path:
+def _sort_keys(sort_key: str | tuple[str, ...]) -> list[str]:
+    return [sort_key] if isinstance(sort_key, str) else list(sort_key)
+
+
+def _publish_as_of(df: DataFrame, table_dir: Path, run_date: date, sort_key: str | tuple[str, ...]) -> Path:
     """Write one as_of folder via a hidden temp folder and a rename."""
     table_dir.mkdir(parents=True, exist_ok=True)
     target = table_dir / f"as_of={run_date.isoformat()}"
@@ -264,7 +284,7 @@ def _publish_as_of(df: DataFrame, table_dir: Path, run_date: date, sort_key: str
     tmp = table_dir / f".tmp-{target.name}-{token}"
     for leftover in table_dir.glob(f".tmp-{target.name}-*"):  # from a crashed earlier attempt
         shutil.rmtree(leftover, ignore_errors=True)
-    df.repartition(1).sortWithinPartitions(sort_key).write.mode("overwrite").parquet(str(tmp))
+    df.repartition(1).sortWithinPartitions(*_sort_keys(sort_key)).write.mode("overwrite").parquet(str(tmp))
     return _move_into_place(tmp, target, token)
 
 
@@ -284,7 +304,7 @@ def _move_into_place(folder: Path, target: Path, token: str) -> Path:
 def run(
     lake_dir: str,
     run_date: date,
-    spark_master: str = "local[*]",
+    spark_master: str | None = "local[*]",
     shuffle_partitions: int = 8,
     lookback_days: int = 90,
 ) -> dict:
@@ -311,7 +331,7 @@ def run(
 def run_many(
     lake_dir: str,
     as_of_dates: Iterable[date],
-    spark_master: str = "local[*]",
+    spark_master: str | None = "local[*]",
     shuffle_partitions: int = 8,
     lookback_days: int = 90,
 ) -> dict:
@@ -372,10 +392,11 @@ def run_many(
             for t in DAILY_SOURCES
         )
         items = _read_snapshot(spark, clean, "items")
+        promotions = _read_optional_snapshot(spark, clean, "promotions")
         # A row is kept only in its own day's partition: dynamic overwrite must not
         # replace a day that is not being recomputed.
         days_col = [F.lit(d) for d in to_compute]
-        daily = user_daily_aggregates(events, orders, exposures).filter(F.col("dt").isin(*days_col))
+        daily = user_daily_aggregates(events, orders, exposures, items, promotions).filter(F.col("dt").isin(*days_col))
         category_daily = user_category_daily(events, items).filter(F.col("dt").isin(*days_col))
 
         before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
@@ -401,13 +422,17 @@ def run_many(
     rollup_days = sorted(_window_days(dates, ROLLUP_LOOKBACK_DAYS))
     users = _read_snapshot(spark, clean, "users")
     items = _read_snapshot(spark, clean, "items")
-    user_features_df = roll_up_user_features_for_dates(
-        _read_features(spark, user_daily_dir, rollup_days, USER_DAILY_SCHEMA),
-        _read_features(spark, category_daily_dir, rollup_days, USER_CATEGORY_DAILY_SCHEMA),
-        users,
-        dates,
-    )
+    user_daily_df = _read_features(spark, user_daily_dir, rollup_days, USER_DAILY_SCHEMA)
+    category_daily_df = _read_features(spark, category_daily_dir, rollup_days, USER_CATEGORY_DAILY_SCHEMA)
+    user_features_df = roll_up_user_features_for_dates(user_daily_df, category_daily_df, users, dates)
     user_features_paths = _publish_as_of_dates(user_features_df, features / "user_features", dates, "user_id")
+    category_paths = _publish_as_of_dates(
+        user_category_features_for_dates(category_daily_df, dates), features / "user_category_features", dates,
+        ("user_id", "rank"),
+    )
+    sequence_paths = _publish_as_of_dates(
+        user_sequences_for_dates(user_daily_df, users, dates), features / "user_sequences", dates, "user_id"
+    )
 
     # Clean events partitions hold the events of their own UTC day (ingest quarantines
     # the others), so reading the union of the 30-day windows loses nothing per date.
@@ -416,7 +441,8 @@ def run_many(
         spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
     )
     item_features_paths = _publish_as_of_dates(
-        item_features_for_dates(item_events, items, dates), features / "item_features", dates, "item_id",
+        item_features_with_neighbours_for_dates(item_events, items, dates), features / "item_features", dates,
+        "item_id",
         keep_as_of=False,
     )
 
@@ -429,8 +455,12 @@ def run_many(
             d.isoformat(): {
                 "user_features_rows": _parquet_rows(user_features_paths[d]),
                 "item_features_rows": _parquet_rows(item_features_paths[d]),
+                "user_category_features_rows": _parquet_rows(category_paths[d]),
+                "user_sequences_rows": _parquet_rows(sequence_paths[d]),
                 "user_features_path": str(user_features_paths[d]),
                 "item_features_path": str(item_features_paths[d]),
+                "user_category_features_path": str(category_paths[d]),
+                "user_sequences_path": str(sequence_paths[d]),
             }
             for d in dates
         },
@@ -443,7 +473,7 @@ def _window_days(dates: Iterable[date], days: int) -> set[date]:
 
 
 def _publish_as_of_dates(
-    df: DataFrame, table_dir: Path, dates: list[date], sort_key: str, keep_as_of: bool = True
+    df: DataFrame, table_dir: Path, dates: list[date], sort_key: str | tuple[str, ...], keep_as_of: bool = True
 ) -> dict[date, Path]:
     """Publish the rows of each date (column ``as_of``) of ``df`` as folder ``as_of=D``.
 
@@ -467,7 +497,7 @@ def _publish_as_of_dates(
         staged = staged.drop("as_of")
     (
         staged.repartition(_PUBLISH_PARTITION)  # all rows of a date in one task: one file per date
-        .sortWithinPartitions(_PUBLISH_PARTITION, sort_key)
+        .sortWithinPartitions(_PUBLISH_PARTITION, *_sort_keys(sort_key))
         .write.mode("overwrite")
         .partitionBy(_PUBLISH_PARTITION)
         .parquet(str(tmp))
@@ -509,14 +539,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spark_jobs.nightly", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake-dir", required=True, help="the lake folder (PROMO_LAKE_DIR)")
     parser.add_argument("--run-date", required=True, type=date.fromisoformat, help="run date D, YYYY-MM-DD")
-    parser.add_argument("--master", default="local[*]", help="Spark master, e.g. local[*] or spark://host:7077")
+    parser.add_argument(
+        "--master", default=None,
+        help="Spark master, e.g. local[*] or spark://host:7077; default: spark-submit's --master, else local[*]",
+    )
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--lookback-days", type=int, default=90)
     args = parser.parse_args(argv)
     summary = run(
         args.lake_dir,
         args.run_date,
-        spark_master=args.master,
+        spark_master=args.master or submitted_master_or("local[*]"),
         shuffle_partitions=args.shuffle_partitions,
         lookback_days=args.lookback_days,
     )

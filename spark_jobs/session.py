@@ -8,6 +8,8 @@ must get them whether it starts the JVM itself or reuses a running session
 
 from __future__ import annotations
 
+import os
+
 from pyspark.sql import SparkSession
 
 # Settings that can change on a running session; re-applied when one is reused.
@@ -23,8 +25,19 @@ _RUNTIME_CONF = {
 }
 
 
+def submitted_master_or(default: str) -> str | None:
+    """None (keep spark-submit's ``--master``) under spark-submit, else ``default``.
+
+    spark-submit starts the Python driver with a gateway to its JVM
+    (PYSPARK_GATEWAY_PORT) that already carries spark.master; setting a master on
+    the builder would override it, so the same job runs unchanged on local[*] and
+    under ``spark-submit --master spark://...``.
+    """
+    return None if os.environ.get("PYSPARK_GATEWAY_PORT") else default
+
+
 def build_spark(
-    master: str = "local[*]",
+    master: str | None = "local[*]",
     app_name: str = "promoflow",
     shuffle_partitions: int = 8,
     driver_memory: str = "2g",
@@ -32,6 +45,7 @@ def build_spark(
 ) -> SparkSession:
     """Return the active SparkSession (re-configured) or start one.
 
+    ``master`` None keeps the master spark-submit was given (``submitted_master_or``).
     ``driver_memory`` only takes effect when this call starts the JVM; under
     spark-submit pass ``--driver-memory`` instead. ``extra_conf`` is applied as given
     (JVM options only when this call starts the JVM).
@@ -43,9 +57,9 @@ def build_spark(
         active.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
         return active
 
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
+        builder.appName(app_name)
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

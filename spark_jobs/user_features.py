@@ -48,6 +48,20 @@ _EXACT_SUM_LIMIT = 1e15
 
 HOURS = list(range(24))
 HOUR_COLUMNS = [f"events_h{h:02d}" for h in HOURS]
+HOUR_SHARE_COLUMNS = [f"hour_share_{h:02d}" for h in HOURS]
+
+# The contract's channels and promo types; exposures on another channel count only in n_exposures.
+CHANNELS = ["email", "push", "sms", "in_app"]
+PROMO_TYPES = ["percent_off", "amount_off", "spend_threshold", "free_shipping", "gift"]
+CHANNEL_EXPOSURE_COLUMNS = [f"n_exposures_{c}" for c in CHANNELS]
+TYPE_EXPOSURE_COLUMNS = [f"n_exposures_{t}" for t in PROMO_TYPES]
+TYPE_REDEMPTION_COLUMNS = [f"n_redemptions_{t}" for t in PROMO_TYPES]
+# An exposure is engaged when its user orders on the send's UTC day or the next 6 days.
+ENGAGEMENT_WINDOW_DAYS = 7
+# Items kept per user and day (and per user in user_sequences).
+SEQUENCE_LENGTH = 20
+TOP_CATEGORIES = 3
+TOP_CATEGORY_COLUMNS_DEFAULT = ""
 
 _EVENT_TYPE_COUNTS = {  # user_daily column -> event_type
     "n_views": "view",
@@ -58,7 +72,9 @@ _EVENT_TYPE_COUNTS = {  # user_daily column -> event_type
 }
 _EVENT_COUNT_COLUMNS = ["n_events", *_EVENT_TYPE_COUNTS, "n_sessions"]
 _ORDER_COUNT_COLUMNS = ["n_orders", "n_discounted_orders"]
-_ORDER_AMOUNT_COLUMNS = ["order_amount", "order_amount_sq", "discount_amount"]
+_ORDER_AMOUNT_COLUMNS = [
+    "order_amount", "order_amount_sq", "discount_amount", "viewed_price_sum", "purchased_price_sum",
+]
 
 USER_DAILY_SCHEMA = StructType(
     [StructField("user_id", StringType())]
@@ -75,6 +91,18 @@ USER_DAILY_SCHEMA = StructType(
         StructField("last_exposure_ts", TimestampType()),
     ]
     + [StructField(c, LongType()) for c in HOUR_COLUMNS]
+    # added by issue 3 (after the original columns, so older readers keep working)
+    + [
+        StructField("n_cart_sessions", LongType()),
+        StructField("n_abandoned_cart_sessions", LongType()),
+        StructField("n_priced_views", LongType()),
+        StructField("viewed_price_sum", DoubleType()),
+        StructField("n_priced_purchases", LongType()),
+        StructField("purchased_price_sum", DoubleType()),
+        StructField("n_redemptions", LongType()),
+    ]
+    + [StructField(c, LongType()) for c in CHANNEL_EXPOSURE_COLUMNS + TYPE_EXPOSURE_COLUMNS + TYPE_REDEMPTION_COLUMNS]
+    + [StructField("last_item_ids", StringType())]
     + [StructField("dt", DateType())]
 )
 
@@ -85,6 +113,8 @@ USER_CATEGORY_DAILY_SCHEMA = StructType(
         StructField("views", LongType()),
         StructField("carts", LongType()),
         StructField("purchases", LongType()),
+        StructField("spend", DoubleType()),
+        StructField("last_event_ts", TimestampType()),
         StructField("dt", DateType()),
     ]
 )
@@ -116,7 +146,26 @@ USER_FEATURES_SCHEMA = StructType(
         StructField("exposures_30d", IntegerType()),
         StructField("preferred_hour", IntegerType()),
         StructField("top_category", StringType()),
+        # added by issue 3
+        StructField("events_7d", IntegerType()),
+        StructField("events_30d", IntegerType()),
+        StructField("events_90d", IntegerType()),
+        StructField("sessions_90d", IntegerType()),
+        StructField("events_per_session_90d", DoubleType()),
+        StructField("searches_90d", IntegerType()),
+        StructField("cart_abandonment_rate_30d", DoubleType()),
+        StructField("avg_viewed_price_90d", DoubleType()),
+        StructField("avg_purchased_price_90d", DoubleType()),
+        StructField("purchased_to_viewed_price_ratio_90d", DoubleType()),
+        StructField("exposures_7d", IntegerType()),
+        StructField("exposures_90d", IntegerType()),
+        StructField("redemptions_90d", IntegerType()),
+        StructField("redemption_rate_90d", DoubleType()),
     ]
+    + [StructField(f"redemption_rate_{t}_90d", DoubleType()) for t in PROMO_TYPES]
+    + [StructField(c, DoubleType()) for c in HOUR_SHARE_COLUMNS]
+    + [StructField(f"channel_engagement_{c}_90d", DoubleType()) for c in CHANNELS]
+    + [StructField(f"top_category_{k}", StringType()) for k in range(1, TOP_CATEGORIES + 1)]
 )
 
 ITEM_FEATURES_SCHEMA = StructType(
@@ -194,15 +243,76 @@ def _dedupe_orders(orders: DataFrame) -> DataFrame:
     return ranked.filter(F.col("_rank") == 1).drop("_rank")
 
 
-def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataFrame) -> DataFrame:
+def _optional(df: DataFrame, name: str, data_type=StringType()) -> Column:
+    """Column ``name`` of ``df``, or a typed null when ``df`` lacks it (older hand-built inputs)."""
+    return F.col(name).cast(data_type) if name in df.columns else F.lit(None).cast(data_type)
+
+
+def _item_prices(items: DataFrame | None, spark) -> DataFrame:
+    """item_id -> price (one per item, the smallest when the snapshot repeats an item)."""
+    if items is None or "price" not in items.columns:
+        return spark.createDataFrame([], "item_id string, price double")
+    return (
+        items.filter(F.col("item_id").isNotNull() & F.col("price").isNotNull())
+        .groupBy("item_id")
+        .agg(F.min(F.col("price").cast(DoubleType())).alias("price"))
+    )
+
+
+def _promo_types(promotions: DataFrame | None, spark) -> DataFrame:
+    """promo_id -> promo_type of the promotions snapshot (empty without one)."""
+    if promotions is None:
+        return spark.createDataFrame([], "promo_id string, promo_type string")
+    return (
+        promotions.filter(F.col("promo_id").isNotNull())
+        .groupBy("promo_id")
+        .agg(F.min("promo_type").alias("promo_type"))
+    )
+
+
+def _last_item_ids(ev: DataFrame) -> DataFrame:
+    """(user_id, dt, last_item_ids): the day's last ``SEQUENCE_LENGTH`` item ids, oldest first.
+
+    Events with an item (view, click, add_to_cart, purchase) in event_ts order, ties
+    by event_id. Adding the days in dt order and keeping the last 20 gives the last 20
+    over any window, so this is a partial aggregate like the counts.
+    """
+    with_item = ev.filter(F.col("item_id").isNotNull())
+    collected = with_item.groupBy("user_id", "dt").agg(
+        F.sort_array(F.collect_list(F.struct("event_ts", "event_id", "item_id"))).alias("_seq")
+    )
+    n = F.size("_seq")
+    last = F.slice("_seq", F.greatest(n - SEQUENCE_LENGTH + 1, F.lit(1)), SEQUENCE_LENGTH)
+    return collected.select(
+        "user_id", "dt", F.array_join(F.transform(last, lambda x: x["item_id"]), ",").alias("last_item_ids")
+    )
+
+
+def user_daily_aggregates(
+    events: DataFrame,
+    orders: DataFrame,
+    exposures: DataFrame,
+    items: DataFrame | None = None,
+    promotions: DataFrame | None = None,
+) -> DataFrame:
     """One row per (user_id, dt) with any event, order or offer exposure that UTC day.
 
-    dt is the date of event_ts / order_ts / sent_ts. Counts are 0 and last_*_ts null
-    for a source without rows that day. Exposures with promo_id 'none' (deliberately
-    sent nothing) are not offers: they neither count nor make a user active.
-    Columns and types: ``USER_DAILY_SCHEMA``.
+    dt is the date of event_ts / order_ts / sent_ts. Counts are 0, sums 0.0,
+    ``last_item_ids`` '' and last_*_ts null for a source without rows that day.
+    Exposures with promo_id 'none' (deliberately sent nothing) are not offers: they
+    neither count nor make a user active.
+
+    ``items`` (price) gives the viewed / purchased price sums; ``promotions``
+    (promo_type) splits exposures and redemptions (orders with a promo_id) by
+    promo type; without them those columns are 0. A cart session is a session_id
+    with an add_to_cart that day; it is abandoned without a purchase event in the
+    same session that day. Columns and types: ``USER_DAILY_SCHEMA``.
     """
+    spark = events.sparkSession
     ev = _with_event_day(dedupe_events(events)).withColumn("_hour", F.hour("event_ts"))
+    prices = _item_prices(items, spark)
+    ev = ev.join(F.broadcast(prices), "item_id", "left")
+    is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
     event_aggs = [F.count(F.lit(1)).cast(LongType()).alias("n_events")]
     event_aggs += [_count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
     event_aggs += [
@@ -210,13 +320,38 @@ def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataF
         F.max("event_ts").alias("last_event_ts"),
     ]
     event_aggs += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
+    event_aggs += [
+        _count_if(is_view & F.col("price").isNotNull()).alias("n_priced_views"),
+        F.sum(F.when(is_view, F.col("price"))).alias("viewed_price_sum"),
+        _count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
+        F.sum(F.when(is_purchase, F.col("price"))).alias("purchased_price_sum"),
+    ]
     by_events = ev.groupBy("user_id", "dt").agg(*event_aggs)
 
+    carts = (
+        ev.filter(F.col("session_id").isNotNull())
+        .groupBy("user_id", "dt", "session_id")
+        .agg(
+            F.max((F.col("event_type") == "add_to_cart").cast(IntegerType())).alias("_cart"),
+            F.max(is_purchase.cast(IntegerType())).alias("_bought"),
+        )
+        .filter(F.col("_cart") == 1)
+        .groupBy("user_id", "dt")
+        .agg(
+            F.count(F.lit(1)).cast(LongType()).alias("n_cart_sessions"),
+            _count_if(F.col("_bought") == 0).alias("n_abandoned_cart_sessions"),
+        )
+    )
+
+    types = F.broadcast(_promo_types(promotions, spark))
     gross = F.col("gross_amount").cast(DoubleType())
     discount = F.coalesce(F.col("discount_amount").cast(DoubleType()), F.lit(0.0))
+    order_promo = F.coalesce(_optional(orders, "promo_id"), F.lit("none"))
     by_orders = (
         _dedupe_orders(orders)
         .withColumn("order_ts", _ts("order_ts"))
+        .withColumn("promo_id", order_promo)
+        .join(types, "promo_id", "left")
         .groupBy("user_id", F.to_date("order_ts").alias("dt"))
         .agg(
             F.count(F.lit(1)).cast(LongType()).alias("n_orders"),
@@ -225,20 +360,32 @@ def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataF
             _count_if(discount > 0).alias("n_discounted_orders"),
             F.sum(discount).alias("discount_amount"),
             F.max("order_ts").alias("last_order_ts"),
+            _count_if(F.col("promo_id") != "none").alias("n_redemptions"),
+            *[_count_if(F.col("promo_type") == t).alias(c) for t, c in zip(PROMO_TYPES, TYPE_REDEMPTION_COLUMNS)],
         )
     )
 
     by_exposures = (
-        exposures.filter(F.coalesce(F.col("promo_id"), F.lit("none")) != "none")
+        exposures.withColumn("promo_id", F.coalesce(F.col("promo_id"), F.lit("none")))
+        .filter(F.col("promo_id") != "none")
+        .withColumn("channel", _optional(exposures, "channel"))
         .withColumn("sent_ts", _ts("sent_ts"))
+        .join(types, "promo_id", "left")
         .groupBy("user_id", F.to_date("sent_ts").alias("dt"))
         .agg(
             F.count(F.lit(1)).cast(LongType()).alias("n_exposures"),
             F.max("sent_ts").alias("last_exposure_ts"),
+            *[_count_if(F.col("channel") == c).alias(n) for c, n in zip(CHANNELS, CHANNEL_EXPOSURE_COLUMNS)],
+            *[_count_if(F.col("promo_type") == t).alias(n) for t, n in zip(PROMO_TYPES, TYPE_EXPOSURE_COLUMNS)],
         )
     )
 
-    joined = by_events.join(by_orders, ["user_id", "dt"], "full").join(by_exposures, ["user_id", "dt"], "full")
+    joined = (
+        by_events.join(carts, ["user_id", "dt"], "left")
+        .join(_last_item_ids(ev), ["user_id", "dt"], "left")
+        .join(by_orders, ["user_id", "dt"], "full")
+        .join(by_exposures, ["user_id", "dt"], "full")
+    )
     out = []
     for field in USER_DAILY_SCHEMA.fields:
         col = F.col(field.name)
@@ -246,6 +393,8 @@ def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataF
             col = F.coalesce(col, F.lit(0)).cast(LongType())
         elif isinstance(field.dataType, DoubleType):
             col = F.coalesce(col, F.lit(0.0)).cast(DoubleType())
+        elif isinstance(field.dataType, StringType) and field.name != "user_id":
+            col = F.coalesce(col, F.lit(""))
         else:
             col = col.cast(field.dataType)
         out.append(col.alias(field.name))
@@ -255,13 +404,18 @@ def user_daily_aggregates(events: DataFrame, orders: DataFrame, exposures: DataF
 def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
     """One row per (user_id, dt, category) with views, carts (add_to_cart) and purchases.
 
-    Events whose item is unknown or has no category are left out.
+    spend sums the item price (``items.price``, 0 without one) of the purchase events;
+    last_event_ts is the latest of those events. Events whose item is unknown or has
+    no category are left out.
     Columns and types: ``USER_CATEGORY_DAILY_SCHEMA``.
     """
     item_category = (
         items.filter(F.col("category").isNotNull())
         .groupBy("item_id")
-        .agg(F.min("category").alias("category"))  # one category per item, deterministically
+        .agg(
+            F.min("category").alias("category"),  # one category per item, deterministically
+            F.min(_optional(items, "price", DoubleType())).alias("_price"),
+        )
     )
     ev = (
         _with_event_day(dedupe_events(events))
@@ -274,6 +428,10 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
             _count_if(F.col("event_type") == "view").alias("views"),
             _count_if(F.col("event_type") == "add_to_cart").alias("carts"),
             _count_if(F.col("event_type") == "purchase").alias("purchases"),
+            F.coalesce(
+                F.sum(F.when(F.col("event_type") == "purchase", F.col("_price"))), F.lit(0.0)
+            ).alias("spend"),
+            F.max("event_ts").alias("last_event_ts"),
         )
         .filter(F.col("user_id").isNotNull() & F.col("dt").isNotNull())
         .select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in USER_CATEGORY_DAILY_SCHEMA.fields])
@@ -319,6 +477,34 @@ def _with_as_of_dates(df: DataFrame, dates: list[date]) -> DataFrame:
     if len(dates) == 1:
         return df.withColumn("as_of", F.lit(dates[0]))
     return df.withColumn("as_of", F.explode(_date_array(dates)))
+
+
+def _channel_engagement(daily: DataFrame) -> DataFrame:
+    """(user_id, as_of, _engagement_<channel>): engaged share of the channel's offers in 90 days.
+
+    ``daily`` is user_daily already put onto its as_of dates (90-day windows). An
+    exposure sent on day d is engaged when the user has an order on a day in
+    [d, d + ENGAGEMENT_WINDOW_DAYS) that is also before as_of: day resolution, so an
+    order earlier on the send day counts, and offers of the last 6 days before as_of
+    have had less time to be engaged. Additive per day: only the daily order days are
+    needed, not history.
+    """
+    order_days = daily.groupBy("user_id", "as_of").agg(
+        F.collect_set(F.when(F.col("n_orders") > 0, F.col("dt"))).alias("_order_days")
+    )
+    sent = daily.filter(F.col("n_exposures") > 0).join(order_days, ["user_id", "as_of"])
+    engaged = F.exists(
+        "_order_days",
+        lambda o: (o >= F.col("dt")) & (o < F.date_add(F.col("dt"), ENGAGEMENT_WINDOW_DAYS)),
+    )
+    return sent.groupBy("user_id", "as_of").agg(
+        *[
+            _safe_ratio(
+                F.sum(F.when(engaged, F.col(n)).otherwise(F.lit(0))), F.sum(F.col(n))
+            ).alias(f"_engagement_{c}")
+            for c, n in zip(CHANNELS, CHANNEL_EXPOSURE_COLUMNS)
+        ]
+    )
 
 
 def roll_up_user_features(
@@ -387,7 +573,21 @@ def roll_up_user_features_for_dates(
         window_sum("n_exposures", in_30d).alias("_exposures_30d"),
         window_sum("n_events", None).alias("_events_90d"),
         *[window_sum(c, None).alias(f"_{c}") for c in HOUR_COLUMNS],
+        window_sum("n_events", in_7d).alias("_events_7d"),
+        window_sum("n_sessions", None).alias("_sessions_90d"),
+        window_sum("n_searches", None).alias("_searches_90d"),
+        window_sum("n_cart_sessions", in_30d).alias("_cart_sessions_30d"),
+        window_sum("n_abandoned_cart_sessions", in_30d).alias("_abandoned_cart_sessions_30d"),
+        window_sum("n_priced_views", None).alias("_priced_views_90d"),
+        window_sum("viewed_price_sum", None).cast(DoubleType()).alias("_viewed_price_90d"),
+        window_sum("n_priced_purchases", None).alias("_priced_purchases_90d"),
+        window_sum("purchased_price_sum", None).cast(DoubleType()).alias("_purchased_price_90d"),
+        window_sum("n_exposures", in_7d).alias("_exposures_7d"),
+        window_sum("n_exposures", None).alias("_exposures_90d"),
+        window_sum("n_redemptions", None).alias("_redemptions_90d"),
+        *[window_sum(c, None).alias(f"_{c}") for c in TYPE_EXPOSURE_COLUMNS + TYPE_REDEMPTION_COLUMNS],
     )
+    engagement = _channel_engagement(daily)
     # Most frequent hour: the greatest (count, -hour) struct, so ties go to the earlier hour.
     busiest = F.greatest(*[F.struct(F.col(f"_{c}").alias("n"), F.lit(-h).alias("neg_hour")) for h, c in zip(HOURS, HOUR_COLUMNS)])
     activity = activity.withColumn(
@@ -408,8 +608,15 @@ def roll_up_user_features_for_dates(
                 Window.partitionBy("user_id", "as_of").orderBy(F.col("_score").desc(), F.col("category").asc())
             ),
         )
-        .filter(F.col("_rank") == 1)
-        .select("user_id", "as_of", F.col("category").alias("_top_category"))
+        .filter(F.col("_rank") <= TOP_CATEGORIES)
+        .groupBy("user_id", "as_of")
+        .agg(
+            F.max(F.when(F.col("_rank") == 1, F.col("category"))).alias("_top_category"),
+            *[
+                F.max(F.when(F.col("_rank") == k, F.col("category"))).alias(f"_top_category_{k}")
+                for k in range(1, TOP_CATEGORIES + 1)
+            ],
+        )
     )
 
     # One row per user of the snapshot and as_of date, whatever duplicates the snapshot holds.
@@ -422,6 +629,7 @@ def roll_up_user_features_for_dates(
         _with_as_of_dates(roster, dates)
         .join(activity, ["user_id", "as_of"], "left")
         .join(top_category, ["user_id", "as_of"], "left")
+        .join(engagement, ["user_id", "as_of"], "left")
     )
 
     def days_since(ts_col: str) -> Column:
@@ -437,6 +645,10 @@ def roll_up_user_features_for_dates(
     variance_90d = F.greatest(mean_sq_90d - mean_90d * mean_90d, F.lit(0.0))
     # E[x^2] - E[x]^2 leaves rounding noise when all orders are equal; call that 0.
     std_90d = F.when(variance_90d > mean_sq_90d * F.lit(1e-12), F.sqrt(variance_90d)).otherwise(F.lit(0.0))
+    avg_viewed_price = _safe_ratio(F.coalesce(F.col("_viewed_price_90d"), F.lit(0.0)), zero("_priced_views_90d"))
+    avg_purchased_price = _safe_ratio(
+        F.coalesce(F.col("_purchased_price_90d"), F.lit(0.0)), zero("_priced_purchases_90d")
+    )
 
     features = {
         "user_id": F.col("user_id"),
@@ -464,6 +676,38 @@ def roll_up_user_features_for_dates(
         "exposures_30d": zero("_exposures_30d"),
         "preferred_hour": F.coalesce(F.col("_preferred_hour"), F.lit(PREFERRED_HOUR_DEFAULT)),
         "top_category": F.coalesce(F.col("_top_category"), F.lit(TOP_CATEGORY_DEFAULT)),
+        "events_7d": zero("_events_7d"),
+        "events_30d": zero("_events_30d"),
+        "events_90d": zero("_events_90d"),
+        "sessions_90d": zero("_sessions_90d"),
+        "events_per_session_90d": _safe_ratio(zero("_events_90d"), zero("_sessions_90d")),
+        "searches_90d": zero("_searches_90d"),
+        "cart_abandonment_rate_30d": _safe_ratio(zero("_abandoned_cart_sessions_30d"), zero("_cart_sessions_30d")),
+        "avg_viewed_price_90d": avg_viewed_price,
+        "avg_purchased_price_90d": avg_purchased_price,
+        "purchased_to_viewed_price_ratio_90d": _safe_ratio(avg_purchased_price, avg_viewed_price),
+        "exposures_7d": zero("_exposures_7d"),
+        "exposures_90d": zero("_exposures_90d"),
+        "redemptions_90d": zero("_redemptions_90d"),
+        "redemption_rate_90d": F.least(_safe_ratio(zero("_redemptions_90d"), zero("_exposures_90d")), F.lit(1.0)),
+        **{
+            f"redemption_rate_{t}_90d": F.least(
+                _safe_ratio(zero(f"_n_redemptions_{t}"), zero(f"_n_exposures_{t}")), F.lit(1.0)
+            )
+            for t in PROMO_TYPES
+        },
+        **{
+            share: _safe_ratio(zero(f"_{count}"), zero("_events_90d"))
+            for share, count in zip(HOUR_SHARE_COLUMNS, HOUR_COLUMNS)
+        },
+        **{
+            f"channel_engagement_{c}_90d": F.coalesce(F.col(f"_engagement_{c}"), F.lit(0.0))
+            for c in CHANNELS
+        },
+        **{
+            f"top_category_{k}": F.coalesce(F.col(f"_top_category_{k}"), F.lit(TOP_CATEGORY_COLUMNS_DEFAULT))
+            for k in range(1, TOP_CATEGORIES + 1)
+        },
     }
     return joined.select(
         *[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields]

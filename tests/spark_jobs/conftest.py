@@ -32,3 +32,9 @@ def spark():
     session.conf.set("spark.sql.adaptive.enabled", "false")
     yield session
     session.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "spark_cluster: starts a Spark standalone master and worker on 127.0.0.1 (part of the normal suite, < 2 min)"
+    )

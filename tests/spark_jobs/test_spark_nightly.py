@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_jobs import nightly
+from spark_jobs.user_features import USER_FEATURES_SCHEMA
 
 UTC_NS = pa.timestamp("ns", tz="UTC")  # what pandas-based writers produce
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -240,10 +241,13 @@ def test_output_types_are_stable(nights):
     assert schema.field("orders_30d").type == pa.int32()
     assert schema.field("spend_30d").type == pa.float64()
     assert schema.field("top_category").type == pa.string()
-    assert len(schema) == 25
+    # issue 3 added columns after the original 25, which keep their names and order
+    assert schema.names == USER_FEATURES_SCHEMA.names
+    assert schema.names[:3] == ["user_id", "as_of", "tenure_days"] and schema.names[24] == "top_category"
     item_schema = nights["first_item_features"].schema
     assert item_schema.names == ["item_id", "category", "views_30d", "purchases_30d",
-                                 "conversion_rate_30d", "popularity_rank_in_category"]
+                                 "conversion_rate_30d", "popularity_rank_in_category",
+                                 "co_viewed_item_ids", "co_bought_item_ids"]
     assert item_schema.field("popularity_rank_in_category").type == pa.int32()
     daily_schema = nights["first_user_daily"].schema
     assert daily_schema.field("n_events").type == pa.int64()
@@ -252,11 +256,12 @@ def test_output_types_are_stable(nights):
 
 def test_first_night_item_features(nights):
     got = [tuple(r.values()) for r in nights["first_item_features"].to_pylist()]
+    # i1 and i2 viewed in session s1: each other's co-viewed neighbour
     assert got == [
-        ("i1", "shoes", 1, 1, 1.0, 2),
-        ("i2", "bags", 1, 0, 0.0, 1),
-        ("i3", "shoes", 2, 1, 0.5, 1),
-        ("i4", "unknown", 0, 0, 0.0, 1),
+        ("i1", "shoes", 1, 1, 1.0, 2, "i2", ""),
+        ("i2", "bags", 1, 0, 0.0, 1, "i1", ""),
+        ("i3", "shoes", 2, 1, 0.5, 1, "", ""),
+        ("i4", "unknown", 0, 0, 0.0, 1, "", ""),
     ]
 
 
