@@ -8,10 +8,12 @@ Modules (pure, importable functions; no I/O beyond what their names say):
 - ``response_model``  multi-treatment TensorFlow response model (train / predict / save / load)
 - ``baseline``        per-arm logistic T-learner in numpy, same predict interface
 - ``model_store``     versioned model folders in a local folder or ``s3://`` prefix
+- ``recommender``     two-tower retrieval model (TFRS): featured items per user, top-K with category limits
+- ``model_card``      Markdown model cards from training metrics
 - ``policy``          budget-constrained allocation, holdout and propensities
 - ``delivery``        offer text, channel choice and reason codes
 
-Importing this package never imports TensorFlow; ``response_model`` does.
+Importing this package never imports TensorFlow; ``response_model`` and ``recommender`` do.
 """
 
 import os

@@ -2,9 +2,12 @@
 
 Layout under the store URI::
 
-    promo_response/{run_date}-{data_hash[:12]}/...files of the model folder...
-    promo_response/{version}/_MANIFEST.json      file list with sizes and sha256, written after the files
-    promo_response/LATEST                        newest version, written last
+    {model_name}/{run_date}-{data_hash[:12]}/...files of the model folder...
+    {model_name}/{version}/_MANIFEST.json      file list with sizes and sha256, written after the files
+    {model_name}/LATEST                        newest version, written last
+
+``model_name`` is ``promo_response`` (the default) or ``recommender`` (``ml.recommender``):
+each model has its own versions and its own ``LATEST``.
 
 A version is complete once its manifest exists; readers verify every file against it, so a
 half-copied version is never loaded. ``LATEST`` only moves forward in run_date: a backfill
@@ -27,6 +30,7 @@ import uuid
 from pathlib import Path
 
 MODEL_NAME = "promo_response"
+_MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LATEST_FILE = "LATEST"
 MANIFEST_FILE = "_MANIFEST.json"
 _VERSION_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}-[0-9A-Za-z]{1,12}$")
@@ -57,7 +61,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _manifest(model_dir: Path) -> dict:
+def _check_model_name(model_name: str) -> str:
+    if not _MODEL_NAME_PATTERN.match(str(model_name)):
+        raise ValueError(f"model_name={model_name!r}: expected lower-case letters, digits and _ (e.g. promo_response, recommender)")
+    return model_name
+
+
+def _manifest(model_dir: Path, model_name: str = MODEL_NAME) -> dict:
     files = sorted(p for p in model_dir.rglob("*") if p.is_file())
     if not files:
         raise ValueError(f"{model_dir}: no files to store; save the model there first")
@@ -65,7 +75,7 @@ def _manifest(model_dir: Path) -> dict:
     for path in files:
         data = path.read_bytes()
         entries.append({"path": path.relative_to(model_dir).as_posix(), "bytes": len(data), "sha256": _sha256(data)})
-    return {"model": MODEL_NAME, "files": entries}
+    return {"model": model_name, "files": entries}
 
 
 def _verify(local_dir: Path, manifest: dict) -> None:
@@ -99,8 +109,8 @@ def _newer_or_equal(version: str, current: str | None) -> bool:
 
 # ---------------------------------------------------------------------------- store backends
 class _LocalStore:
-    def __init__(self, uri: str):
-        self.root = Path(uri) / MODEL_NAME
+    def __init__(self, uri: str, model_name: str = MODEL_NAME):
+        self.root = Path(uri) / model_name
 
     def read_latest(self) -> str | None:
         path = self.root / LATEST_FILE
@@ -141,10 +151,11 @@ class _LocalStore:
 
 
 class _S3Store:
-    def __init__(self, uri: str, endpoint_url: str | None):
+    def __init__(self, uri: str, endpoint_url: str | None, model_name: str = MODEL_NAME):
         self.uri = uri
+        self.model_name = model_name
         self.bucket, prefix = _split_s3(uri)
-        self.prefix = f"{prefix}/{MODEL_NAME}" if prefix else MODEL_NAME
+        self.prefix = f"{prefix}/{model_name}" if prefix else model_name
         self.client = _s3_client(endpoint_url)
 
     def _key(self, *parts: str) -> str:
@@ -171,7 +182,7 @@ class _S3Store:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(version, MANIFEST_FILE))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(
-                f"model version {version!r} not found (or incomplete) under {self.uri}/{MODEL_NAME}; versions: {self.versions()}"
+                f"model version {version!r} not found (or incomplete) under {self.uri}/{self.model_name}; versions: {self.versions()}"
             ) from None
         manifest = json.loads(body)
         target.mkdir(parents=True)
@@ -193,8 +204,9 @@ class _S3Store:
         return sorted(found)
 
 
-def _store(store_uri: str, endpoint_url: str | None):
-    return _S3Store(store_uri, endpoint_url) if _is_s3(store_uri) else _LocalStore(store_uri)
+def _store(store_uri: str, endpoint_url: str | None, model_name: str = MODEL_NAME):
+    model_name = _check_model_name(model_name)
+    return _S3Store(store_uri, endpoint_url, model_name) if _is_s3(store_uri) else _LocalStore(store_uri, model_name)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -205,6 +217,7 @@ def save_model_version(
     data_hash: str,
     *,
     endpoint_url: str | None = None,
+    model_name: str = MODEL_NAME,
 ) -> str:
     """Copy a saved model folder into the store as ``{run_date}-{data_hash[:12]}``; return the version.
 
@@ -215,21 +228,21 @@ def save_model_version(
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model_dir_local={model_dir}: not a folder; save the model there first")
     version = version_name(run_date, data_hash)
-    store = _store(str(store_uri), endpoint_url)
-    store.write_version(model_dir, version, _manifest(model_dir))
+    store = _store(str(store_uri), endpoint_url, model_name)
+    store.write_version(model_dir, version, _manifest(model_dir, model_name))
     if _newer_or_equal(version, store.read_latest()):
         store.write_latest(version)
     return version
 
 
-def latest_model_version(store_uri: str, *, endpoint_url: str | None = None) -> str | None:
+def latest_model_version(store_uri: str, *, endpoint_url: str | None = None, model_name: str = MODEL_NAME) -> str | None:
     """The version ``LATEST`` points at, or None for an empty store."""
-    return _store(str(store_uri), endpoint_url).read_latest()
+    return _store(str(store_uri), endpoint_url, model_name).read_latest()
 
 
-def list_model_versions(store_uri: str, *, endpoint_url: str | None = None) -> list[str]:
+def list_model_versions(store_uri: str, *, endpoint_url: str | None = None, model_name: str = MODEL_NAME) -> list[str]:
     """Complete versions in the store, oldest first."""
-    return _store(str(store_uri), endpoint_url).versions()
+    return _store(str(store_uri), endpoint_url, model_name).versions()
 
 
 def load_model_version(
@@ -238,19 +251,20 @@ def load_model_version(
     local_cache_dir: str | Path,
     *,
     endpoint_url: str | None = None,
+    model_name: str = MODEL_NAME,
 ) -> Path:
     """Local folder holding ``version`` (None or ``"LATEST"``: the latest), fetched once and verified.
 
-    The folder is ``{local_cache_dir}/promo_response/{version}``; a verified copy already
+    The folder is ``{local_cache_dir}/{model_name}/{version}``; a verified copy already
     there is reused.
     """
-    store = _store(str(store_uri), endpoint_url)
+    store = _store(str(store_uri), endpoint_url, model_name)
     if version is None or version == LATEST_FILE:
         version = store.read_latest()
         if version is None:
-            raise FileNotFoundError(f"{store_uri}: no {MODEL_NAME}/{LATEST_FILE}; train and save a model first")
+            raise FileNotFoundError(f"{store_uri}: no {model_name}/{LATEST_FILE}; train and save a model first")
     version = _check_version(version)
-    cache_root = Path(local_cache_dir) / MODEL_NAME
+    cache_root = Path(local_cache_dir) / model_name
     target = cache_root / version
     if (target / MANIFEST_FILE).exists():
         try:

@@ -1,0 +1,190 @@
+"""The two-tower recommender: beats popularity where users have a category preference,
+respects category limits, builds point-in-time sequences, trains reproducibly, and
+round-trips through the model store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_test_data import category_preference_shop
+from ml.model_card import render_model_card
+from ml.model_store import latest_model_version, list_model_versions
+from ml.recommender import (
+    MODEL_CARD_FILE,
+    Recommender,
+    RecommenderConfig,
+    _sequences_at_day_starts,
+    featured_items,
+    last_item_sequences,
+    load_recommender_version,
+    save_recommender_version,
+    top_k_items,
+    train_recommender,
+)
+
+CONFIG = RecommenderConfig(batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def shop() -> dict:
+    return category_preference_shop(seed=0)
+
+
+@pytest.fixture(scope="module")
+def sequences(shop) -> pd.DataFrame:
+    return last_item_sequences(shop["interactions"], shop["as_of"])
+
+
+@pytest.fixture(scope="module")
+def trained(shop, sequences) -> tuple[Recommender, dict]:
+    return train_recommender(
+        shop["interactions"], shop["user_features"], sequences, shop["items"], shop["as_of"], seed=3, epochs=5, deterministic=True, config=CONFIG
+    )
+
+
+def test_beats_popularity_on_the_held_out_day(trained):
+    _, metrics = trained
+    assert metrics["holdout_window"] == {"start": "2026-03-10", "end_exclusive": "2026-03-11"}
+    assert metrics["training_window"]["end_exclusive"] == "2026-03-10"
+    assert metrics["n_users_evaluated"] > 150
+    model, popularity = metrics["model"], metrics["popularity"]
+    # Knowing the user's category puts most of their next items in 10 slots; the global
+    # top 10 covers only the commonest categories' items.
+    assert model["recall_at_10"] > popularity["recall_at_10"] + 0.15
+    assert model["recall_at_50"] >= popularity["recall_at_50"]
+    assert 0.0 <= metrics["factorized_top_k_at_10"] <= metrics["factorized_top_k_at_50"] <= 1.0
+    assert metrics["examples_per_second"] > 0
+    assert metrics["device"] == "CPU" or metrics["device"].startswith("GPU")
+    assert metrics["seed"] == 3 and metrics["strategy"]
+
+
+def test_recommends_the_users_preferred_category(trained, shop, sequences):
+    model, _ = trained
+    users = sorted(shop["preferred_category"])[:50]
+    category_of = dict(zip(shop["items"]["item_id"], shop["items"]["category"]))
+    top = top_k_items(model, users, shop["user_features"], sequences, k=5)
+    share = np.mean([category_of[item] == shop["preferred_category"][user] for user, items in zip(users, top) for item in items])
+    assert share > 0.8
+
+
+def test_category_limit_features_only_that_category(trained, shop, sequences):
+    model, _ = trained
+    users = sorted(shop["preferred_category"])[:40]
+    category_of = dict(zip(shop["items"]["item_id"], shop["items"]["category"]))
+    limited = top_k_items(model, users, shop["user_features"], sequences, k=5, category="cat4")
+    assert all(len(items) == 5 and {category_of[i] for i in items} == {"cat4"} for items in limited)
+
+    per_user = ["cat1", None, "no-such-category"] + [None] * (len(users) - 3)
+    mixed = top_k_items(model, users, shop["user_features"], sequences, k=12, category=per_user)
+    assert len(mixed[0]) == 10 and {category_of[i] for i in mixed[0]} == {"cat1"}  # cat1 has 10 items: fewer than k
+    assert len(mixed[1]) == 12 and len({category_of[i] for i in mixed[1]}) >= 1
+    assert mixed[2] == []
+    # featured_items: the assign step's comma-separated format, same ranking.
+    assert featured_items(model, users[:3], shop["user_features"], sequences, ["cat1", None, None], k=3)[0] == ",".join(mixed[0][:3])
+
+
+def test_unknown_users_and_missing_features_still_score(trained, shop):
+    model, _ = trained
+    top = top_k_items(model, ["nobody", "u0000"], None, None, k=4)
+    assert [len(items) for items in top] == [4, 4]
+
+
+def test_last_item_sequences_uses_only_earlier_events_in_time_order():
+    ts = pd.Timestamp("2026-05-01", tz="UTC")
+    events = pd.DataFrame(
+        [
+            ("e1", "u1", "a", ts + pd.Timedelta(hours=1), "view"),
+            ("e5", "u1", "c", ts + pd.Timedelta(hours=3), "purchase"),
+            ("e2", "u1", "b", ts + pd.Timedelta(hours=2), "click"),
+            ("e3", "u1", "d", ts + pd.Timedelta(hours=2), "view"),  # same time as e2: event_id order
+            ("e5", "u1", "c", ts + pd.Timedelta(hours=3), "purchase"),  # redelivered duplicate
+            ("e6", "u1", None, ts + pd.Timedelta(hours=4), "search"),
+            ("e7", "u1", "x", pd.Timestamp("2026-05-02", tz="UTC"), "view"),  # exactly at as_of: excluded
+            ("e8", "u2", "y", pd.Timestamp("2026-05-03", tz="UTC"), "view"),  # after as_of
+            ("e9", "u3", "z", pd.Timestamp("2026-04-30 23:59:59", tz="UTC"), "view"),
+        ],
+        columns=["event_id", "user_id", "item_id", "event_ts", "event_type"],
+    )
+    result = last_item_sequences(events, dt.date(2026, 5, 2), length=3)
+    assert result.to_dict("records") == [
+        {"user_id": "u1", "last_item_ids": "b,d,c"},
+        {"user_id": "u3", "last_item_ids": "z"},
+    ]
+    full = last_item_sequences(events, "2026-05-02")
+    assert full.loc[full["user_id"] == "u1", "last_item_ids"].item() == "a,b,d,c"
+
+
+def test_training_sequences_are_point_in_time_per_day():
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2"],
+            "item_id": ["a", "b", "c", "a"],
+            "event_ts": pd.to_datetime(["2026-05-01 10:00", "2026-05-02 09:00", "2026-05-02 11:00", "2026-05-02 08:00"], utc=True),
+            "event_type": "view",
+        }
+    )
+    queries = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u1", "u2", "u9"], "day": pd.to_datetime(["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-03", "2026-05-03"], utc=True)}
+    )
+    codes = _sequences_at_day_starts(events, queries, {"a": 0, "b": 1, "c": 2}, length=3)
+    # code = item index + 1, padding 0 first: nothing before 05-01; [a] before 05-02; [a, b, c] before 05-03.
+    assert codes.tolist() == [[0, 0, 0], [0, 0, 1], [1, 2, 3], [0, 0, 1], [0, 0, 0]]
+
+
+def test_same_seed_same_embeddings(shop, sequences, trained):
+    model, _ = trained
+    again, _ = train_recommender(
+        shop["interactions"], shop["user_features"], sequences, shop["items"], shop["as_of"], seed=3, epochs=5, deterministic=True, config=CONFIG
+    )
+    np.testing.assert_allclose(again.item_embeddings, model.item_embeddings, atol=1e-6)
+    users = ["u0001", "u0002", "u0003"]
+    np.testing.assert_allclose(
+        again.user_embeddings(users, shop["user_features"], sequences), model.user_embeddings(users, shop["user_features"], sequences), atol=1e-6
+    )
+
+
+def test_round_trip_through_the_model_store(trained, shop, sequences, tmp_path):
+    model, metrics = trained
+    store = tmp_path / "store"
+    version = save_recommender_version(model, str(store), shop["as_of"], "abc123def456789")
+    assert version == "2026-03-11-abc123def456"
+    assert latest_model_version(str(store), model_name="recommender") == version
+    assert list_model_versions(str(store)) == []  # the response model's versions are separate
+    loaded = load_recommender_version(str(store), None, tmp_path / "cache")
+    users = sorted(shop["preferred_category"])
+    assert top_k_items(loaded, users, shop["user_features"], sequences, k=10) == top_k_items(model, users, shop["user_features"], sequences, k=10)
+    assert top_k_items(loaded, users[:5], shop["user_features"], sequences, k=3, category="cat2") == top_k_items(
+        model, users[:5], shop["user_features"], sequences, k=3, category="cat2"
+    )
+    card = (tmp_path / "cache" / "recommender" / version / MODEL_CARD_FILE).read_text()
+    assert f"{metrics['model']['recall_at_10']:.4f}" in card and f"{metrics['popularity']['recall_at_10']:.4f}" in card
+    assert json.loads((tmp_path / "cache" / "recommender" / version / "recommender.json").read_text())["metrics"]["seed"] == 3
+
+
+def test_model_card_renders_both_sections():
+    metrics = {
+        "as_of": "2026-10-31",
+        "training_window": {"start": "2026-08-01", "end_exclusive": "2026-10-30"},
+        "holdout_window": {"start": "2026-10-30", "end_exclusive": "2026-10-31"},
+        "n_users_train": 100,
+        "n_items": 40,
+        "n_training_pairs": 2000,
+        "n_users_evaluated": 50,
+        "model": {"recall_at_10": 0.31, "recall_at_50": 0.7},
+        "popularity": {"recall_at_10": 0.12, "recall_at_50": 0.5},
+        "examples_per_second": 12345.6,
+        "device": "CPU",
+        "strategy": "_DefaultDistributionStrategy",
+        "seed": 7,
+    }
+    card = render_model_card(metrics, {"rows": 8000, "validation_auc": {"promo_a": 0.71}})
+    assert "| recall_at_10 | 0.3100 | 0.1200 | +0.1900 |" in card
+    assert "| recall_at_50 | 0.7000 | 0.5000 | +0.2000 |" in card
+    assert "12,345.6" in card and "2026-10-30 .. 2026-10-31" in card
+    assert "## Promo response model" in card and "| validation_auc.promo_a | 0.7100 |" in card
+    assert "Not part of this card" in render_model_card(metrics)
