@@ -130,7 +130,7 @@ def train(settings: Settings, run_date: date) -> dict:
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
         trained.save(tmp, run_date=run_date, data_hash=data_hash)
         version = save_model_version(tmp, settings.model_store_uri, run_date, data_hash, endpoint_url=settings.s3_endpoint_url or None)
-    return {
+    return json_safe({
         "model_version": version,
         "rows": int(len(frame)),
         "rows_without_features": int(missing.sum()),
@@ -138,7 +138,22 @@ def train(settings: Settings, run_date: date) -> dict:
         "production_model": trained.production,
         "gate": trained.gate,
         "selection": trained.selection_metrics,
-    }
+    })
+
+
+def json_safe(value):
+    """Task return values travel as JSON (XCom): NaN / inf become None, numpy scalars plain."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
 
 
 # ---------------------------------------------------------------------------- assignment
@@ -201,7 +216,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         lambda_ = allocation.lambda_
     else:  # the off-policy gate's fallback: send nothing (exploration aside)
         greedy = np.full(len(users), none_index, dtype=np.int64)
-        lambda_ = float("nan")
+        lambda_ = None
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
     # Exploration needs a cost estimate; without a model only 'none' is within any cap.
@@ -289,7 +304,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     tmp = path.with_name(".assignments.parquet.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
-    return {
+    return json_safe({
         "users": len(users),
         "offers": int(is_offer.sum()),
         "holdout": int(is_holdout.sum()),
@@ -297,7 +312,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         "expected_incremental_margin": float(expected_margin.sum()),
         "exploration": int(is_exploration.sum()),
         "exploration_cost_cap": float(exploration.cost_cap),
-        "lambda": lambda_,
+        "lambda": None if lambda_ is None else float(lambda_),
         "gate_passed": bool(gate_passed),
         "gate": gate_message,
-    }
+    })

@@ -79,7 +79,7 @@ def _wait_for_worker(ui_port: int, procs: list[subprocess.Popen], logs: list[Pat
                 state = json.load(response)
             if state.get("aliveworkers", 0) >= 1:
                 return
-        except OSError:
+        except (OSError, ValueError):  # not up yet, or a page that is not the master's JSON yet
             pass
         time.sleep(1)
     pytest.fail("the worker did not register with the master in time:\n" + "\n".join(l.read_text()[-2000:] for l in logs))
