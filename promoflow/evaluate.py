@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -128,6 +129,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
 
 def run_seed(seed: int, users: int, days: int, start: date, root: Path) -> dict:
     data_dir = root / f"seed={seed}"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
     run_date = start + timedelta(days=days)
     env = os.environ | {"PROMO_DATA_DIR": str(data_dir)}
     for key in ("PROMO_RAW_URI", "PROMO_WAREHOUSE_URL", "PROMO_EXPORT_URI", "PROMO_LAKE_DIR", "PROMO_MODEL_STORE_URI"):
