@@ -28,7 +28,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize bench-features
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -72,6 +72,10 @@ test: install
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install
 	$(PY) tests/benchmarks/bench_materialize.py
+
+# Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
+bench-features: install
+	$(PY) tests/benchmarks/bench_features.py
 
 clean:
 	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)
