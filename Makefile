@@ -28,7 +28,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -82,6 +82,10 @@ bench-materialize: install
 # Off-policy estimators against the Open Bandit Dataset sample (docs/off_policy_evaluation.md).
 validate-ope: install
 	$(PY) tests/benchmarks/validate_ope_obd.py
+
+# Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
+bench-features: install
+	$(PY) tests/benchmarks/bench_features.py
 
 clean:
 	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)

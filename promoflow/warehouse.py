@@ -189,8 +189,19 @@ class Warehouse:
 
     # ------------------------------------------------------------------ loads
     def _create_table_like(self, qualified: str, schema: pa.Schema) -> None:
+        """Create the table, or add the columns a newer producer added (e.g. Spark feature columns)."""
         cols = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in schema)
         self.execute(f"create table if not exists {qualified} ({cols})")
+        schema_name, table = qualified.split(".", 1)
+        existing = {
+            r[0] for r in self.query(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                [schema_name, table],
+            )
+        }
+        for field in schema:
+            if field.name not in existing:
+                self.execute(f'alter table {qualified} add column "{field.name}" {_sql_type(field.type)}')
 
     def _insert_arrow(self, qualified: str, data: pa.Table) -> None:
         if data.num_rows == 0:

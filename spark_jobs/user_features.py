@@ -270,22 +270,16 @@ def _promo_types(promotions: DataFrame | None, spark) -> DataFrame:
     )
 
 
-def _last_item_ids(ev: DataFrame) -> DataFrame:
-    """(user_id, dt, last_item_ids): the day's last ``SEQUENCE_LENGTH`` item ids, oldest first.
+def _last_item_ids(items: Column) -> Column:
+    """The last ``SEQUENCE_LENGTH`` item ids of an array of (event_ts, event_id, item_id), oldest first.
 
-    Events with an item (view, click, add_to_cart, purchase) in event_ts order, ties
-    by event_id. Adding the days in dt order and keeping the last 20 gives the last 20
-    over any window, so this is a partial aggregate like the counts.
+    Ordered by event_ts, ties by event_id. Adding the days in dt order and keeping the
+    last 20 gives the last 20 over any window, so this is a partial aggregate like the counts.
     """
-    with_item = ev.filter(F.col("item_id").isNotNull())
-    collected = with_item.groupBy("user_id", "dt").agg(
-        F.sort_array(F.collect_list(F.struct("event_ts", "event_id", "item_id"))).alias("_seq")
-    )
-    n = F.size("_seq")
-    last = F.slice("_seq", F.greatest(n - SEQUENCE_LENGTH + 1, F.lit(1)), SEQUENCE_LENGTH)
-    return collected.select(
-        "user_id", "dt", F.array_join(F.transform(last, lambda x: x["item_id"]), ",").alias("last_item_ids")
-    )
+    ordered = F.sort_array(items)
+    n = F.size(ordered)
+    last = F.slice(ordered, F.greatest(n - SEQUENCE_LENGTH + 1, F.lit(1)), SEQUENCE_LENGTH)
+    return F.when(n > 0, F.array_join(F.transform(last, lambda x: x["item_id"]), ",")).otherwise(F.lit(""))
 
 
 def user_daily_aggregates(
@@ -315,9 +309,15 @@ def user_daily_aggregates(
     is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
     event_aggs = [F.count(F.lit(1)).cast(LongType()).alias("n_events")]
     event_aggs += [_count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
+    # Distinct sessions as collected sets, not COUNT(DISTINCT): with the other aggregates a
+    # distinct count makes Spark expand every row; sets keep this one aggregation pass.
+    sessions = lambda condition: F.collect_set(F.when(condition, F.col("session_id")))  # noqa: E731
     event_aggs += [
-        F.count_distinct("session_id").cast(LongType()).alias("n_sessions"),
+        F.size(F.collect_set("session_id")).cast(LongType()).alias("n_sessions"),
         F.max("event_ts").alias("last_event_ts"),
+        sessions(F.col("event_type") == "add_to_cart").alias("_cart_sessions"),
+        sessions(is_purchase).alias("_purchase_sessions"),
+        F.collect_list(F.when(F.col("item_id").isNotNull(), F.struct("event_ts", "event_id", "item_id"))).alias("_items"),
     ]
     event_aggs += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
     event_aggs += [
@@ -326,21 +326,15 @@ def user_daily_aggregates(
         _count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
         F.sum(F.when(is_purchase, F.col("price"))).alias("purchased_price_sum"),
     ]
-    by_events = ev.groupBy("user_id", "dt").agg(*event_aggs)
-
-    carts = (
-        ev.filter(F.col("session_id").isNotNull())
-        .groupBy("user_id", "dt", "session_id")
-        .agg(
-            F.max((F.col("event_type") == "add_to_cart").cast(IntegerType())).alias("_cart"),
-            F.max(is_purchase.cast(IntegerType())).alias("_bought"),
+    by_events = (
+        ev.groupBy("user_id", "dt")
+        .agg(*event_aggs)
+        .withColumn("n_cart_sessions", F.size("_cart_sessions").cast(LongType()))
+        .withColumn(
+            "n_abandoned_cart_sessions",
+            F.size(F.array_except("_cart_sessions", "_purchase_sessions")).cast(LongType()),
         )
-        .filter(F.col("_cart") == 1)
-        .groupBy("user_id", "dt")
-        .agg(
-            F.count(F.lit(1)).cast(LongType()).alias("n_cart_sessions"),
-            _count_if(F.col("_bought") == 0).alias("n_abandoned_cart_sessions"),
-        )
+        .withColumn("last_item_ids", _last_item_ids(F.col("_items")))
     )
 
     types = F.broadcast(_promo_types(promotions, spark))
@@ -380,12 +374,7 @@ def user_daily_aggregates(
         )
     )
 
-    joined = (
-        by_events.join(carts, ["user_id", "dt"], "left")
-        .join(_last_item_ids(ev), ["user_id", "dt"], "left")
-        .join(by_orders, ["user_id", "dt"], "full")
-        .join(by_exposures, ["user_id", "dt"], "full")
-    )
+    joined = by_events.join(by_orders, ["user_id", "dt"], "full").join(by_exposures, ["user_id", "dt"], "full")
     out = []
     for field in USER_DAILY_SCHEMA.fields:
         col = F.col(field.name)

@@ -109,3 +109,18 @@ def test_load_files_replaces_a_partition_and_skips_unchanged_files(warehouse, tm
     os.utime(path, ns=(1, 10**18))
     assert warehouse.load_files("orders_test", [path], where={"dt": day}, extra={"dt": day}) is True
     assert warehouse.query(f"select order_id from {warehouse.raw_schema}.orders_test order by 1") == [("o3",)]
+
+
+def test_load_files_adds_columns_a_newer_feature_job_writes(warehouse, tmp_path):
+    # a warehouse loaded before the Spark job gained columns (issue 3) takes the new files
+    import pyarrow.parquet as pq
+
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pq.write_table(pa.table({"user_id": ["u1"], "orders_7d": pa.array([1], pa.int32())}), old)
+    pq.write_table(pa.table({"user_id": ["u2"], "orders_7d": pa.array([2], pa.int32()),
+                             "top_category_1": ["shoes"]}), new)
+    table = f"features_{uuid.uuid4().hex[:8]}"
+    assert warehouse.load_files(table, [old], where={"as_of": date(2024, 3, 9)}, extra={"as_of": date(2024, 3, 9)})
+    assert warehouse.load_files(table, [new], where={"as_of": date(2024, 3, 10)}, extra={"as_of": date(2024, 3, 10)})
+    rows = warehouse.query(f"select user_id, orders_7d, top_category_1 from {warehouse.raw_schema}.{table} order by user_id")
+    assert rows == [("u1", 1, None), ("u2", 2, "shoes")]
