@@ -114,14 +114,21 @@ def expiry_date(sent_date: dt.date, valid_days: int) -> dt.date:
     return sent_date + dt.timedelta(days=max(int(valid_days), 1) - 1)
 
 
-def choose_channel(promo_channel: str | None, device: str | None) -> str:
-    """The promo's fixed channel if it has one; else push on ios/android, email otherwise."""
+def choose_channel(promo_channel: str | None, device: str | None, engagement: Mapping[str, float] | None = None) -> str:
+    """The promo's fixed channel if it has one; else the channel whose past offers the user
+    engaged with most (``engagement``: channel -> share of offers followed by an order, from
+    the features), when any is above 0; else push on ios/android, email otherwise."""
     if _present(promo_channel):
         channel = str(promo_channel).strip().lower()
         if channel not in CHANNELS:
             raise ValueError(f"promo channel {promo_channel!r}: not one of {CHANNELS} (data contract)")
         return channel
-    return "push" if str(device or "").strip().lower() in PUSH_DEVICES else "email"
+    default = "push" if str(device or "").strip().lower() in PUSH_DEVICES else "email"
+    scores = {c: float(v) for c, v in (engagement or {}).items() if c in CHANNELS and _present(v) and float(v) > 0}
+    if scores:
+        # ties: the device's default first, then the contract's channel order
+        return max(scores, key=lambda c: (scores[c], c == default, -CHANNELS.index(c)))
+    return default
 
 
 def reason_codes(

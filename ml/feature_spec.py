@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-FEATURE_SPEC_VERSION = 1
+FEATURE_SPEC_VERSION = 2
 
 ID_COLUMNS: list[str] = ["user_id", "as_of"]
 
@@ -39,6 +39,22 @@ NUMERIC_FEATURES: list[str] = [
     "order_value_std_90d",
     "discount_order_share_90d",
     "exposures_30d",
+    "events_90d",
+    "cart_abandonment_rate_30d",
+    "avg_viewed_price_90d",
+    "purchased_to_viewed_price_ratio_90d",
+    "exposures_90d",
+    "redemptions_90d",
+    "redemption_rate_90d",
+    "redemption_rate_percent_off_90d",
+    "redemption_rate_amount_off_90d",
+    "redemption_rate_spend_threshold_90d",
+    "redemption_rate_free_shipping_90d",
+    "redemption_rate_gift_90d",
+    "channel_engagement_email_90d",
+    "channel_engagement_push_90d",
+    "channel_engagement_sms_90d",
+    "channel_engagement_in_app_90d",
     "preferred_hour",
 ]
 

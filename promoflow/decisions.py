@@ -265,7 +265,8 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         promo = promo_rows.loc[chosen_ids[i]].to_dict() | {"promo_id": chosen_ids[i]}
         category = promo.get("category")
         item_ids = top_by_category.get(category, top_overall) if category else featured.iloc[i]
-        channels.append(delivery.choose_channel(promo.get("channel"), users.at[i, "device"]))
+        engagement = {c: features.at[i, f"channel_engagement_{c}_90d"] for c in delivery.CHANNELS if f"channel_engagement_{c}_90d" in features}
+        channels.append(delivery.choose_channel(promo.get("channel"), users.at[i, "device"], engagement))
         messages.append(
             delivery.render_message(
                 promo, delivery.expiry_date(run_date, int(promo["valid_days"])), item_ids.split(",") if item_ids else None,

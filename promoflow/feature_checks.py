@@ -12,7 +12,7 @@ from pathlib import Path
 from promoflow import quality
 from promoflow.settings import Settings
 
-SHARE_COLUMNS = ("cart_to_order_rate_30d", "discount_order_share_90d")
+SHARE_COLUMNS = ("cart_to_order_rate_30d", "discount_order_share_90d", "redemption_rate_90d", "cart_abandonment_rate_30d")
 
 
 def user_feature_expectations(n_users: int) -> list:

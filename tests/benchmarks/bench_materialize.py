@@ -81,6 +81,14 @@ def synthetic_night(n_users: int, seed: int = 7) -> pa.Table:
             "order_value_std_90d": rng.gamma(2.0, 5.0, n_users),
             "discount_order_share_90d": rng.random(n_users),
             "exposures_30d": rng.poisson(2, n_users),
+            # deal-proneness, price sensitivity, fatigue and channel columns (issue 3)
+            "events_90d": rng.poisson(30, n_users), "exposures_90d": rng.poisson(6, n_users),
+            "redemptions_90d": rng.poisson(1, n_users), "avg_viewed_price_90d": rng.gamma(2.0, 20.0, n_users),
+            **{name: rng.random(n_users) for name in (
+                "cart_abandonment_rate_30d", "purchased_to_viewed_price_ratio_90d", "redemption_rate_90d",
+                "redemption_rate_percent_off_90d", "redemption_rate_amount_off_90d", "redemption_rate_spend_threshold_90d",
+                "redemption_rate_free_shipping_90d", "redemption_rate_gift_90d", "channel_engagement_email_90d",
+                "channel_engagement_push_90d", "channel_engagement_sms_90d", "channel_engagement_in_app_90d")},
             "preferred_hour": rng.integers(0, 24, n_users),
             "top_category": pa.array(rng.choice(["shoes", "bags", "beauty", "home", "unknown"], n_users)),
         }

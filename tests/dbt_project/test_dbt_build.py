@@ -101,9 +101,10 @@ create table {raw}.user_features (
     events_per_session_30d double precision, view_to_cart_rate_30d double precision,
     cart_to_order_rate_30d double precision, avg_order_value_90d double precision,
     order_value_std_90d double precision, discount_order_share_90d double precision,
-    exposures_30d integer, preferred_hour integer, top_category text
+    exposures_30d integer, preferred_hour integer, top_category text,
+    events_90d integer, cart_abandonment_rate_30d double precision, avg_viewed_price_90d double precision, purchased_to_viewed_price_ratio_90d double precision, exposures_90d integer, redemptions_90d integer, redemption_rate_90d double precision, redemption_rate_percent_off_90d double precision, redemption_rate_amount_off_90d double precision, redemption_rate_spend_threshold_90d double precision, redemption_rate_free_shipping_90d double precision, redemption_rate_gift_90d double precision, channel_engagement_email_90d double precision, channel_engagement_push_90d double precision, channel_engagement_sms_90d double precision, channel_engagement_in_app_90d double precision
 );
-insert into {raw}.user_features values
+insert into {raw}.user_features (user_id, as_of, tenure_days, days_since_last_event, days_since_last_order, days_since_last_exposure, orders_7d, orders_30d, orders_90d, spend_7d, spend_30d, spend_90d, views_30d, carts_30d, sessions_30d, searches_30d, events_per_session_30d, view_to_cart_rate_30d, cart_to_order_rate_30d, avg_order_value_90d, order_value_std_90d, discount_order_share_90d, exposures_30d, preferred_hour, top_category) values
     ('u1', '2026-10-09', 277, 1, 4, 1, 0, 2, 2, 0.0, 140.0, 140.0, 9, 3, 4, 1, 3.25, 0.333, 0.667, 70.0, 30.0, 0.5, 2, 10, 'shoes'),
     ('u2', '2026-10-09', 222, 6, 6, 8, 0, 1, 1, 0.0, 50.0, 50.0, 2, 1, 1, 0, 3.0, 0.5, 1.0, 50.0, 0.0, 1.0, 0, 9, 'shoes'),
     ('u3', '2026-10-09', 8, 999, 999, 8, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1, 10, 'unknown'),
@@ -112,6 +113,9 @@ insert into {raw}.user_features values
     ('u3', '2026-10-10', 9, 1, 1, 9, 1, 1, 1, 20.0, 20.0, 20.0, 3, 1, 1, 0, 4.0, 0.333, 1.0, 20.0, 0.0, 0.0, 1, 18, 'books'),
     -- a later night's row: after run_date, so the user_features mart leaves it out
     ('u1', '2026-10-11', 279, 3, 6, 3, 0, 2, 2, 0.0, 140.0, 140.0, 9, 3, 4, 1, 3.25, 0.333, 0.667, 70.0, 30.0, 0.5, 2, 10, 'shoes');
+-- the deal-proneness / price / channel columns: Spark's defaults, one user with a history
+update {raw}.user_features set events_90d = 0, cart_abandonment_rate_30d = 0, avg_viewed_price_90d = 0, purchased_to_viewed_price_ratio_90d = 0, exposures_90d = 0, redemptions_90d = 0, redemption_rate_90d = 0, redemption_rate_percent_off_90d = 0, redemption_rate_amount_off_90d = 0, redemption_rate_spend_threshold_90d = 0, redemption_rate_free_shipping_90d = 0, redemption_rate_gift_90d = 0, channel_engagement_email_90d = 0, channel_engagement_push_90d = 0, channel_engagement_sms_90d = 0, channel_engagement_in_app_90d = 0;
+update {raw}.user_features set exposures_90d = 2, redemptions_90d = 1, redemption_rate_90d = 0.5 where user_id = 'u1';
 
 -- Spark's USER_DAILY_SCHEMA without the 24 hourly columns (dbt does not read them)
 create table {raw}.user_daily_activity (

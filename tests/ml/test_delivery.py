@@ -96,3 +96,10 @@ def test_chinese_templates_carry_value_threshold_category_expiry_and_items():
         assert "有效期至" in render_message(promo | {"promo_type": promo_type}, dt.date(2026, 11, 6), language="zh")
     with pytest.raises(ValueError, match="language"):
         render_message(promo, dt.date(2026, 11, 6), language="fr")
+
+
+def test_channel_follows_engagement_history_unless_the_promo_fixes_it():
+    assert choose_channel(None, "web", {"sms": 0.4, "email": 0.1, "push": 0.0}) == "sms"
+    assert choose_channel(None, "ios", {"email": 0.2, "push": 0.2}) == "push"  # tie: the device's default
+    assert choose_channel(None, "ios", {"email": 0.0, "push": float("nan")}) == "push"  # no history
+    assert choose_channel("email", "ios", {"sms": 0.9}) == "email"

@@ -87,9 +87,14 @@ def test_selection_publishes_a_real_effect_and_falls_back_on_noise():
     found = train_and_select(_frame(8000, 6), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False)
     assert found.production == "dr_ridge"
     assert found.gate["passed"], found.gate["message"]
-    noise = train_and_select(_frame(8000, 7, effect=False), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False)
-    assert not noise.gate["passed"]
-    assert noise.gate["message"].startswith("fallback to 'none'")
+    # No effect at all: the one-sided 1.645-sd gate lets a lucky policy through ~5% of nights.
+    passed = []
+    for seed in range(10):
+        noise = train_and_select(_frame(8000, 100 + seed, effect=False), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False)
+        passed.append(noise.gate["passed"])
+        if not noise.gate["passed"]:
+            assert noise.gate["message"].startswith("fallback to 'none'")
+    assert sum(passed) <= 2, f"the gate passed {sum(passed)} of 10 pure-noise nights"
 
 
 def test_selection_compares_against_the_last_published_policy():

@@ -24,6 +24,22 @@ def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
         "events_per_session_30d": 3.0, "view_to_cart_rate_30d": 0.2, "cart_to_order_rate_30d": 0.5,
         "avg_order_value_90d": 40.0, "order_value_std_90d": 0.0, "discount_order_share_90d": 0.0,
         "exposures_30d": 0, "preferred_hour": 9, "top_category": "shoes",
+        "events_90d": 0,
+        "cart_abandonment_rate_30d": 0.0,
+        "avg_viewed_price_90d": 0.0,
+        "purchased_to_viewed_price_ratio_90d": 0.0,
+        "exposures_90d": 0,
+        "redemptions_90d": 0,
+        "redemption_rate_90d": 0.0,
+        "redemption_rate_percent_off_90d": 0.0,
+        "redemption_rate_amount_off_90d": 0.0,
+        "redemption_rate_spend_threshold_90d": 0.0,
+        "redemption_rate_free_shipping_90d": 0.0,
+        "redemption_rate_gift_90d": 0.0,
+        "channel_engagement_email_90d": 0.0,
+        "channel_engagement_push_90d": 0.0,
+        "channel_engagement_sms_90d": 0.0,
+        "channel_engagement_in_app_90d": 0.0,
     }
     row.update(overrides)
     return row

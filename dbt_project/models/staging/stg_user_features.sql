@@ -45,6 +45,24 @@ renamed as (
         cast(discount_order_share_90d as double precision) as discount_order_share_90d,
         cast(exposures_30d as integer) as exposures_30d,
 
+        ----------  deal-proneness, price sensitivity, fatigue, channels (issue 3)
+        cast(events_90d as integer) as events_90d,
+        cast(cart_abandonment_rate_30d as double precision) as cart_abandonment_rate_30d,
+        cast(avg_viewed_price_90d as double precision) as avg_viewed_price_90d,
+        cast(purchased_to_viewed_price_ratio_90d as double precision) as purchased_to_viewed_price_ratio_90d,
+        cast(exposures_90d as integer) as exposures_90d,
+        cast(redemptions_90d as integer) as redemptions_90d,
+        cast(redemption_rate_90d as double precision) as redemption_rate_90d,
+        cast(redemption_rate_percent_off_90d as double precision) as redemption_rate_percent_off_90d,
+        cast(redemption_rate_amount_off_90d as double precision) as redemption_rate_amount_off_90d,
+        cast(redemption_rate_spend_threshold_90d as double precision) as redemption_rate_spend_threshold_90d,
+        cast(redemption_rate_free_shipping_90d as double precision) as redemption_rate_free_shipping_90d,
+        cast(redemption_rate_gift_90d as double precision) as redemption_rate_gift_90d,
+        cast(channel_engagement_email_90d as double precision) as channel_engagement_email_90d,
+        cast(channel_engagement_push_90d as double precision) as channel_engagement_push_90d,
+        cast(channel_engagement_sms_90d as double precision) as channel_engagement_sms_90d,
+        cast(channel_engagement_in_app_90d as double precision) as channel_engagement_in_app_90d,
+
         ----------  preferences
         cast(preferred_hour as integer) as preferred_hour,
         cast(top_category as text) as top_category
