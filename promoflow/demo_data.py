@@ -19,6 +19,10 @@ category). Sending the richest offer to the most active customers loses money.
 The persuadables can be found, but only noisily and non-linearly, from behaviour the
 platform sees: they are deal-prone (more discounted orders, "sale"/"coupon" searches),
 price-sensitive (browse cheaper items) and hesitant (fill carts without ordering).
+How noisily, measured (docs/decisions.md): a linear model fitted to the *true* per-user
+incremental margins on the platform's features reaches about 4% of the perfect-information
+oracle on a 30-day shop, and about 15% on the latent traits themselves — membership is a
+random draw on a noisy score, so no policy can come near the oracle here.
 
 Exposures come from a randomised logging policy (``logging_policy``) with known
 propensities. An offer raises (or lowers) the order rate for its ``valid_days`` and can
