@@ -16,7 +16,8 @@ on the training rows). The model whose policy has the higher lower confidence bo
 AUUC and the calibration of P(order) are reported for both.
 
 Off-policy gate: the production policy is published only if its value beats ``none`` (exactly
-0 here) by ``gate_z`` standard errors and does not fall short of the last published policy
+0 here) by ``gate_z`` standard errors — by the DR estimate and by the IPS estimate of the same
+contrast (no reward model) — and does not fall short of the last published policy
 (same rows, paired) beyond ``gate_tolerance`` (``ml.off_policy.policy_gate``). Otherwise the
 night falls back to sending nothing (exploration aside), and the run summary says why.
 """
@@ -222,13 +223,21 @@ def train_and_select(
                 chosen = greedy_policy(previous_scores.decision_margin, none, np.broadcast_to(eligible, previous_scores.decision_margin.shape))
                 baselines["last_published"] = incremental_policy_value(chosen, LoggedOutcomes.from_frame(validation, arms), windows, uplift.outcome_per_day(validation))
         decision = policy_gate(candidate, baselines, tolerance=gate_tolerance, z=gate_z) if baselines else None
-        beats_none = candidate.estimate > gate_z * candidate.stderr
+        # The same contrast without a reward model (IPS): both are unbiased in theory, but the
+        # DR direct term leans on a reward model fitted to the rows the policy was learnt
+        # from; the gate needs both to clear sending nothing.
+        production_scores = model.score(validation)
+        ips = incremental_policy_value(
+            greedy_policy(production_scores.decision_margin, none, np.broadcast_to(eligible, production_scores.decision_margin.shape)),
+            logged, windows, np.zeros_like(q),
+        )
+        beats_none = candidate.estimate > gate_z * candidate.stderr and ips.estimate > gate_z * ips.stderr
         passed = beats_none and (decision is None or decision.passed)
         if not beats_none:
             message = (
                 f"fallback to 'none': the {model.production} policy's estimated incremental margin "
-                f"{candidate.estimate:.3f} ± {candidate.stderr:.3f} per user does not beat sending nothing "
-                f"by {gate_z:g} standard errors on {candidate.n} held-out exposures"
+                f"{candidate.estimate:.3f} ± {candidate.stderr:.3f} per user (DR; IPS {ips.estimate:.3f} ± {ips.stderr:.3f}) "
+                f"does not beat sending nothing by {gate_z:g} standard errors on {candidate.n} held-out exposures"
             )
         elif decision is not None and not decision.passed:
             message = "fallback to 'none': " + decision.message
@@ -242,6 +251,8 @@ def train_and_select(
             "estimator": "dr",
             "candidate_value_per_row": candidate.estimate,
             "candidate_stderr": candidate.stderr,
+            "candidate_ips_value_per_row": ips.estimate,
+            "candidate_ips_stderr": ips.stderr,
             "baselines": {"none": 0.0} | {name: v.estimate for name, v in baselines.items()},
             "message": message,
         }
