@@ -59,7 +59,10 @@ def test_training_metrics_report_validation_auc_rows_and_speed(trained, planted_
     assert metrics["rows"] == len(planted_training)
     assert metrics["validation_rows"] == pytest.approx(0.2 * len(planted_training), abs=1)
     assert set(metrics["validation_auc"]) == set(trained.arms)
-    assert metrics["validation_auc"]["promo_a"] > 0.65  # the only arm with a feature-dependent effect
+    # promo_a is the only arm with a feature-dependent effect (attainable AUC ~0.7); the other
+    # 37 features of spec v2 are noise here, so the margin over 'none' is what is asserted.
+    assert metrics["validation_auc"]["promo_a"] > 0.6
+    assert metrics["validation_auc"]["promo_a"] > metrics["validation_auc"]["none"] + 0.1
     assert metrics["examples_per_second"] > 0
     assert 1 <= metrics["epochs_run"] <= 12
 
