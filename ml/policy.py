@@ -241,6 +241,15 @@ def holdout_mask(user_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"holdout share={share!r}: must be within [0, 1]")
+    hashes = _salted_hashes(user_ids, salt)
+    threshold = int(share * 2**64)
+    if threshold >= 2**64:
+        return np.ones(hashes.size, dtype=bool)
+    return hashes < np.uint64(threshold)
+
+
+def _salted_hashes(user_ids: np.ndarray, salt: str) -> np.ndarray:
+    """A 64-bit hash of (salt, user_id) per user: the policy's reproducible random draws."""
     ids = np.asarray(user_ids, dtype=object).ravel()
     salted = hashlib.blake2b(f"{salt}\x1f".encode(), digest_size=8)
 
@@ -249,11 +258,7 @@ def holdout_mask(user_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
         h.update(str(user_id).encode())
         return h.digest()
 
-    hashes = np.frombuffer(b"".join(map(digest, ids)), dtype=">u8")
-    threshold = int(share * 2**64)
-    if threshold >= 2**64:
-        return np.ones(ids.size, dtype=bool)
-    return hashes < np.uint64(threshold)
+    return np.frombuffer(b"".join(map(digest, ids)), dtype=">u8")
 
 
 def apply_holdout(greedy_arm: np.ndarray, is_holdout: np.ndarray, none_index: int) -> np.ndarray:
@@ -297,16 +302,7 @@ class Exploration:
 
 def _salted_uniform(user_ids: np.ndarray, salt: str) -> np.ndarray:
     """A uniform [0, 1) number per user from a salted hash (reproducible per salt)."""
-    salted = hashlib.blake2b(f"{salt}\x1f".encode(), digest_size=8)
-
-    def digest(user_id) -> bytes:
-        h = salted.copy()
-        h.update(str(user_id).encode())
-        return h.digest()
-
-    ids = np.asarray(user_ids, dtype=object).ravel()
-    hashes = np.frombuffer(b"".join(map(digest, ids)), dtype=">u8").astype(np.float64)
-    return hashes / 2.0**64
+    return _salted_hashes(user_ids, salt).astype(np.float64) / 2.0**64
 
 
 def explore(

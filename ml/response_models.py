@@ -188,6 +188,7 @@ def train_and_select(
     eligible = np.array([arm == NONE_ARM or (active or {}).get(arm, True) for arm in arms])
     metrics: dict = {"train_rows": int(len(train)), "validation_rows": int(len(validation)), "tf_error": tf_error, "models": {}}
     values: dict[str, PolicyValueEstimate] = {}
+    chosen_by: dict[str, np.ndarray] = {}
     if len(validation) >= 2:
         logged = LoggedOutcomes.from_frame(validation, arms)
         q = uplift.outcome_per_day(validation)
@@ -197,7 +198,7 @@ def train_and_select(
             scores = model.score(validation, which=name)
             chosen = greedy_policy(scores.decision_margin, none, np.broadcast_to(eligible, scores.decision_margin.shape))
             value = incremental_policy_value(chosen, logged, windows, q)
-            values[name] = value
+            values[name], chosen_by[name] = value, chosen
             per_day = np.divide(scores.decision_margin, np.where(windows > 0, windows, 1.0)[None, :])
             entry = {
                 "policy_value_per_row": value.estimate,
@@ -221,16 +222,12 @@ def train_and_select(
             previous_scores = previous.score(validation)
             if list(previous_scores.arms) == arms:
                 chosen = greedy_policy(previous_scores.decision_margin, none, np.broadcast_to(eligible, previous_scores.decision_margin.shape))
-                baselines["last_published"] = incremental_policy_value(chosen, LoggedOutcomes.from_frame(validation, arms), windows, uplift.outcome_per_day(validation))
+                baselines["last_published"] = incremental_policy_value(chosen, logged, windows, q)
         decision = policy_gate(candidate, baselines, tolerance=gate_tolerance, z=gate_z) if baselines else None
         # The same contrast without a reward model (IPS): both are unbiased in theory, but the
         # DR direct term leans on a reward model fitted to the rows the policy was learnt
         # from; the gate needs both to clear sending nothing.
-        production_scores = model.score(validation)
-        ips = incremental_policy_value(
-            greedy_policy(production_scores.decision_margin, none, np.broadcast_to(eligible, production_scores.decision_margin.shape)),
-            logged, windows, np.zeros_like(q),
-        )
+        ips = incremental_policy_value(chosen_by[model.production], logged, windows, np.zeros_like(q))
         beats_none = candidate.estimate > gate_z * candidate.stderr and ips.estimate > gate_z * ips.stderr
         passed = beats_none and (decision is None or decision.passed)
         if not beats_none:

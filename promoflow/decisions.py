@@ -219,9 +219,12 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         lambda_ = None
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
-    # Exploration needs a cost estimate; without a model only 'none' is within any cap.
+    # Exploration needs a cost estimate: without a model every offer's cost is unknown (inf),
+    # so only 'none' is within any cap.
+    exploration_cost = cost.copy() if model_version is not None else np.full(cost.shape, np.inf)
+    exploration_cost[:, none_index] = 0.0
     exploration = policy.explore(
-        greedy, is_holdout, eligible, cost if model_version is not None else np.where(np.arange(len(arms)) == none_index, 0.0, np.inf)[None, :].repeat(len(users), 0),
+        greedy, is_holdout, eligible, exploration_cost,
         none_index, user_ids=users["user_id"].to_numpy(), rate=settings.exploration_rate, reserve_budget=reserve,
         holdout_share=settings.holdout_share, salt=f"explore-{run_date.isoformat()}",
     )

@@ -8,7 +8,7 @@ user_sequences, item_features with neighbours).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 import pytest
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
@@ -26,9 +26,7 @@ from spark_jobs.user_features import (
     user_category_daily,
     user_daily_aggregates,
 )
-from spark_sample_data import EVENTS_SCHEMA, USERS_SCHEMA, ts
-
-AS_OF = date(2024, 3, 10)
+from spark_sample_data import AS_OF, EVENTS_SCHEMA, USERS_SCHEMA, ts
 
 ORDERS_SCHEMA = StructType(
     [
