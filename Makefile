@@ -72,8 +72,10 @@ test: install
 
 # Decision quality on the demo generator's ground truth, on seeds make demo never uses.
 EVAL_SEEDS ?= 101 202
+EVAL_SHAPES ?= latent observable
+EVAL_USERS ?= 5000
 evaluate: install airflow-db
-	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS)
+	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install

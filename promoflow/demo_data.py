@@ -180,6 +180,11 @@ US_PER_DAY = 86_400_000_000
 US_PER_S = 1_000_000
 
 SEGMENTS = ("sure_thing", "persuadable", "sleeping_dog", "indifferent")
+# Who responds to offers: "latent" (default) - a noisy draw on hidden traits that behaviour
+# reveals only faintly; "observable" - another shop where tenure, favourite category and
+# order frequency (all visible to the platform) decide it, with little noise. The evaluation
+# runs both so a platform tuned to one shape is caught on the other.
+RESPONSE_SHAPES = ("latent", "observable")
 
 
 @dataclass(frozen=True)
@@ -322,12 +327,22 @@ def _build_items(rng: np.random.Generator, n_items: int) -> tuple[_Items, pa.Tab
     return items, table
 
 
+def _draw_tenure_days(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Days between signup and the simulation's start: 10% new customers (1-45 days)."""
+    return np.where(rng.random(n) < 0.1, rng.uniform(1, 45, n), rng.uniform(45, 3 * 365, n))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def _build_users(
-    rng: np.random.Generator, n_users: int, start_date: date, catalogue: tuple[PromoSpec, ...]
+    rng: np.random.Generator,
+    n_users: int,
+    start_date: date,
+    catalogue: tuple[PromoSpec, ...],
+    response_shape: str = "latent",
+    shape_rng: np.random.Generator | None = None,
 ) -> tuple[_Users, pa.Table]:
     n = n_users
     deal_proneness = rng.beta(2.0, 4.0, n)
@@ -365,6 +380,25 @@ def _build_users(
     segment[sure_thing] = SEGMENTS.index("sure_thing")
 
     preferred_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
+    tenure_days = None
+    if response_shape == "observable":
+        # Another shop: who responds is told by what the platform observes almost exactly
+        # (tenure, favourite category, how often they order), with little noise. New
+        # customers (first ~75 days) and beauty shoppers who order rarely are the
+        # persuadables; long-standing customers of electronics/home react badly.
+        shape_rng = shape_rng if shape_rng is not None else np.random.default_rng(0)
+        tenure_days = _draw_tenure_days(shape_rng, n)
+        new_customer = tenure_days < 45  # signed up within 45 days of the first simulated day
+        beauty = preferred_category == CATEGORY_NAMES.index("beauty")
+        premium = np.isin(preferred_category, [CATEGORY_NAMES.index(c) for c in ("electronics", "home") if c in CATEGORY_NAMES])
+        persuadable_score = -1.2 + 2.6 * new_customer + 1.4 * beauty - 0.6 * np.clip(rate_z, 0, None) + shape_rng.normal(0, 0.4, n)
+        sleeping_score = -1.0 + 1.4 * (premium & (tenure_days > 365)) - 0.8 * new_customer + shape_rng.normal(0, 0.4, n)
+        segment = np.full(n, SEGMENTS.index("indifferent"))
+        segment[sleeping_score > 0] = SEGMENTS.index("sleeping_dog")
+        segment[persuadable_score > 0] = SEGMENTS.index("persuadable")
+        segment[sure_thing] = SEGMENTS.index("sure_thing")
+    elif response_shape != "latent":
+        raise ValueError(f"response_shape {response_shape!r}: one of {RESPONSE_SHAPES}")
     hour_kind = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])
     preferred_hour = np.select(
         [hour_kind == 0, hour_kind == 1], [rng.integers(18, 23, n), rng.integers(11, 15, n)], rng.integers(0, 24, n)
@@ -431,7 +465,8 @@ def _build_users(
     )
 
     start_us = _date_to_us(start_date)
-    tenure_days = np.where(rng.random(n) < 0.1, rng.uniform(1, 45, n), rng.uniform(45, 3 * 365, n))
+    drawn_tenure = _draw_tenure_days(rng, n)  # drawn in every shape: the latent shape's stream stays as it was
+    tenure_days = drawn_tenure if tenure_days is None else tenure_days
     signup_us = start_us - (tenure_days * US_PER_DAY).astype(np.int64)
     emails = pc.binary_join_element_wise(users.ids, "@example.com", "")  # fake PII
     email_missing = pa.array(rng.random(n) < 0.03)
@@ -904,6 +939,7 @@ def generate(
     start_date: date = date(2026, 10, 1),
     seed: int = 7,
     n_items: int = 400,
+    response_shape: str = "latent",
 ) -> GenerationSummary:
     """Write the demo shop's raw landing zone and ground truth, replacing both folders.
 
@@ -919,7 +955,9 @@ def generate(
     rng = np.random.default_rng(seed)
 
     items, items_table = _build_items(rng, n_items)
-    users, users_table = _build_users(rng, n_users, start_date, catalogue)
+    if response_shape not in RESPONSE_SHAPES:
+        raise ValueError(f"response_shape {response_shape!r}: one of {RESPONSE_SHAPES}")
+    users, users_table = _build_users(rng, n_users, start_date, catalogue, response_shape, np.random.default_rng([seed, 20_261_123]))
     promotions_table = _promotions_table(catalogue, start_date, run_date)
     channels_pa = pa.array(list(CHANNELS))
     arm_ids_pa = pa.array([NO_OFFER_ARM] + [p.promo_id for p in catalogue])
@@ -957,6 +995,7 @@ def generate(
         manifest = {
             "generator_version": GENERATOR_VERSION,
             "seed": seed,
+            "response_shape": response_shape,
             "n_users": n_users,
             "n_items": n_items,
             "n_promotions": len(catalogue),
@@ -1016,11 +1055,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1), help="YYYY-MM-DD")
     parser.add_argument("--seed", type=int, default=settings.demo_seed)
+    parser.add_argument("--response-shape", choices=RESPONSE_SHAPES, default="latent", help="who responds to offers (see RESPONSE_SHAPES)")
     args = parser.parse_args(argv)
     if str(args.raw_dir).startswith("s3://"):
         parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
     summary = generate(
-        args.raw_dir, args.truth_dir, n_users=args.users, n_days=args.days, start_date=args.start_date, seed=args.seed, n_items=args.items
+        args.raw_dir, args.truth_dir, n_users=args.users, n_days=args.days, start_date=args.start_date, seed=args.seed, n_items=args.items,
+        response_shape=args.response_shape,
     )
     print(summary.one_line())
     return 0

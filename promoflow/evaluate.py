@@ -17,7 +17,11 @@ Baselines count the budget with each promo's logged average discount per send (w
 could know); the platform and the oracle with their own expected costs. Everything is scored
 with the truth. Prints a table and writes ``{data_dir}/evaluate/report.json``.
 
-    python -m promoflow.evaluate --seeds 101 202 [--users 5000 --days 30]
+    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 5000 --days 30]
+
+Each seed runs on both of the generator's response shapes (``promoflow.demo_data.RESPONSE_SHAPES``):
+``latent`` (who responds is a noisy draw on traits behaviour barely reveals) and ``observable``
+(tenure, favourite category and order frequency decide it). Nothing in the platform knows which.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ml.policy import allocate
+from promoflow.demo_data import RESPONSE_SHAPES
 from promoflow.settings import Settings
 
 NONE_ARM = "none"
@@ -127,17 +132,20 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
             "best_single_promo": best, "published_rows": int(len(published)), "policies": results}
 
 
-def run_seed(seed: int, users: int, days: int, start: date, root: Path) -> dict:
-    data_dir = root / f"seed={seed}"
+def run_seed(
+    seed: int, users: int, days: int, start: date, root: Path, response_shape: str = "latent", budget_per_user: float = 0.3
+) -> dict:
+    data_dir = root / f"shape={response_shape}" / f"seed={seed}"
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
     run_date = start + timedelta(days=days)
-    env = os.environ | {"PROMO_DATA_DIR": str(data_dir)}
+    # The night's budget grows with the shop (1,500 for the 5,000-user demo shop).
+    env = os.environ | {"PROMO_DATA_DIR": str(data_dir), "PROMO_BUDGET": f"{budget_per_user * users:g}"}
     for key in ("PROMO_RAW_URI", "PROMO_WAREHOUSE_URL", "PROMO_EXPORT_URI", "PROMO_LAKE_DIR", "PROMO_MODEL_STORE_URI"):
         env.pop(key, None)
     subprocess.run(
         [sys.executable, "-m", "promoflow.demo_data", "--raw-dir", str(data_dir / "demo" / "raw"), "--truth-dir",
          str(data_dir / "demo" / "truth"), "--users", str(users), "--days", str(days), "--start-date", start.isoformat(),
-         "--seed", str(seed)], check=True, env=env,
+         "--seed", str(seed), "--response-shape", response_shape], check=True, env=env,
     )
     started = time.perf_counter()
     log_path = data_dir / "night.log"
@@ -147,6 +155,7 @@ def run_seed(seed: int, users: int, days: int, start: date, root: Path) -> dict:
         raise SystemExit(f"seed {seed}: the night failed (exit {done.returncode}); log: {log_path}")
     report = score_night(data_dir, run_date, Settings.from_env(env=env).budget, seed)
     report["night_seconds"] = round(time.perf_counter() - started, 1)
+    report["response_shape"] = response_shape
     summary = json.loads((data_dir / "runs" / f"run_date={run_date}" / "summary.json").read_text())
     report["gate"] = summary.get("assign", {}).get("gate") if isinstance(summary.get("assign"), dict) else None
     return report
@@ -154,7 +163,7 @@ def run_seed(seed: int, users: int, days: int, start: date, root: Path) -> dict:
 
 def print_report(reports: list[dict]) -> None:
     names = list(reports[0]["policies"])
-    print(f"{'policy':32s}" + "".join(f"{'seed ' + str(r['seed']):>28s}" for r in reports))
+    print(f"{'policy':32s}" + "".join(f"{r['response_shape'] + ' seed ' + str(r['seed']):>28s}" for r in reports))
     for name in names:
         cells = []
         for r in reports:
@@ -163,7 +172,7 @@ def print_report(reports: list[dict]) -> None:
             cells.append(f"{e['true_incremental_margin']:>12.1f}{ratio:>8s} c{e['true_cost']:>6.0f}")
         print(f"{name:32s}" + "".join(f"{c:>28s}" for c in cells))
     for r in reports:
-        print(f"seed {r['seed']}: budget {r['budget']:.0f}, best single promo {r['best_single_promo']}, night {r['night_seconds']} s; gate: {r['gate']}")
+        print(f"{r['response_shape']} seed {r['seed']}: budget {r['budget']:.0f}, best single promo {r['best_single_promo']}, night {r['night_seconds']} s; gate: {r['gate']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1))
+    parser.add_argument("--budget-per-user", type=float, default=0.3, help="the night's budget is this x users")
+    parser.add_argument("--shapes", nargs="+", choices=RESPONSE_SHAPES, default=list(RESPONSE_SHAPES),
+                        help="generator response shapes to evaluate on (promoflow.demo_data.RESPONSE_SHAPES)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     root = Path(settings.data_dir) / "evaluate"
-    reports = [run_seed(seed, args.users, args.days, args.start_date, root) for seed in args.seeds]
+    reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user) for shape in args.shapes for seed in args.seeds]
     print_report(reports)
     (root / "report.json").write_text(json.dumps(reports, indent=2, sort_keys=True))
     print(f"report: {root / 'report.json'}")
