@@ -28,7 +28,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -88,6 +88,11 @@ validate-ope: install
 # Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
 bench-features: install
 	$(PY) tests/benchmarks/bench_features.py
+
+# assign's delivery columns: the former per-user loop vs ml.delivery.delivery_columns, 100k and 1M users;
+# ml.policy holdout / allocate / explore at 1M users x 9 arms.
+bench-assign: install
+	$(PY) tests/benchmarks/bench_assign.py
 
 clean:
 	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)

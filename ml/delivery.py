@@ -3,6 +3,11 @@
 Messages are English and Simplified Chinese templates per ``promo_type`` of the promotions catalogue (see
 /work/shared/contracts/DATA_CONTRACT.md): they state the value, the spend threshold and the
 category when the offer has them, and the expiry date.
+
+:func:`delivery_columns` gives a whole night's delivery columns (channel, message, featured
+items, reason, send hour) from arrays, the same values the per-user functions give, row for
+row: messages are rendered once per distinct (promo, language, featured items), channels and
+reasons are computed over arrays.
 """
 
 from __future__ import annotations
@@ -10,6 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
 CHANNELS = ("email", "push", "sms", "in_app")
@@ -114,16 +124,28 @@ def expiry_date(sent_date: dt.date, valid_days: int) -> dt.date:
     return sent_date + dt.timedelta(days=max(int(valid_days), 1) - 1)
 
 
+def _fixed_channel(promo_channel: Any) -> str | None:
+    """The promo's fixed channel (normalised), None when it has none; an unknown channel is an error."""
+    if not _present(promo_channel):
+        return None
+    channel = str(promo_channel).strip().lower()
+    if channel not in CHANNELS:
+        raise ValueError(f"promo channel {promo_channel!r}: not one of {CHANNELS} (data contract)")
+    return channel
+
+
+def _default_channel(device: Any) -> str:
+    return "push" if str(device or "").strip().lower() in PUSH_DEVICES else "email"
+
+
 def choose_channel(promo_channel: str | None, device: str | None, engagement: Mapping[str, float] | None = None) -> str:
     """The promo's fixed channel if it has one; else the channel whose past offers the user
     engaged with most (``engagement``: channel -> share of offers followed by an order, from
     the features), when any is above 0; else push on ios/android, email otherwise."""
-    if _present(promo_channel):
-        channel = str(promo_channel).strip().lower()
-        if channel not in CHANNELS:
-            raise ValueError(f"promo channel {promo_channel!r}: not one of {CHANNELS} (data contract)")
-        return channel
-    default = "push" if str(device or "").strip().lower() in PUSH_DEVICES else "email"
+    fixed = _fixed_channel(promo_channel)
+    if fixed is not None:
+        return fixed
+    default = _default_channel(device)
     scores = {c: float(v) for c, v in (engagement or {}).items() if c in CHANNELS and _present(v) and float(v) > 0}
     if scores:
         # ties: the device's default first, then the contract's channel order
@@ -152,3 +174,235 @@ def reason_codes(
     if drivers:
         codes.append(f"drivers: {drivers}")
     return "; ".join(codes)
+
+
+# ---------------------------------------------------------------------- a whole night at once
+DEFAULT_SEND_HOUR = 10  # without a preferred hour in the features
+NONE_REASON_EXPLORATION = "exploration: 'none' drawn at random"
+NONE_REASON_NO_FEATURES = "no features within TTL"
+NONE_REASON_NOTHING_PROFITABLE = "no arm with positive expected incremental margin within budget"
+# |value| * 100 below this goes through the vectorised formatting (int64 cents, exact floor)
+_FAST_FORMAT_LIMIT = 1e14
+
+
+def _floats(values: Any) -> np.ndarray:
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def choose_channels(
+    promo_channels: Sequence[Any], devices: Sequence[Any], engagement: Mapping[str, Sequence[float]] | None = None
+) -> np.ndarray:
+    """:func:`choose_channel` over arrays (one row per user), the same rule, ties included.
+
+    ``promo_channels`` and ``devices`` hold one value per row; ``engagement`` maps a channel
+    to one share per row (NaN or <= 0: no history on that channel). Returns an object array."""
+    promo_channels = np.asarray(promo_channels, dtype=object)
+    n = len(promo_channels)
+    # The promo's fixed channel, normalised once per distinct value (None / NaN: none).
+    codes, uniques = pd.factorize(promo_channels)
+    fixed = np.array([_fixed_channel(u) for u in uniques] + [None], dtype=object)[codes]
+    device_codes, device_values = pd.factorize(np.asarray(devices, dtype=object))
+    default = np.array([_default_channel(d) for d in device_values] + [_default_channel(None)], dtype=object)[device_codes]
+    channel = default.copy()
+    columns = [c for c in CHANNELS if c in (engagement or {})]
+    open_rows = np.flatnonzero(np.equal(fixed, None))
+    if columns and open_rows.size:
+        shares = np.column_stack([_floats(engagement[c])[open_rows] for c in columns])
+        with np.errstate(invalid="ignore"):
+            engaged = shares > 0  # NaN: no history
+        best = np.where(engaged, shares, -np.inf).max(axis=1)
+        tied = engaged & (shares == best[:, None])
+        # ties: the device's default first, then the contract's channel order (columns follow it)
+        default_column = np.full(open_rows.size, -1, dtype=np.int64)
+        for j, c in enumerate(columns):
+            default_column[default[open_rows] == c] = j
+        default_tied = default_column >= 0
+        default_tied[default_tied] = tied[np.flatnonzero(default_tied), default_column[default_tied]]
+        pick = np.where(default_tied, default_column, tied.argmax(axis=1))
+        channel[open_rows] = np.where(engaged.any(axis=1), np.array(columns, dtype=object)[pick], default[open_rows])
+    return np.where(np.equal(fixed, None), channel, fixed)
+
+
+def _two_decimals(values: np.ndarray, *, plus: bool = False) -> pa.Array:
+    """``f"{v:.2f}"`` (``f"{v:+.2f}"`` with ``plus``) of every value, as an Arrow string array.
+
+    Python rounds the exact binary value to cents, half to even. Here the cents are
+    ``rint(v * 100)``, which is the same unless ``v * 100`` lies so close to a half cent that
+    the product's own rounding could pick the side (or is not finite, or huge): those values
+    are formatted by Python."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = v * 100.0
+        size = np.abs(scaled)
+        # the product errs by at most 2^-53 relative; the margin here is 32 times that
+        safe = np.isfinite(scaled) & (size < _FAST_FORMAT_LIMIT)
+        safe &= np.abs(scaled - np.floor(scaled) - 0.5) > size * 2.0**-48
+    cents = np.abs(np.rint(np.where(safe, scaled, 0.0)).astype(np.int64))
+    text = pc.binary_join_element_wise(
+        pc.if_else(pa.array(np.signbit(v)), "-", "+" if plus else ""),
+        pa.array(cents // 100).cast(pa.string()),
+        ".",
+        pc.utf8_lpad(pa.array(cents % 100).cast(pa.string()), 2, "0"),
+        "",
+    )
+    if not safe.all():
+        spec = "+.2f" if plus else ".2f"
+        slow = [format(x, spec) for x in v[~safe].tolist()]
+        text = pc.replace_with_mask(text, pa.array(~safe), pa.array(slow, pa.string()))
+    return text
+
+
+def offer_reasons(
+    expected_incremental_margin: Sequence[float],
+    expected_cost: Sequence[float],
+    drivers: Sequence[Any],
+    is_exploration: Sequence[bool],
+) -> np.ndarray:
+    """:func:`reason_codes` over arrays, one row per offer (holdout users get no offer)."""
+    margin = np.asarray(expected_incremental_margin, dtype=np.float64)
+    cost = np.asarray(expected_cost, dtype=np.float64)
+    drivers = np.asarray(drivers, dtype=object)
+    with np.errstate(invalid="ignore"):
+        priced = cost > 0
+    ratio = np.divide(margin, cost, out=np.zeros_like(margin), where=priced)
+    per_cost = pc.if_else(
+        pa.array(priced), pc.binary_join_element_wise("; ", _two_decimals(ratio), " margin per unit cost", ""), ""
+    )
+    # "; drivers: ..." once per distinct drivers text; None / NaN (never from top_drivers) row by row
+    codes, values = pd.factorize(drivers)
+    suffixes = pa.array([f"; drivers: {d}" if d else "" for d in values] + [""], pa.string())
+    driver_part = suffixes.take(pa.array(np.where(codes < 0, len(values), codes)))
+    if (codes < 0).any():
+        missing = codes < 0
+        driver_part = pc.replace_with_mask(
+            driver_part, pa.array(missing), pa.array([f"; drivers: {d}" if d else "" for d in drivers[missing]], pa.string())
+        )
+    text = pc.binary_join_element_wise(
+        pc.if_else(pa.array(np.asarray(is_exploration, dtype=bool)), "exploration; ", ""),
+        "uplift ",
+        _two_decimals(margin, plus=True),
+        " vs none; cost ",
+        _two_decimals(cost),
+        per_cost,
+        driver_part,
+        "",
+    )
+    return text.to_numpy(zero_copy_only=False)
+
+
+def delivery_columns(
+    chosen_ids: Sequence[str],
+    *,
+    is_offer: Sequence[bool],
+    is_holdout: Sequence[bool],
+    is_exploration: Sequence[bool],
+    has_features: Sequence[bool],
+    chosen_estimate: Sequence[float],
+    chosen_cost: Sequence[float],
+    drivers: Sequence[str],
+    language: Sequence[str],
+    device: Sequence[Any],
+    features: pd.DataFrame,
+    promos: pd.DataFrame,
+    top_by_category: Mapping[str, str],
+    top_overall: str,
+    run_date: dt.date,
+    gate_passed: bool,
+    gate_message: str | None,
+    holdout_share: float,
+    holdout_campaign: str,
+) -> pd.DataFrame:
+    """The night's delivery columns, one row per user (positional, like every input).
+
+    ``chosen_ids``: the recorded arm's id; ``is_offer``: it is not ``none``; ``chosen_estimate``
+    / ``chosen_cost``: the recorded arm's expected incremental margin and cost; ``drivers``:
+    text per user ("" without a model); ``language``: "en" / "zh"; ``features``: columns
+    ``preferred_hour``, ``top_category`` and any ``channel_engagement_<channel>_90d``;
+    ``promos``: the promotions catalogue; ``top_by_category`` / ``top_overall``: featured item
+    ids, comma-separated; ``gate_passed``: False without a model.
+
+    Returns columns ``channel``, ``message``, ``featured_item_ids`` (None without an offer),
+    ``reason`` and ``send_hour``: what :func:`choose_channel`, :func:`render_message`,
+    :func:`reason_codes` and :func:`expiry_date` give user by user.
+    """
+    chosen_ids = np.asarray(chosen_ids, dtype=object)
+    n = len(chosen_ids)
+    is_offer = np.asarray(is_offer, dtype=bool)
+    is_exploration = np.asarray(is_exploration, dtype=bool)
+
+    hours = features["preferred_hour"]
+    known = hours.notna().to_numpy()
+    send_hour = np.full(n, DEFAULT_SEND_HOUR, dtype=np.int64)
+    send_hour[known] = np.trunc(_floats(hours)[known]).astype(np.int64)
+
+    # Without an offer: one of five fixed texts, the first that applies.
+    none_reasons = np.array(
+        [
+            f"holdout ({holdout_share:.0%} measurement group, {holdout_campaign})",
+            NONE_REASON_EXPLORATION,
+            f"fallback: {gate_message}",
+            NONE_REASON_NO_FEATURES,
+            NONE_REASON_NOTHING_PROFITABLE,
+        ],
+        dtype=object,
+    )
+    which = np.select(
+        [np.asarray(is_holdout, dtype=bool), is_exploration, np.full(n, not gate_passed), ~np.asarray(has_features, dtype=bool)],
+        [0, 1, 2, 3],
+        default=4,
+    )
+    reason = none_reasons[which]
+    channel = np.full(n, None, dtype=object)
+    message = np.full(n, None, dtype=object)
+    featured = np.full(n, None, dtype=object)
+
+    offers = np.flatnonzero(is_offer)
+    if offers.size:
+        promo_codes, promo_ids = pd.factorize(chosen_ids[offers])
+        catalogue = promos.set_index("promo_id")
+        offered = [catalogue.loc[p].to_dict() | {"promo_id": p} for p in promo_ids]
+        expiries = [expiry_date(run_date, int(p["valid_days"])) for p in offered]
+        # A category promo features its category's items; any other the user's top category's.
+        categories = [p.get("category") for p in offered]
+        user_items_first = np.array([not c for c in categories], dtype=bool)
+        own_items = np.array([top_by_category.get(c, top_overall) if c else None for c in categories], dtype=object)
+        user_items = features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
+        items = np.where(user_items_first[promo_codes], user_items, own_items[promo_codes])
+        item_codes, item_values = pd.factorize(items, use_na_sentinel=False)
+        featured[offers] = np.array([v or None for v in item_values] + [None], dtype=object)[item_codes]
+
+        # One message per distinct (promo, language, featured items).
+        language_codes, languages = pd.factorize(np.asarray(language, dtype=object)[offers], use_na_sentinel=False)
+        key = (promo_codes.astype(np.int64) * len(languages) + language_codes) * len(item_values) + item_codes
+        group, _ = pd.factorize(key)
+        first = np.zeros(group.max() + 1, dtype=np.int64)
+        first[group] = np.arange(group.size)  # any row of a group stands for it
+        texts = [
+            render_message(
+                offered[promo_codes[r]],
+                expiries[promo_codes[r]],
+                items[r].split(",") if items[r] else None,
+                language=str(languages[language_codes[r]]),
+            )
+            for r in first
+        ]
+        message[offers] = np.array(texts, dtype=object)[group]
+
+        engagement = {
+            c: features[f"channel_engagement_{c}_90d"].iloc[offers]
+            for c in CHANNELS
+            if f"channel_engagement_{c}_90d" in features
+        }
+        promo_channels = np.array([p.get("channel") for p in offered], dtype=object)[promo_codes]
+        channel[offers] = choose_channels(promo_channels, np.asarray(device, dtype=object)[offers], engagement)
+        reason[offers] = offer_reasons(
+            np.asarray(chosen_estimate, dtype=np.float64)[offers],
+            np.asarray(chosen_cost, dtype=np.float64)[offers],
+            np.asarray(drivers, dtype=object)[offers],
+            is_exploration[offers],
+        )
+    return pd.DataFrame(
+        {"channel": channel, "message": message, "featured_item_ids": featured, "reason": reason, "send_hour": send_hour}
+    )

@@ -240,48 +240,31 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
-    featured = features["top_category"].map(top_by_category).fillna(top_overall)
     drivers = (
         policy_model.uplift.top_drivers(features, chosen) if model_version is not None else np.full(len(users), "", dtype=object)
     )
     language = np.where(users["region"].fillna("").str.upper().str.startswith("CN"), "zh", settings.message_language)
-
-    channels, messages, featured_ids, reasons, send_hours = [], [], [], [], []
-    for i in rows:
-        preferred_hour = features.at[i, "preferred_hour"]
-        send_hours.append(int(preferred_hour) if pd.notna(preferred_hour) else 10)
-        if not is_offer[i]:
-            channels.append(None)
-            messages.append(None)
-            featured_ids.append(None)
-            if is_holdout[i]:
-                reasons.append(f"holdout ({settings.holdout_share:.0%} measurement group, {campaign})")
-            elif is_exploration[i]:
-                reasons.append("exploration: 'none' drawn at random")
-            elif model_version is None or not gate_passed:
-                reasons.append(f"fallback: {gate_message}")
-            elif not has_features[i]:
-                reasons.append("no features within TTL")
-            else:
-                reasons.append("no arm with positive expected incremental margin within budget")
-            continue
-        promo = promo_rows.loc[chosen_ids[i]].to_dict() | {"promo_id": chosen_ids[i]}
-        category = promo.get("category")
-        item_ids = top_by_category.get(category, top_overall) if category else featured.iloc[i]
-        engagement = {c: features.at[i, f"channel_engagement_{c}_90d"] for c in delivery.CHANNELS if f"channel_engagement_{c}_90d" in features}
-        channels.append(delivery.choose_channel(promo.get("channel"), users.at[i, "device"], engagement))
-        messages.append(
-            delivery.render_message(
-                promo, delivery.expiry_date(run_date, int(promo["valid_days"])), item_ids.split(",") if item_ids else None,
-                language=str(language[i]),
-            )
-        )
-        featured_ids.append(item_ids or None)
-        reasons.append(
-            delivery.reason_codes(
-                float(estimate[i, chosen[i]]), float(cost[i, chosen[i]]), drivers[i], is_exploration=bool(is_exploration[i])
-            )
-        )
+    delivered = delivery.delivery_columns(
+        chosen_ids,
+        is_offer=is_offer,
+        is_holdout=is_holdout,
+        is_exploration=is_exploration,
+        has_features=has_features,
+        chosen_estimate=estimate[rows, chosen],
+        chosen_cost=cost[rows, chosen],
+        drivers=drivers,
+        language=language,
+        device=users["device"],
+        features=features,
+        promos=promos,
+        top_by_category=top_by_category,
+        top_overall=top_overall,
+        run_date=run_date,
+        gate_passed=model_version is not None and gate_passed,
+        gate_message=gate_message,
+        holdout_share=settings.holdout_share,
+        holdout_campaign=campaign,
+    )
 
     table = pa.table(
         {
@@ -289,16 +272,16 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
             "user_key": pa.array(users["user_key"], pa.string()),
             "user_id": pa.array(users["user_id"], pa.string()),
             "promo_id": pa.array(chosen_ids.tolist(), pa.string()),
-            "channel": pa.array(channels, pa.string()),
-            "send_hour": pa.array(send_hours, pa.int32()),
-            "message": pa.array(messages, pa.string()),
-            "featured_item_ids": pa.array(featured_ids, pa.string()),
+            "channel": pa.array(delivered["channel"], pa.string()),
+            "send_hour": pa.array(delivered["send_hour"], pa.int32()),
+            "message": pa.array(delivered["message"], pa.string()),
+            "featured_item_ids": pa.array(delivered["featured_item_ids"], pa.string()),
             "expected_incremental_margin": pa.array(expected_margin, pa.float64()),
             "expected_cost": pa.array(expected_cost, pa.float64()),
             "propensity": pa.array(propensity, pa.float64()),
             "is_holdout": pa.array(is_holdout, pa.bool_()),
             "is_exploration": pa.array(is_exploration, pa.bool_()),
-            "reason": pa.array(reasons, pa.string()),
+            "reason": pa.array(delivered["reason"], pa.string()),
             "policy_version": pa.array([settings.policy_version] * len(users), pa.string()),
             "model_version": pa.array([model_version or "none"] * len(users), pa.string()),
         }
