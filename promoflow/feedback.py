@@ -3,7 +3,8 @@
 Orders and redemptions are attributed by dbt (``int_exposure_outcomes`` → ``fct_promo_outcomes``):
 an order counts for an exposure when it falls in ``[sent_ts, sent_ts + valid_days)``; a
 redemption is such an order carrying the exposure's promo_id. The platform's own published
-assignments are exposures too (``exposure_source = 'platform'``, holdout rows included), so
+assignments are exposures too (rows carrying the published ``run_date``, whether the sender
+landed them, ``exposure_source = 'landed'``, or not, ``'published'``; holdout rows included), so
 once their windows close they are training rows of the next night. This module summarises
 the attribution per published run for the DAG's log and return value.
 """
@@ -26,7 +27,7 @@ def attribution_summary(settings: Settings, run_date: date) -> dict:
                        sum(converted) as converted, sum(redeemed) as redeemed,
                        sum(discount_amount) as discount, sum(order_margin) as margin
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
-                where exposure_source = 'platform' and run_date < ?
+                where run_date is not null and run_date < ?
                 group by run_date order by run_date""",
             [run_date],
         )

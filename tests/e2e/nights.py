@@ -19,10 +19,10 @@ def night_env(root: Path, secret: str, budget: float, **extra: str) -> dict[str,
     }
 
 
-def load_dag():
+def load_dag(dag_id: str = "promo_nightly"):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
+    return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags[dag_id]
 
 
 def run_night(dag, day: date, env: dict[str, str], conf: dict | None = None) -> str:
