@@ -20,7 +20,10 @@ Estimator (a DR-learner for several treatments):
 Scores are *conservative*: ``incremental = valid_days * (mean - uncertainty_penalty * sd)``, so an
 arm is only chosen where the data say it pays beyond noise (the antidote to the winner's
 curse of an argmax over noisy per-arm estimates). Expected cost per arm is a ridge
-regression of the window's redeemed discount on the arm's own rows, clipped at 0.
+regression of the window's redeemed discount on the arm's own rows; its intercept is shrunk
+towards the mean discount per send of all offer rows (``cost_prior_rows`` pseudo-rows), and
+every prediction is at least ``cost_floor_share`` of that shrunk mean: an arm that happened to
+see no redemption in a few dozen rows must not look free to the budget.
 
 No formula of any data generator is assumed: the features are the response models' feature
 spec, every relation is learnt from the logged randomised exposures.
@@ -55,6 +58,8 @@ class UpliftConfig:
     outcome_ridge: float = 100.0  # penalty of the pooled outcome and per-arm cost regressions
     n_bootstrap: int = 20
     uncertainty_penalty: float = 1.5  # standard errors subtracted from the uplift estimate
+    cost_prior_rows: float = 50.0  # weight of the pooled mean discount per send in each arm's cost
+    cost_floor_share: float = 0.25  # expected cost >= this x the arm's (shrunk) mean discount per send
 
 
 @dataclass
@@ -165,7 +170,8 @@ class UpliftModel:
         mean, sd = draws.mean(axis=0), draws.std(axis=0)
         estimate = mean * self.window_days
         conservative = (mean - penalty * sd) * self.window_days
-        cost = np.clip(x @ self.coefficients["cost"], 0.0, None)
+        floor = self.coefficients.get("cost_floor", np.zeros(len(self.arms)))
+        cost = np.maximum(x @ self.coefficients["cost"], floor[None, :])
         none = self.arms.index(NONE_ARM)
         for values in (estimate, conservative, cost):
             values[:, none] = 0.0
@@ -232,6 +238,9 @@ def train_uplift_model(
     residual = y - x @ outcome_pooled
     outcome = np.zeros((n_features, len(arms)))
     cost = np.zeros((n_features, len(arms)))
+    cost_floor = np.zeros(len(arms))
+    offer_rows = a != none
+    pooled_discount = float(logged.discount[offer_rows].mean()) if offer_rows.any() else 0.0
     for k in range(len(arms)):
         rows = a == k
         if rows.sum() >= 2:
@@ -241,6 +250,13 @@ def train_uplift_model(
                 cost[:, k] = ridge(x[rows], logged.discount[rows], config.outcome_ridge)
         else:
             outcome[:, k] = outcome_pooled
+        if k != none:
+            n_k = float(rows.sum())
+            shrunk = (n_k * (float(logged.discount[rows].mean()) if n_k else 0.0) + config.cost_prior_rows * pooled_discount) / (
+                n_k + config.cost_prior_rows
+            )
+            cost[0, k] = shrunk  # x is centred on the training rows (randomised arms): the intercept is the arm's mean
+            cost_floor[k] = config.cost_floor_share * shrunk
 
     rng = np.random.default_rng(seed)
     uplift = np.zeros((config.n_bootstrap, n_features, len(arms)))
@@ -266,7 +282,7 @@ def train_uplift_model(
         "config": asdict(config),
         "training": {"seed": seed, "rows": int(n)},
     }
-    model = UpliftModel({"uplift": uplift, "outcome": outcome, "cost": cost}, metadata)
+    model = UpliftModel({"uplift": uplift, "outcome": outcome, "cost": cost, "cost_floor": cost_floor}, metadata)
     metadata["training_metrics"] = {
         "rows": int(n),
         "rows_per_arm": {arm: int((a == k).sum()) for k, arm in enumerate(arms)},

@@ -102,3 +102,21 @@ def test_selection_compares_against_the_last_published_policy():
     again = train_and_select(_frame(8000, 9), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False, previous=good)
     assert "last_published" in again.gate["baselines"]
     assert again.gate["passed"], again.gate["message"]
+
+
+def test_an_arm_without_redemptions_in_its_rows_does_not_look_free():
+    frame = _frame(3000, 6)
+    b_rows = frame["promo_id"] == "promo_b"
+    frame.loc[b_rows, "discount_amount"] = 0.0  # promo_b: no redemption logged (a small or unlucky arm)
+    pooled = frame.loc[frame["promo_id"] != "none", "discount_amount"].mean()
+    assert pooled > 0
+    config = UpliftConfig(n_bootstrap=3)
+    model = train_uplift_model(frame, ["promo_a", "promo_b"], WINDOWS, seed=0, config=config)
+    cost = model.score(frame).expected_cost[:, model.arms.index("promo_b")]
+    n_b = int(b_rows.sum())
+    shrunk = config.cost_prior_rows * pooled / (n_b + config.cost_prior_rows)
+    assert (cost >= config.cost_floor_share * shrunk - 1e-9).all() and cost.min() > 0
+    # promo_a's own rows dominate its cost: close to its logged mean discount per send
+    a_cost = model.score(frame).expected_cost[:, model.arms.index("promo_a")].mean()
+    a_mean = frame.loc[frame["promo_id"] == "promo_a", "discount_amount"].mean()
+    assert abs(a_cost - a_mean) < 0.1 * a_mean + 0.05
