@@ -12,7 +12,11 @@ frequent first (ties by item_id), '' when none:
   counted once per basket.
 
 Both over the events of [as_of - 30, as_of), like the other item features. Strings,
-not arrays, so the warehouse (raw.item_features) and Feast can hold them.
+not arrays, so the warehouse (raw.item_features) and Feast can hold them. Only the
+dates in ``neighbour_dates`` get neighbours (the nightly job: the newest as_of, the
+one the night's offers are rendered with); the pair count of a 30-day window grows
+with the square of session length, and a first night over 30 back-filled as_of dates
+ran a 50,000-user shop's 2 GB driver out of memory.
 """
 
 from __future__ import annotations
@@ -83,14 +87,19 @@ def item_neighbours_for_dates(events: DataFrame, as_of_dates: list[date], top_n:
 
 
 def item_features_with_neighbours_for_dates(
-    events: DataFrame, items: DataFrame, as_of_dates: list[date], top_n: int = NEIGHBOURS
+    events: DataFrame,
+    items: DataFrame,
+    as_of_dates: list[date],
+    top_n: int = NEIGHBOURS,
+    neighbour_dates: list[date] | None = None,
 ) -> DataFrame:
-    """``item_features_for_dates`` plus co_viewed_item_ids / co_bought_item_ids ('' without any).
+    """``item_features_for_dates`` plus co_viewed_item_ids / co_bought_item_ids ('' without any,
+    and on dates outside ``neighbour_dates``; default: every date).
 
     Columns: ``ITEM_FEATURES_WITH_NEIGHBOURS_SCHEMA`` then ``as_of``.
     """
     base = item_features_for_dates(events, items, as_of_dates)
-    neighbours = item_neighbours_for_dates(events, as_of_dates, top_n)
+    neighbours = item_neighbours_for_dates(events, as_of_dates if neighbour_dates is None else neighbour_dates, top_n)
     joined = base.join(neighbours, ["item_id", "as_of"], "left")
     cols = [F.col(f.name) for f in ITEM_FEATURES_SCHEMA.fields] + [
         F.coalesce(F.col(c), F.lit("")).alias(c) for c in ("co_viewed_item_ids", "co_bought_item_ids")

@@ -441,7 +441,7 @@ def run_many(
         spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
     )
     item_features_paths = _publish_as_of_dates(
-        item_features_with_neighbours_for_dates(item_events, items, dates), features / "item_features", dates,
+        item_features_with_neighbours_for_dates(item_events, items, dates, neighbour_dates=[max(dates)]), features / "item_features", dates,
         "item_id",
         keep_as_of=False,
     )

@@ -8,7 +8,7 @@ user_sequences, item_features with neighbours).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
@@ -17,6 +17,7 @@ from spark_jobs.category_features import USER_CATEGORY_FEATURES_SCHEMA, user_cat
 from spark_jobs.item_features import (
     ITEM_FEATURES_WITH_NEIGHBOURS_SCHEMA,
     item_features_with_neighbours,
+    item_features_with_neighbours_for_dates,
     item_neighbours_for_dates,
 )
 from spark_jobs.sequence_features import USER_SEQUENCES_SCHEMA, user_sequences
@@ -252,6 +253,16 @@ def test_neighbours_are_most_frequent_first_ties_by_item_id_top_n(spark):
     got = {r["item_id"]: r["co_viewed_item_ids"] for r in rows}
     assert got["m1"] == "m3,m2"  # m3: 2 sessions; m2 and m4: 1 each, m2 first; top 2
     assert got["m4"] == "m1"
+
+
+def test_neighbours_only_on_the_requested_dates(spark, outputs):
+    events, _, _, _, items, _ = _frames(spark)
+    earlier = AS_OF - timedelta(days=1)
+    rows = item_features_with_neighbours_for_dates(events, items, [earlier, AS_OF], neighbour_dates=[AS_OF]).collect()
+    on = {r["item_id"]: r["co_viewed_item_ids"] for r in rows if r["as_of"] == AS_OF}
+    off = {r["item_id"]: (r["co_viewed_item_ids"], r["co_bought_item_ids"]) for r in rows if r["as_of"] == earlier}
+    assert on == {r["item_id"]: r["co_viewed_item_ids"] for r in outputs["item_features"]}
+    assert off and set(off.values()) == {("", "")}
 
 
 def test_nothing_at_or_after_as_of_changes_any_output(spark, outputs):
