@@ -26,7 +26,9 @@ every prediction is at least ``cost_floor_share`` of that shrunk mean: an arm th
 see no redemption in a few dozen rows must not look free to the budget.
 
 No formula of any data generator is assumed: the features are the response models' feature
-spec, every relation is learnt from the logged randomised exposures.
+spec (numeric columns signed-log1p and standardised, plus an indicator per ``top_category``
+level seen on at least ``MIN_LEVEL_ROWS`` training rows); every relation is learnt from the
+logged randomised exposures.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ml.feature_spec import CATEGORICAL_FEATURES, NUMERIC_FEATURES, check_feature_columns, feature_spec_dict, numeric_matrix
+from ml.feature_spec import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    categorical_column,
+    check_feature_columns,
+    feature_spec_dict,
+    numeric_matrix,
+)
 from ml.predictions import NONE_ARM
 from ml.training_data import normalise_arms
 
@@ -82,10 +91,37 @@ class ArmScores:
         return self.arms.index(NONE_ARM)
 
 
-def design_matrix(frame: pd.DataFrame, numeric_features: Sequence[str], mean: np.ndarray | None = None, scale: np.ndarray | None = None):
-    """Standardised ``numeric_matrix`` (signed log1p) plus an intercept column."""
+# A categorical level becomes an indicator column only when this many training rows carry it.
+MIN_LEVEL_ROWS = 30
+
+
+def categorical_levels(frame: pd.DataFrame, categorical_features: Sequence[str] = CATEGORICAL_FEATURES) -> dict[str, list[str]]:
+    """Per categorical feature, the levels frequent enough in ``frame`` to get an indicator."""
+    levels = {}
+    for name in categorical_features:
+        counts = pd.Series(categorical_column(frame, name)).value_counts()
+        levels[name] = sorted(str(level) for level, count in counts.items() if count >= MIN_LEVEL_ROWS)
+    return levels
+
+
+def feature_names(numeric_features: Sequence[str], levels: dict[str, list[str]] | None) -> list[str]:
+    return list(numeric_features) + [f"{name}={level}" for name, values in (levels or {}).items() for level in values]
+
+
+def design_matrix(
+    frame: pd.DataFrame,
+    numeric_features: Sequence[str],
+    mean: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    levels: dict[str, list[str]] | None = None,
+):
+    """Standardised ``numeric_matrix`` (signed log1p) and indicators of the categorical
+    ``levels`` (e.g. ``top_category=beauty``), plus an intercept column."""
     x = numeric_matrix(frame, numeric_features).astype(np.float64)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    for name, values in (levels or {}).items():
+        column = categorical_column(frame, name)
+        x = np.c_[x, np.stack([column == level for level in values], axis=1).astype(np.float64)] if values else x
     if mean is None:
         mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
         scale = x.std(axis=0) + 1e-6 if len(x) else np.ones(x.shape[1])
@@ -159,7 +195,7 @@ class UpliftModel:
     def _design(self, features: pd.DataFrame) -> np.ndarray:
         x, _, _ = design_matrix(
             features, self.metadata["feature_spec"]["numeric_features"],
-            np.array(self.metadata["mean"]), np.array(self.metadata["scale"]),
+            np.array(self.metadata["mean"]), np.array(self.metadata["scale"]), self.metadata.get("categorical_levels"),
         )
         return x
 
@@ -183,12 +219,15 @@ class UpliftModel:
         x = self._design(features)[:, 1:]
         coefficients = self.coefficients["uplift"].mean(axis=0)[1:, :]  # [features, arms]
         contribution = x * coefficients[:, np.asarray(chosen, dtype=np.int64)].T
-        names = np.array(self.metadata["feature_spec"]["numeric_features"], dtype=object)
+        names = np.array(feature_names(self.metadata["feature_spec"]["numeric_features"], self.metadata.get("categorical_levels")), dtype=object)
         top = np.argsort(-np.abs(contribution), axis=1)[:, :k]
         rows = np.arange(len(x))[:, None]
         signs = np.where(contribution[rows, top] >= 0, "+", "-")
         labelled = names[top] + signs
-        return np.array([", ".join(r) for r in labelled], dtype=object)
+        columns = [pd.Series(labelled[:, j], dtype=object) for j in range(labelled.shape[1])]
+        if not columns:
+            return np.full(len(x), "", dtype=object)
+        return columns[0].str.cat(columns[1:], sep=", ").to_numpy(dtype=object) if len(columns) > 1 else columns[0].to_numpy(dtype=object)
 
     def outcome_per_day(self, features: pd.DataFrame) -> np.ndarray:
         """mu_a(x): predicted margin per window day of every arm (the OPE reward model)."""
@@ -230,7 +269,8 @@ def train_uplift_model(
     logged = LoggedOutcomes.from_frame(training, arms)
     arms = logged.arms
     none = arms.index(NONE_ARM)
-    x, mean, scale = design_matrix(training, numeric_features)
+    levels = categorical_levels(training)
+    x, mean, scale = design_matrix(training, numeric_features, levels=levels)
     n, n_features = x.shape
     y, a, p = logged.margin_per_day, logged.arm_index, logged.propensity
 
@@ -277,6 +317,7 @@ def train_uplift_model(
         "arms": arms,
         "window_days": [0.0 if arm == NONE_ARM else float(window_days[arm]) for arm in arms],
         "feature_spec": feature_spec_dict(numeric_features, CATEGORICAL_FEATURES),
+        "categorical_levels": levels,
         "mean": mean.tolist(),
         "scale": scale.tolist(),
         "config": asdict(config),

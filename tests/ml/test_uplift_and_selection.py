@@ -120,3 +120,23 @@ def test_an_arm_without_redemptions_in_its_rows_does_not_look_free():
     a_cost = model.score(frame).expected_cost[:, model.arms.index("promo_a")].mean()
     a_mean = frame.loc[frame["promo_id"] == "promo_a", "discount_amount"].mean()
     assert abs(a_cost - a_mean) < 0.1 * a_mean + 0.05
+
+
+def test_uplift_model_learns_a_segment_told_by_a_categorical_feature():
+    # The effect lives in one top_category level only; no numeric feature carries it.
+    rng = np.random.default_rng(9)
+    frame = _frame(8000, 9)
+    books = frame["top_category"].to_numpy() == "books"
+    arm = frame["promo_id"].to_numpy()
+    converted = rng.random(len(frame)) < 0.10 + 0.30 * ((arm == "promo_b") & books)
+    frame["converted"] = converted.astype(int)
+    frame["order_margin"] = np.where(converted, rng.normal(25.0, 5.0, len(frame)), 0.0)
+    model = train_uplift_model(frame, ["promo_a", "promo_b"], WINDOWS, seed=0, config=UpliftConfig(n_bootstrap=5))
+    assert "books" in model.metadata["categorical_levels"]["top_category"]
+    score_rows = _frame(2000, 10)
+    b = model.arms.index("promo_b")
+    estimate = model.score(score_rows).expected_incremental_margin[:, b]
+    in_books = score_rows["top_category"].to_numpy() == "books"
+    assert estimate[in_books].mean() > estimate[~in_books].mean() + 1.0
+    drivers = model.top_drivers(score_rows, np.full(len(score_rows), b))
+    assert all("top_category=books" in d for d in drivers[in_books][:20])
