@@ -372,3 +372,20 @@ def test_responders_are_visible_in_observable_behaviour(tmp_path):
     persuadable_conversion, rest_conversion = persuadable_vs_rest(cart_conversion)
     assert persuadable_conversion < rest_conversion - 0.05
     assert summary.n_orders > 0
+
+
+def test_observable_shape_ties_response_to_what_the_platform_sees(tmp_path):
+    """The second response shape: tenure and favourite category decide who responds; the
+    latent shape's tables are unchanged by its existence (its random stream is its own)."""
+    summary = demo_data.generate(tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11, response_shape="observable")
+    users = pq.read_table(tmp_path / "raw" / "users" / "users.parquet").to_pandas().set_index("user_id")
+    latent = pq.read_table(tmp_path / "truth" / "user_latent.parquet").to_pandas().set_index("user_id")
+    tenure_at_start = (pd.Timestamp(summary.start_date, tz="UTC") - users["signup_ts"]).dt.days
+    new_customer = (tenure_at_start < 45).reindex(latent.index)
+    persuadable = latent.segment == "persuadable"
+    assert persuadable[new_customer & (latent.segment != "sure_thing")].mean() > 0.8
+    assert persuadable[~new_customer].mean() < 0.2
+    manifest = (tmp_path / "truth" / "manifest.json").read_text()
+    assert '"response_shape": "observable"' in manifest
+    with pytest.raises(ValueError, match="response_shape"):
+        demo_data.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, response_shape="linear")
