@@ -10,8 +10,8 @@ exposures):
 Selection and gate use the latest ``validation_share`` of rows, which neither model saw:
 each model's greedy policy (best positive conservative score per row, no budget) is valued
 by :func:`ml.evaluation.incremental_policy_value` (doubly robust, incremental margin per
-logged row vs sending nothing; its reward model is ``dr_ridge``'s outcome regression, fitted
-on the training rows). The model whose policy has the higher lower confidence bound
+logged row vs sending nothing; its reward model is a per-arm outcome regression cross-fitted
+on the held-out rows themselves, :func:`crossfit_reward_model`). The model whose policy has the higher lower confidence bound
 (estimate - gate_z standard errors) is production; per-arm Qini /
 AUUC and the calibration of P(order) are reported for both.
 
@@ -38,7 +38,7 @@ from ml.evaluation import expected_calibration_error, greedy_policy, incremental
 from ml.off_policy import PolicyValueEstimate, policy_gate
 from ml.predictions import NONE_ARM
 from ml.training_data import time_ordered_split
-from ml.uplift import ArmScores, LoggedOutcomes, UpliftConfig, UpliftModel, train_uplift_model
+from ml.uplift import ArmScores, LoggedOutcomes, UpliftConfig, UpliftModel, outcome_coefficients, train_uplift_model
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,30 @@ UPLIFT_DIR = "dr_ridge"
 TF_DIR = "tf_multihead"
 VALIDATION_SHARE = 0.2
 CANDIDATES = ("dr_ridge", "tf_multihead")
+REWARD_FOLDS = 5
+
+
+def crossfit_reward_model(design: np.ndarray, logged: LoggedOutcomes, folds: int = REWARD_FOLDS, seed: int = 0, penalty: float = 100.0) -> np.ndarray:
+    """[rows, arms] reward model (margin per day) for doubly robust values on held-out rows,
+    cross-fitted on those rows: each fold's predictions come from a per-arm outcome
+    regression (``ml.uplift.outcome_coefficients``) fitted on the other folds.
+
+    Not on the training rows: a reward model fitted there shares the candidate policies'
+    own noise (the policy picks an arm where the training rows happened to favour it, and
+    so does the reward model), which biased DR towards the policy — seed 101 of the demo:
+    DR +0.788 ± 0.334 per user against a truth of −0.077. Fitted on the other held-out
+    folds it is independent of each row's outcome, which is all DR needs to stay unbiased.
+    """
+    n = len(logged.arm_index)
+    q = np.zeros((n, len(logged.arms)))
+    if n < 2 * folds:
+        return q  # too few rows to cross-fit: the IPS contrast (q = 0) is still unbiased
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    for k in range(folds):
+        fit = fold != k
+        coefficients, _ = outcome_coefficients(design[fit], logged.margin_per_day[fit], logged.arm_index[fit], len(logged.arms), penalty)
+        q[~fit] = design[~fit] @ coefficients
+    return q
 
 
 def tf_arm_scores(predictions, window_days: np.ndarray, control_window: float) -> ArmScores:
@@ -191,7 +215,7 @@ def train_and_select(
     chosen_by: dict[str, np.ndarray] = {}
     if len(validation) >= 2:
         logged = LoggedOutcomes.from_frame(validation, arms)
-        q = uplift.outcome_per_day(validation)
+        q = crossfit_reward_model(uplift._design(validation), logged, seed=seed)
         for name in CANDIDATES:
             if name == "tf_multihead" and model.tf_model is None:
                 continue
@@ -224,9 +248,9 @@ def train_and_select(
                 chosen = greedy_policy(previous_scores.decision_margin, none, np.broadcast_to(eligible, previous_scores.decision_margin.shape))
                 baselines["last_published"] = incremental_policy_value(chosen, logged, windows, q)
         decision = policy_gate(candidate, baselines, tolerance=gate_tolerance, z=gate_z) if baselines else None
-        # The same contrast without a reward model (IPS): both are unbiased in theory, but the
-        # DR direct term leans on a reward model fitted to the rows the policy was learnt
-        # from; the gate needs both to clear sending nothing.
+        # The same contrast without a reward model (IPS). Both are unbiased; the gate asks both
+        # to clear sending nothing, a deliberately conservative rule: the money is real, and a
+        # reward model of a few hundred rows per arm can still mislead the DR direct term.
         ips = incremental_policy_value(chosen_by[model.production], logged, windows, np.zeros_like(q))
         beats_none = candidate.estimate > gate_z * candidate.stderr and ips.estimate > gate_z * ips.stderr
         passed = beats_none and (decision is None or decision.passed)

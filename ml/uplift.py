@@ -135,6 +135,20 @@ def ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
     return np.linalg.solve(x.T @ x + regulariser, x.T @ y)
 
 
+def outcome_coefficients(x: np.ndarray, y: np.ndarray, arm_index: np.ndarray, n_arms: int, penalty: float):
+    """Per-arm outcome regression mu_a(x) = x @ coef[:, a]: a pooled ridge fit of all rows plus,
+    per arm with at least 2 rows, a ridge fit of that arm's residuals from it (shrunk towards
+    the pooled fit). Returns ([features, arms] coefficients, pooled coefficients)."""
+    pooled = ridge(x, y, penalty)
+    residual = y - x @ pooled
+    coefficients = np.repeat(pooled[:, None], n_arms, axis=1)
+    for k in range(n_arms):
+        rows = arm_index == k
+        if rows.sum() >= 2:
+            coefficients[:, k] += ridge(x[rows], residual[rows], penalty)
+    return coefficients, pooled
+
+
 def propensity_or_uniform(propensity, n_arms: int) -> np.ndarray:
     p = pd.to_numeric(pd.Series(propensity, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
     p = np.where(np.isnan(p), 1.0 / n_arms, p)
@@ -274,22 +288,16 @@ def train_uplift_model(
     n, n_features = x.shape
     y, a, p = logged.margin_per_day, logged.arm_index, logged.propensity
 
-    outcome_pooled = ridge(x, y, config.outcome_ridge)
+    outcome, outcome_pooled = outcome_coefficients(x, y, a, len(arms), config.outcome_ridge)
     residual = y - x @ outcome_pooled
-    outcome = np.zeros((n_features, len(arms)))
     cost = np.zeros((n_features, len(arms)))
     cost_floor = np.zeros(len(arms))
     offer_rows = a != none
     pooled_discount = float(logged.discount[offer_rows].mean()) if offer_rows.any() else 0.0
     for k in range(len(arms)):
         rows = a == k
-        if rows.sum() >= 2:
-            # Shrunk towards the pooled fit: the arm's rows fit the difference from it.
-            outcome[:, k] = outcome_pooled + ridge(x[rows], residual[rows], config.outcome_ridge)
-            if k != none:
-                cost[:, k] = ridge(x[rows], logged.discount[rows], config.outcome_ridge)
-        else:
-            outcome[:, k] = outcome_pooled
+        if rows.sum() >= 2 and k != none:
+            cost[:, k] = ridge(x[rows], logged.discount[rows], config.outcome_ridge)
         if k != none:
             n_k = float(rows.sum())
             shrunk = (n_k * (float(logged.discount[rows].mean()) if n_k else 0.0) + config.cost_prior_rows * pooled_discount) / (

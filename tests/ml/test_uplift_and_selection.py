@@ -140,3 +140,19 @@ def test_uplift_model_learns_a_segment_told_by_a_categorical_feature():
     assert estimate[in_books].mean() > estimate[~in_books].mean() + 1.0
     drivers = model.top_drivers(score_rows, np.full(len(score_rows), b))
     assert all("top_category=books" in d for d in drivers[in_books][:20])
+
+
+def test_crossfit_reward_model_never_uses_a_rows_own_outcome():
+    from ml.response_models import crossfit_reward_model
+    from ml.uplift import design_matrix
+
+    frame = _frame(1000, 12)
+    logged = LoggedOutcomes.from_frame(frame, ["promo_a", "promo_b"])
+    x, _, _ = design_matrix(frame, ["spend_30d", "orders_30d"])
+    q = crossfit_reward_model(x, logged, seed=3)
+    assert q.shape == (1000, 3) and np.isfinite(q).all() and np.abs(q).sum() > 0
+    changed = LoggedOutcomes(logged.arms, logged.arm_index, logged.margin_per_day.copy(), logged.discount, logged.propensity)
+    changed.margin_per_day[7] += 1e4  # a huge outlier on row 7 moves every other fold's fit, not row 7's own prediction
+    q_changed = crossfit_reward_model(x, changed, seed=3)
+    np.testing.assert_allclose(q_changed[7], q[7])
+    assert not np.allclose(q_changed, q)
