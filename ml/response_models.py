@@ -73,12 +73,23 @@ def crossfit_reward_model(design: np.ndarray, logged: LoggedOutcomes, folds: int
     return q
 
 
-def tf_arm_scores(predictions, window_days: np.ndarray, control_window: float) -> ArmScores:
-    """ArmScores from the TF model: its arms' outcome windows differ from the control's, so
-    the control's expected margin is rescaled to each arm's window before subtracting."""
+def tf_arm_scores(
+    predictions, window_days: np.ndarray, control_window: float, logged_window_days: np.ndarray | None = None
+) -> ArmScores:
+    """ArmScores from the TF model. It predicts each arm's margin over the windows it was
+    trained on, which differ from the catalogue windows scoring needs: every arm's margin is
+    turned into a rate per day (over its mean logged window, ``logged_window_days``; the
+    control's is ``control_window``) and the incremental margin is
+    ``window_days[a] * (rate_a - rate_none)``, as ``ml.uplift`` does. Training rows' outcomes
+    are censored at the next offer (``fct_promo_outcomes.outcome_days``), so the logged windows
+    are shorter than the catalogue's. Without ``logged_window_days`` (a model stored before
+    censoring), an arm's logged window is taken to be its catalogue window."""
     none = predictions.none_index
-    ratio = np.where(np.asarray(window_days) > 0, np.asarray(window_days) / control_window, 1.0)
-    incremental = predictions.expected_margin - predictions.expected_margin[:, none : none + 1] * ratio[None, :]
+    window = np.asarray(window_days, dtype=np.float64)
+    logged = window if logged_window_days is None else np.asarray(logged_window_days, dtype=np.float64)
+    arm_ratio = np.where((window > 0) & (logged > 0), window / np.where(logged > 0, logged, 1.0), 1.0)
+    ratio = np.where(window > 0, window / control_window, 1.0)
+    incremental = predictions.expected_margin * arm_ratio[None, :] - predictions.expected_margin[:, none : none + 1] * ratio[None, :]
     incremental[:, none] = 0.0
     cost = predictions.expected_cost.copy()
     cost[:, none] = 0.0
@@ -91,13 +102,15 @@ class PolicyModel:
 
     arms: list[str]
     window_days: list[float]
-    control_window: float
+    control_window: float  # mean logged window (days) of the training rows of 'none'
     production: str
     gate: dict
     selection_metrics: dict
     uplift: UpliftModel | None = None
     tf_model: object | None = None
     active: dict = field(default_factory=dict)
+    # per arm (arms order), mean logged window (days) of its training rows; None = catalogue windows
+    logged_window_days: list[float] | None = None
 
     @property
     def gate_passed(self) -> bool:
@@ -108,7 +121,8 @@ class PolicyModel:
         if which == "dr_ridge":
             return self.uplift.score(features)
         predictions = self.tf_model.predict(features)
-        return tf_arm_scores(predictions, np.array(self.window_days), self.control_window)
+        logged = None if self.logged_window_days is None else np.array(self.logged_window_days)
+        return tf_arm_scores(predictions, np.array(self.window_days), self.control_window, logged)
 
     def save(self, local_dir: str | Path, *, run_date: date | None = None, data_hash: str | None = None) -> Path:
         local_dir = Path(local_dir)
@@ -120,6 +134,7 @@ class PolicyModel:
             "arms": self.arms,
             "window_days": self.window_days,
             "control_window": self.control_window,
+            "logged_window_days": self.logged_window_days,
             "production_model": self.production,
             "gate": self.gate,
             "selection_metrics": self.selection_metrics,
@@ -148,6 +163,7 @@ def load(local_dir: str | Path) -> PolicyModel:
         arms=payload["arms"],
         window_days=payload["window_days"],
         control_window=payload["control_window"],
+        logged_window_days=payload.get("logged_window_days"),
         production=payload["production_model"],
         gate=payload["gate"],
         selection_metrics=payload["selection_metrics"],
@@ -196,8 +212,18 @@ def train_and_select(
     arms = uplift.arms
     none = arms.index(NONE_ARM)
     windows = uplift.window_days
-    control_window = float(pd.to_numeric(train.loc[train["promo_id"] == NONE_ARM, "window_days"]).median())
-    model = PolicyModel(arms, windows.tolist(), control_window, "dr_ridge", {}, {}, uplift=uplift)
+    # The TF model learns margins over the logged windows (censored at the next offer, so
+    # shorter than the catalogue's and fractional): the mean logged window per arm turns them
+    # into rates per day (tf_arm_scores). The mean, not the median: E[margin] = rate x E[days].
+    logged_days = pd.to_numeric(train["window_days"]).groupby(train["promo_id"]).mean()
+    control_window = float(logged_days.get(NONE_ARM, np.nan))
+    logged_windows = [
+        float(logged_days[arm]) if arm in logged_days.index else (control_window if arm == NONE_ARM else float(window))
+        for arm, window in zip(arms, windows)
+    ]
+    model = PolicyModel(
+        arms, windows.tolist(), control_window, "dr_ridge", {}, {}, uplift=uplift, logged_window_days=logged_windows
+    )
 
     tf_error = None
     if train_tf:
@@ -299,9 +325,15 @@ def render_response_card(payload: dict) -> str:
         "on the latest held-out exposures; see below). Candidates: `dr_ridge` (ml.uplift), `tf_multihead` (ml.response_model).",
         f"- Training rows: {metrics.get('train_rows')} (earliest exposures), held-out rows: {metrics.get('validation_rows')} (latest).",
         f"- Training data sha256: `{payload.get('training_data_sha256')}`",
-        f"- Arms: {', '.join(payload['arms'])}; outcome windows (days): "
-        + ", ".join(f"{a}={w:g}" for a, w in zip(payload["arms"], payload["window_days"]) if a != NONE_ARM)
-        + f", none={payload['control_window']:g}",
+        f"- Arms: {', '.join(payload['arms'])}; catalogue outcome windows (days): "
+        + ", ".join(f"{a}={w:g}" for a, w in zip(payload["arms"], payload["window_days"]) if a != NONE_ARM),
+        "- Mean logged outcome window of the training rows (days; cut at the user's next offer): "
+        + (
+            ", ".join(f"{a}={w:.2f}" for a, w in zip(payload["arms"], payload["logged_window_days"]))
+            if payload.get("logged_window_days")
+            else f"none={payload['control_window']:g}"
+        )
+        + "; the TF model's margins are over these windows, its scores rescale them to the catalogue windows.",
         f"- Off-policy gate: **{'passed' if gate.get('passed') else 'fell back'}** — {gate.get('message')}",
         "",
         "## Held-out comparison",

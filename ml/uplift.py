@@ -2,7 +2,9 @@
 
 Outcome unit: margin *per day of the outcome window* (``order_margin / window_days``). A
 promo's window is its ``valid_days``; the control arm ``none`` has a fixed window (dbt var
-``control_window_days``). Per day, arms with different windows are comparable, and the
+``control_window_days``); in training, windows are cut at the user's next offer
+(``promoflow.decisions.training_frame``), so ``window_days`` is fractional and at most
+that. Per day, arms with different windows are comparable, and the
 incremental margin of sending arm ``a`` is ``valid_days[a] * (mu_a(x) - mu_none(x))`` — the
 same quantity the demo generator's ground truth and marketing's "incremental margin" mean.
 

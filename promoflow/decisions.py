@@ -1,7 +1,9 @@
 """Nightly decision stages: train the response model, then assign one arm per user.
 
 Training data are the matured, randomised past exposures (``analytics.fct_promo_outcomes``)
-joined point-in-time with Feast features; scoring reads every user's features in
+joined point-in-time with Feast features; their outcomes are the uncontaminated ones
+(``outcome_*``: the window cut at the user's next offer), and exposures sent while an
+older offer was still live are left out. Scoring reads every user's features in
 bulk from the offline store. Decisions are staged in the lake; only
 ``promoflow.publish`` writes what marketing sees.
 """
@@ -36,14 +38,25 @@ def staged_assignments_path(settings: Settings, run_date: date) -> Path:
 
 # ------------------------------------------------------------------------------ training
 def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
-    """Matured exposures of the training window with point-in-time features and outcomes."""
+    """Matured exposures of the training window with point-in-time features and outcomes.
+
+    Outcomes are censored at the user's next offer (``outcome_*`` of fct_promo_outcomes): a
+    newer offer replaces or contaminates the live one, and with a few percent of users
+    exposed every day many full windows are interrupted. ``window_days`` is the censored,
+    fractional window (``outcome_days``), so margin per day stays comparable across rows;
+    ``valid_days`` is the full window. Exposures sent while an older offer was still live
+    (``had_live_offer_at_send``: a `none` there measures that offer, not "no offer") are left
+    out: that was settled before the arm was drawn, so the kept rows stay randomised.
+    """
     window_start = run_date - timedelta(days=TRAINING_WINDOW_DAYS)
     with Warehouse(settings) as wh:
         outcomes = wh.query_arrow(
             f"""select exposure_id, user_id, promo_id, sent_ts as event_timestamp, propensity,
-                       converted, order_margin, discount_amount, valid_days as window_days
+                       outcome_converted as converted, outcome_order_margin as order_margin,
+                       outcome_discount_amount as discount_amount, outcome_days as window_days,
+                       valid_days
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
-                where is_matured and sent_ts >= ?
+                where is_matured and not had_live_offer_at_send and sent_ts >= ?
                 order by sent_ts, exposure_id""",
             [window_start],
         ).to_pandas()
@@ -55,7 +68,7 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
 
 
 def _data_hash(frame: pd.DataFrame) -> str:
-    cols = ["exposure_id", "promo_id", "converted", "order_margin", "discount_amount"]
+    cols = ["exposure_id", "promo_id", "converted", "order_margin", "discount_amount", "window_days"]
     payload = pd.util.hash_pandas_object(frame[cols], index=False).values.tobytes()
     return hashlib.sha256(payload).hexdigest()
 
@@ -110,8 +123,10 @@ def train(settings: Settings, run_date: date) -> dict:
         return {"model_version": None, "reason": "the log lacks 'none' or every catalogue promo: no contrast to learn", "rows": int(len(frame))}
     window_days = {row.promo_id: float(row.valid_days) for row in promos.itertuples()}
     active = {row.promo_id: bool(row.active_from <= run_date <= row.active_to) for row in promos.itertuples()}
-    # Held-out rows must have every arm's window closed (see train_and_select).
-    longest_window = max([*window_days.values(), float(frame["window_days"].max())])
+    # Held-out rows must have every arm's full window closed (see train_and_select): the
+    # catalogue's longest and the logged full windows (valid_days; the control's is
+    # control_window_days), not the censored window_days.
+    longest_window = max([*window_days.values(), float(frame["valid_days"].max())])
     sent = pd.to_datetime(frame["event_timestamp"], utc=True)
     all_matured = (sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")).to_numpy()
     trained = response_models.train_and_select(

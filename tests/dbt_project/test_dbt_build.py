@@ -308,6 +308,24 @@ def check_promo_marts(query) -> None:
         "select converted, redeemed, order_margin, discount_amount, is_matured"
         " from {analytics}.fct_promo_outcomes where exposure_id = 'pa-2026-10-02-u1'"
     ) == [(1, 1, 50.0, 10.0, True)]
+    # Censoring at the next offer: u1's e1 (p10, 10-01 10:00) is cut by the published p10
+    # at 10-02 08:00 (22 h, before o1); that send was made while e1 was live and is cut by
+    # e4 at 10-08 00:00 (o1 and o2 inside); u2's controls have no later offer.
+    censored = {
+        row[0]: row[1:]
+        for row in query(
+            "select exposure_id, next_offer_ts, outcome_end_ts, outcome_days, outcome_n_orders, outcome_converted,"
+            " outcome_order_margin, outcome_discount_amount, had_live_offer_at_send"
+            " from {analytics}.fct_promo_outcomes where user_id in ('u1', 'u2')"
+        )
+    }
+    assert censored["e1"][:2] == (datetime(2026, 10, 2, 8), datetime(2026, 10, 2, 8))
+    assert censored["e1"][2] == pytest.approx(22 / 24)
+    assert censored["e1"][3:] == (0, 0, 0.0, 0.0, False)
+    assert censored["pa-2026-10-02-u1"][:2] == (datetime(2026, 10, 8), datetime(2026, 10, 8))
+    assert censored["pa-2026-10-02-u1"][2] == pytest.approx(5 + 16 / 24)
+    assert censored["pa-2026-10-02-u1"][3:] == (2, 1, 50.0, 10.0, True)
+    assert censored["e2"] == (None, datetime(2026, 10, 8), 7.0, 1, 1, 15.0, 0.0, False)
 
     # before run_date only: the 2026-10-10 row of user_daily_activity is left out
     assert query(

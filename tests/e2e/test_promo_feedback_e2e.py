@@ -57,6 +57,7 @@ NOTHING = {"n_orders": 0, "converted": 0, "redeemed": 0, "order_margin": 0.0, "g
 OUTCOME_COLUMNS = (
     "exposure_id", "exposure_source", "user_id", "promo_id", "is_holdout", "propensity", "policy_version", "sent_ts",
     "valid_days", "window_end_ts", "is_matured", "n_orders", "converted", "redeemed", "order_margin", "gross_amount", "discount_amount",
+    "next_offer_ts", "outcome_days", "outcome_converted", "outcome_order_margin", "outcome_discount_amount", "had_live_offer_at_send",
 )
 
 
@@ -313,16 +314,25 @@ def test_matured_platform_exposures_feed_the_next_training_set(shop):
     from promoflow.decisions import training_frame
 
     outcomes = _platform_outcomes(shop["settings"])
+    assert len(outcomes) == N_USERS
+    # Users to whom the generated shop had sent an offer still live on night D are left out:
+    # their outcome (a holdout's above all) would carry that offer's effect.
+    kept = {user_id: row for user_id, row in outcomes.items() if not row["had_live_offer_at_send"]}
+    assert 0 < len(kept) < len(outcomes)
     frame = training_frame(shop["settings"], shop["final"]).set_index("exposure_id")
     platform = frame.loc[frame.index.isin([r["exposure_id"] for r in outcomes.values()])]
-    assert len(platform) == len(outcomes) == N_USERS
-    for row in outcomes.values():
+    assert sorted(platform.index) == sorted(r["exposure_id"] for r in kept.values())
+    for row in kept.values():
         got = platform.loc[row["exposure_id"]]
-        assert (got["user_id"], got["promo_id"]) == (row["user_id"], row["promo_id"])
-        assert (got["converted"], got["order_margin"], got["discount_amount"], got["propensity"]) == pytest.approx(
-            (row["converted"], row["order_margin"], row["discount_amount"], row["propensity"])
+        assert (got["user_id"], got["promo_id"], got["valid_days"]) == (row["user_id"], row["promo_id"], row["valid_days"])
+        # nothing was sent after night D: no window is cut, the censored outcome is the full one
+        assert row["next_offer_ts"] is None
+        assert (row["outcome_days"], row["outcome_order_margin"]) == pytest.approx((row["valid_days"], row["order_margin"]))
+        assert (got["converted"], got["order_margin"], got["discount_amount"], got["window_days"], got["propensity"]) == pytest.approx(
+            (row["outcome_converted"], row["outcome_order_margin"], row["outcome_discount_amount"], row["outcome_days"], row["propensity"])
         )
     # point-in-time features found for every one of them: train() drops rows without features
     assert not platform[NUMERIC_FEATURES].isna().to_numpy().any()
     # the exposures the shop's sender landed for the platform, promo offers included
-    assert set(platform["promo_id"]) == {r["promo_id"] for r in shop["published"].values()}
+    assert set(platform["promo_id"]) == {r["promo_id"] for r in kept.values()}
+    assert (platform["promo_id"] != "none").any()

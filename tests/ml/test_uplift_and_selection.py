@@ -156,3 +156,35 @@ def test_crossfit_reward_model_never_uses_a_rows_own_outcome():
     q_changed = crossfit_reward_model(x, changed, seed=3)
     np.testing.assert_allclose(q_changed[7], q[7])
     assert not np.allclose(q_changed, q)
+
+def test_tf_scores_rescale_each_arms_logged_window_to_its_catalogue_window():
+    """The TF model's margins are over the (censored, shorter) logged windows: per day over
+    each arm's mean logged window, times the arm's catalogue window, minus the control's."""
+    from types import SimpleNamespace
+
+    from ml.response_models import tf_arm_scores
+
+    # arms: promo_a (catalogue 7 days, logged 3.5 on average), promo_b (3 days, logged 2), none (logged 5)
+    predictions = SimpleNamespace(
+        none_index=2, arms=["promo_a", "promo_b", "none"],
+        expected_margin=np.array([[7.0, 3.0, 5.0]]), expected_cost=np.array([[1.0, 0.5, 0.0]]),
+    )
+    windows = np.array([7.0, 3.0, 0.0])
+    scores = tf_arm_scores(predictions, windows, 5.0, np.array([3.5, 2.0, 5.0]))
+    # promo_a: 7 x (7/3.5 - 5/5) = 7; promo_b: 3 x (3/2 - 5/5) = 1.5
+    np.testing.assert_allclose(scores.expected_incremental_margin, [[7.0, 1.5, 0.0]])
+    np.testing.assert_allclose(scores.expected_cost, [[1.0, 0.5, 0.0]])
+    # a model stored before censoring: arms' margins are over their catalogue windows
+    old = tf_arm_scores(predictions, windows, 5.0)
+    np.testing.assert_allclose(old.expected_incremental_margin, [[7.0 - 7.0, 3.0 - 3.0, 0.0]])
+
+
+def test_selection_stores_the_mean_logged_window_per_arm():
+    frame = _frame(3000, 12)
+    frame["window_days"] = np.where(frame["promo_id"] == "none", 5.0, 7.0)
+    frame.loc[frame.index[::2], "window_days"] = 3.0
+    model = train_and_select(frame, ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False)
+    train_rows = frame.iloc[: model.selection_metrics["train_rows"]]
+    means = train_rows.groupby("promo_id")["window_days"].mean()
+    assert model.logged_window_days == pytest.approx([means[arm] for arm in model.arms])
+    assert model.control_window == pytest.approx(means["none"])

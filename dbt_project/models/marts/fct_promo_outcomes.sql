@@ -35,7 +35,15 @@ final as (
         outcomes.n_orders,
         outcomes.order_margin,
         outcomes.gross_amount,
-        outcomes.discount_amount
+        outcomes.discount_amount,
+        outcomes.next_offer_ts,
+        outcomes.outcome_end_ts,
+        outcomes.outcome_days,
+        outcomes.outcome_n_orders,
+        outcomes.outcome_converted,
+        outcomes.outcome_order_margin,
+        outcomes.outcome_discount_amount,
+        outcomes.had_live_offer_at_send
 
     from outcomes
     left join users
