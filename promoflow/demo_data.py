@@ -24,6 +24,11 @@ incremental margins on the platform's features reaches about 4% of the perfect-i
 oracle on a 30-day shop, and about 15% on the latent traits themselves — membership is a
 random draw on a noisy score, so no policy can come near the oracle here.
 
+That is the default ``response_shape="latent"``. ``response_shape="observable"`` is a
+second shop (``--response-shape observable``): tenure, favourite category and order
+frequency decide who responds, with little noise and strong lifts. ``make evaluate`` runs
+both: a platform must not lose money on the first and must find value on the second.
+
 Exposures come from a randomised logging policy (``logging_policy``) with known
 propensities. An offer raises (or lowers) the order rate for its ``valid_days`` and can
 be redeemed on orders from ``sent_ts`` on; a later offer to the same user replaces a live
@@ -182,8 +187,9 @@ US_PER_S = 1_000_000
 SEGMENTS = ("sure_thing", "persuadable", "sleeping_dog", "indifferent")
 # Who responds to offers: "latent" (default) - a noisy draw on hidden traits that behaviour
 # reveals only faintly; "observable" - another shop where tenure, favourite category and
-# order frequency (all visible to the platform) decide it, with little noise. The evaluation
-# runs both so a platform tuned to one shape is caught on the other.
+# order frequency (all visible to the platform) decide it, with little noise and strong
+# lifts: a positive control. The evaluation runs both, so a platform tuned to one shape is
+# caught on the other, and "never send anything" cannot pass for learning.
 RESPONSE_SHAPES = ("latent", "observable")
 
 
@@ -382,10 +388,12 @@ def _build_users(
     preferred_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
     tenure_days = None
     if response_shape == "observable":
-        # Another shop: who responds is told by what the platform observes almost exactly
-        # (tenure, favourite category, how often they order), with little noise. New
-        # customers (first ~75 days) and beauty shoppers who order rarely are the
-        # persuadables; long-standing customers of electronics/home react badly.
+        # Another shop, and the evaluation's positive control: who responds is told by what
+        # the platform observes almost exactly (tenure, favourite category, how often they
+        # order), with little noise, and persuadables respond strongly (peak lift 4-9, set
+        # below). New customers (first ~75 days) and beauty shoppers who order rarely are
+        # the persuadables; long-standing customers of electronics/home react badly. A
+        # platform that never finds value here is not learning from its data.
         shape_rng = shape_rng if shape_rng is not None else np.random.default_rng(0)
         tenure_days = _draw_tenure_days(shape_rng, n)
         new_customer = tenure_days < 45  # signed up within 45 days of the first simulated day
@@ -428,6 +436,8 @@ def _build_users(
     for name in type_affinity:
         type_affinity[name] = np.clip(type_affinity[name] + rng.normal(0, 0.15, n), 0.0, 1.3)
     base_lift = 1.5 + 2.5 * rng.beta(2.0, 2.0, n)  # peak lift 1.5..4
+    if response_shape == "observable":
+        base_lift = 1.0 + 2.0 * base_lift  # welcome-offer strength: peak lift 4..9 (same draws, latent stream untouched)
 
     n_promos = len(catalogue)
     # Indifferent users and sure things: 1 or a touch below (inbox fatigue); an offer
