@@ -74,8 +74,9 @@ test: install
 EVAL_SEEDS ?= 101 202
 EVAL_SHAPES ?= latent observable
 EVAL_USERS ?= 5000
+EVAL_DAYS ?= 30
 evaluate: install airflow-db
-	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS)
+	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install
