@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 NONE_ARM = "none"
 TRAINING_WINDOW_DAYS = 60
+# Training drops exposures sent under a live offer only while at least this share remains.
+MIN_CLEAN_SHARE = 0.5
 FEATURED_ITEMS_PER_OFFER = 3
 
 
@@ -46,7 +48,10 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     fractional window (``outcome_days``), so margin per day stays comparable across rows;
     ``valid_days`` is the full window. Exposures sent while an older offer was still live
     (``had_live_offer_at_send``: a `none` there measures that offer, not "no offer") are left
-    out: that was settled before the arm was drawn, so the kept rows stay randomised.
+    out: that was settled before the arm was drawn, so the kept rows stay randomised —
+    unless that would leave fewer than ``MIN_CLEAN_SHARE`` of the rows (a shop whose offers
+    overlap almost always): then all are kept, the contamination is accepted, and
+    ``frame.attrs`` says so.
     """
     window_start = run_date - timedelta(days=TRAINING_WINDOW_DAYS)
     with Warehouse(settings) as wh:
@@ -54,17 +59,28 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
             f"""select exposure_id, user_id, promo_id, sent_ts as event_timestamp, propensity,
                        outcome_converted as converted, outcome_order_margin as order_margin,
                        outcome_discount_amount as discount_amount, outcome_days as window_days,
-                       valid_days
+                       valid_days, had_live_offer_at_send
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
-                where is_matured and not had_live_offer_at_send and sent_ts >= ?
+                where is_matured and sent_ts >= ?
                 order by sent_ts, exposure_id""",
             [window_start],
         ).to_pandas()
+    under_live_offer = outcomes.pop("had_live_offer_at_send").fillna(False).astype(bool).to_numpy()
+    drop_contaminated = (~under_live_offer).sum() >= MIN_CLEAN_SHARE * len(outcomes)
+    if drop_contaminated:
+        outcomes = outcomes.loc[~under_live_offer].reset_index(drop=True)
+    else:
+        log.warning("%d of %d matured exposures were sent under a live offer; keeping them all (see training_frame)",
+                    int(under_live_offer.sum()), len(outcomes))
+    attrs = {"rows_sent_under_live_offer": int(under_live_offer.sum()), "dropped_rows_sent_under_live_offer": bool(drop_contaminated)}
     if outcomes.empty:
+        outcomes.attrs.update(attrs)
         return outcomes
     joined = feature_store.historical_features(settings, outcomes)
     # Feast returns rows in its own order; training splits by time, so restore it.
-    return joined.sort_values(["event_timestamp", "exposure_id"], kind="stable").reset_index(drop=True)
+    joined = joined.sort_values(["event_timestamp", "exposure_id"], kind="stable").reset_index(drop=True)
+    joined.attrs.update(attrs)
+    return joined
 
 
 def _data_hash(frame: pd.DataFrame) -> str:
@@ -110,6 +126,7 @@ def train(settings: Settings, run_date: date) -> dict:
     from ml.model_store import save_model_version
 
     frame = training_frame(settings, run_date)
+    contamination = dict(frame.attrs)
     if frame.empty:
         return {"model_version": None, "reason": "no matured exposures to learn from", "rows": 0}
     missing = frame[NUMERIC_FEATURES].isna().any(axis=1)
@@ -149,6 +166,8 @@ def train(settings: Settings, run_date: date) -> dict:
         "model_version": version,
         "rows": int(len(frame)),
         "rows_without_features": int(missing.sum()),
+        "rows_sent_under_live_offer": contamination.get("rows_sent_under_live_offer"),
+        "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
         "arms": trained.arms,
         "production_model": trained.production,
         "gate": trained.gate,

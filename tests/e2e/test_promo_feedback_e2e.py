@@ -319,7 +319,10 @@ def test_matured_platform_exposures_feed_the_next_training_set(shop):
     # their outcome (a holdout's above all) would carry that offer's effect.
     kept = {user_id: row for user_id, row in outcomes.items() if not row["had_live_offer_at_send"]}
     assert 0 < len(kept) < len(outcomes)
-    frame = training_frame(shop["settings"], shop["final"]).set_index("exposure_id")
+    frame = training_frame(shop["settings"], shop["final"])
+    # most rows were sent with no offer live, so those that were are dropped, not kept
+    assert frame.attrs["dropped_rows_sent_under_live_offer"] and frame.attrs["rows_sent_under_live_offer"] > 0
+    frame = frame.set_index("exposure_id")
     platform = frame.loc[frame.index.isin([r["exposure_id"] for r in outcomes.values()])]
     assert sorted(platform.index) == sorted(r["exposure_id"] for r in kept.values())
     for row in kept.values():
