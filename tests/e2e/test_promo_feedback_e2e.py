@@ -163,7 +163,7 @@ def shop(tmp_path_factory, airflow_db):
 
     base = tmp_path_factory.mktemp("feedback")
     generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=11)
-    env = night_env(base, secret="feedback-e2e-secret", budget=40)
+    env = night_env(base, secret="feedback-e2e-secret", budget=400)  # exploration needs reserve/explorers above the cheapest offer's expected cost
     settings = Settings.from_env(env=env)
     with restored_environ(env):
         assert run_night(load_dag(), NIGHT, env) == "success"
