@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 N_USERS, N_DAYS, START = 300, 8, date(2026, 10, 1)
 RUN_DATE = date(2026, 10, 9)
-BUDGET = 40.0
+BUDGET = 400.0  # its 10% exploration reserve must afford the cheapest offer's expected cost per explorer
 
 
 def _published_rows(settings, run_date):
