@@ -27,10 +27,12 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from promoflow.settings import RUN_PARAMS
+
 SETTINGS_PARAMS = {
-    "raw_uri": Param(None, type=["null", "string"], description="Landing zone: folder or s3://bucket/prefix"),
-    "warehouse_url": Param(None, type=["null", "string"], description="duckdb:///path/file.duckdb or postgresql://user@host:port/db"),
-    "lake_dir": Param(None, type=["null", "string"], description="Working lake folder for validated data"),
+    name: Param(None, type=types, description=text)
+    for name, (types, text) in RUN_PARAMS.items()
+    if name in ("raw_uri", "warehouse_url", "lake_dir")
 }
 
 

@@ -31,16 +31,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-SETTINGS_PARAMS = {
-    "raw_uri": Param(None, type=["null", "string"], description="Landing zone: folder or s3://bucket/prefix"),
-    "warehouse_url": Param(None, type=["null", "string"], description="duckdb:///path/file.duckdb or postgresql://user@host:port/db"),
-    "export_uri": Param(None, type=["null", "string"], description="Marketing export: folder or s3://bucket/prefix"),
-    "budget": Param(None, type=["null", "number"], description="Budget on expected discount cost (currency)"),
-    "lake_dir": Param(None, type=["null", "string"], description="Working lake folder for validated data and features"),
-    "model_store_uri": Param(None, type=["null", "string"], description="Model store: folder or s3://bucket/prefix"),
-    "spark_master": Param(None, type=["null", "string"], description="local[*] or spark://host:7077"),
-    "feast_online_store": Param(None, type=["null", "string"], description="sqlite or redis"),
-}
+from promoflow.settings import RUN_PARAMS
+
+SETTINGS_PARAMS = {name: Param(None, type=types, description=text) for name, (types, text) in RUN_PARAMS.items()}
 
 
 @dag(

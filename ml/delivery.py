@@ -6,8 +6,8 @@ category when the offer has them, and the expiry date.
 
 :func:`delivery_columns` gives a whole night's delivery columns (channel, message, featured
 items, reason, send hour) from arrays, the same values the per-user functions give, row for
-row: messages are rendered once per distinct (promo, language, featured items), channels and
-reasons are computed over arrays.
+row: messages are rendered once per distinct (promo, language, featured items), channels are
+computed over arrays, reasons by :func:`reason_codes` per offer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
 CHANNELS = ("email", "push", "sms", "in_app")
@@ -181,8 +179,6 @@ DEFAULT_SEND_HOUR = 10  # without a preferred hour in the features
 NONE_REASON_EXPLORATION = "exploration: 'none' drawn at random"
 NONE_REASON_NO_FEATURES = "no features within TTL"
 NONE_REASON_NOTHING_PROFITABLE = "no arm with positive expected incremental margin within budget"
-# |value| * 100 below this goes through the vectorised formatting (int64 cents, exact floor)
-_FAST_FORMAT_LIMIT = 1e14
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -223,73 +219,6 @@ def choose_channels(
         pick = np.where(default_tied, default_column, tied.argmax(axis=1))
         channel[open_rows] = np.where(engaged.any(axis=1), np.array(columns, dtype=object)[pick], default[open_rows])
     return np.where(np.equal(fixed, None), channel, fixed)
-
-
-def _two_decimals(values: np.ndarray, *, plus: bool = False) -> pa.Array:
-    """``f"{v:.2f}"`` (``f"{v:+.2f}"`` with ``plus``) of every value, as an Arrow string array.
-
-    Python rounds the exact binary value to cents, half to even. Here the cents are
-    ``rint(v * 100)``, which is the same unless ``v * 100`` lies so close to a half cent that
-    the product's own rounding could pick the side (or is not finite, or huge): those values
-    are formatted by Python."""
-    v = np.asarray(values, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = v * 100.0
-        size = np.abs(scaled)
-        # the product errs by at most 2^-53 relative; the margin here is 32 times that
-        safe = np.isfinite(scaled) & (size < _FAST_FORMAT_LIMIT)
-        safe &= np.abs(scaled - np.floor(scaled) - 0.5) > size * 2.0**-48
-    cents = np.abs(np.rint(np.where(safe, scaled, 0.0)).astype(np.int64))
-    text = pc.binary_join_element_wise(
-        pc.if_else(pa.array(np.signbit(v)), "-", "+" if plus else ""),
-        pa.array(cents // 100).cast(pa.string()),
-        ".",
-        pc.utf8_lpad(pa.array(cents % 100).cast(pa.string()), 2, "0"),
-        "",
-    )
-    if not safe.all():
-        spec = "+.2f" if plus else ".2f"
-        slow = [format(x, spec) for x in v[~safe].tolist()]
-        text = pc.replace_with_mask(text, pa.array(~safe), pa.array(slow, pa.string()))
-    return text
-
-
-def offer_reasons(
-    expected_incremental_margin: Sequence[float],
-    expected_cost: Sequence[float],
-    drivers: Sequence[Any],
-    is_exploration: Sequence[bool],
-) -> np.ndarray:
-    """:func:`reason_codes` over arrays, one row per offer (holdout users get no offer)."""
-    margin = np.asarray(expected_incremental_margin, dtype=np.float64)
-    cost = np.asarray(expected_cost, dtype=np.float64)
-    drivers = np.asarray(drivers, dtype=object)
-    with np.errstate(invalid="ignore"):
-        priced = cost > 0
-    ratio = np.divide(margin, cost, out=np.zeros_like(margin), where=priced)
-    per_cost = pc.if_else(
-        pa.array(priced), pc.binary_join_element_wise("; ", _two_decimals(ratio), " margin per unit cost", ""), ""
-    )
-    # "; drivers: ..." once per distinct drivers text; None / NaN (never from top_drivers) row by row
-    codes, values = pd.factorize(drivers)
-    suffixes = pa.array([f"; drivers: {d}" if d else "" for d in values] + [""], pa.string())
-    driver_part = suffixes.take(pa.array(np.where(codes < 0, len(values), codes)))
-    if (codes < 0).any():
-        missing = codes < 0
-        driver_part = pc.replace_with_mask(
-            driver_part, pa.array(missing), pa.array([f"; drivers: {d}" if d else "" for d in drivers[missing]], pa.string())
-        )
-    text = pc.binary_join_element_wise(
-        pc.if_else(pa.array(np.asarray(is_exploration, dtype=bool)), "exploration; ", ""),
-        "uplift ",
-        _two_decimals(margin, plus=True),
-        " vs none; cost ",
-        _two_decimals(cost),
-        per_cost,
-        driver_part,
-        "",
-    )
-    return text.to_numpy(zero_copy_only=False)
 
 
 def delivery_columns(
@@ -397,12 +326,16 @@ def delivery_columns(
         }
         promo_channels = np.array([p.get("channel") for p in offered], dtype=object)[promo_codes]
         channel[offers] = choose_channels(promo_channels, np.asarray(device, dtype=object)[offers], engagement)
-        reason[offers] = offer_reasons(
-            np.asarray(chosen_estimate, dtype=np.float64)[offers],
-            np.asarray(chosen_cost, dtype=np.float64)[offers],
-            np.asarray(drivers, dtype=object)[offers],
-            is_exploration[offers],
-        )
+        # reason_codes row by row: as fast as array string formatting here (~1.4 us per offer)
+        reason[offers] = [
+            reason_codes(m, c, d, is_exploration=e)
+            for m, c, d, e in zip(
+                np.asarray(chosen_estimate, dtype=np.float64)[offers].tolist(),
+                np.asarray(chosen_cost, dtype=np.float64)[offers].tolist(),
+                np.asarray(drivers, dtype=object)[offers].tolist(),
+                is_exploration[offers].tolist(),
+            )
+        ]
     return pd.DataFrame(
         {"channel": channel, "message": message, "featured_item_ids": featured, "reason": reason, "send_hour": send_hour}
     )

@@ -351,13 +351,15 @@ def explore(
     explorers = np.zeros(n, dtype=bool)
     if m:
         explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
-    # The arm draw uses a second, independent hash so it is uniform within E_i.
-    arm_draw = _salted_uniform(user_ids, salt + "/arm")
-    pick = np.minimum((arm_draw * n_allowed).astype(np.int64), n_allowed - 1)
-    ranks = np.cumsum(allowed, axis=1) - 1
-    explored_arm = np.argmax(allowed & (ranks == pick[:, None]), axis=1)
+    # The arm draw uses a second, independent hash so it is uniform within E_i (explorers only).
+    drawn = np.flatnonzero(explorers)
+    arm_draw = _salted_uniform(np.asarray(user_ids, dtype=object).ravel()[drawn], salt + "/arm")
+    pick = np.minimum((arm_draw * n_allowed[drawn]).astype(np.int64), n_allowed[drawn] - 1)
+    ranks = np.cumsum(allowed[drawn], axis=1) - 1
+    explored_arm = greedy_arm.copy()
+    explored_arm[drawn] = np.argmax(allowed[drawn] & (ranks == pick[:, None]), axis=1)
 
-    recorded = np.where(is_holdout, none_index, np.where(explorers, explored_arm, greedy_arm))
+    recorded = np.where(is_holdout, none_index, explored_arm)
     rows = np.arange(n)
     probabilities = np.zeros((n, n_arms))
     probabilities[rows, greedy_arm] += (1.0 - holdout_share) * (1.0 - q)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -108,7 +108,6 @@ class PolicyModel:
     selection_metrics: dict
     uplift: UpliftModel | None = None
     tf_model: object | None = None
-    active: dict = field(default_factory=dict)
     # per arm (arms order), mean logged window (days) of its training rows; None = catalogue windows
     logged_window_days: list[float] | None = None
 
@@ -241,7 +240,7 @@ def train_and_select(
     chosen_by: dict[str, np.ndarray] = {}
     if len(validation) >= 2:
         logged = LoggedOutcomes.from_frame(validation, arms)
-        q = crossfit_reward_model(uplift._design(validation), logged, seed=seed)
+        q = crossfit_reward_model(uplift.design(validation), logged, seed=seed)
         for name in CANDIDATES:
             if name == "tf_multihead" and model.tf_model is None:
                 continue

@@ -208,7 +208,8 @@ class UpliftModel:
     def training_metrics(self) -> dict:
         return self.metadata.get("training_metrics", {})
 
-    def _design(self, features: pd.DataFrame) -> np.ndarray:
+    def design(self, features: pd.DataFrame) -> np.ndarray:
+        """The model's design matrix of ``features`` (intercept first, training standardisation)."""
         x, _, _ = design_matrix(
             features, self.metadata["feature_spec"]["numeric_features"],
             np.array(self.metadata["mean"]), np.array(self.metadata["scale"]), self.metadata.get("categorical_levels"),
@@ -217,7 +218,7 @@ class UpliftModel:
 
     def score(self, features: pd.DataFrame, uncertainty_penalty: float | None = None) -> ArmScores:
         penalty = self.metadata["config"]["uncertainty_penalty"] if uncertainty_penalty is None else uncertainty_penalty
-        x = self._design(features)
+        x = self.design(features)
         draws = np.einsum("nf,bfa->bna", x, self.coefficients["uplift"])  # [B, n, arms] per day
         mean, sd = draws.mean(axis=0), draws.std(axis=0)
         estimate = mean * self.window_days
@@ -232,7 +233,7 @@ class UpliftModel:
     def top_drivers(self, features: pd.DataFrame, chosen: np.ndarray, k: int = 2) -> np.ndarray:
         """Per row, the ``k`` features contributing most to the chosen arm's estimated uplift
         (standardised value x mean coefficient), e.g. ``"discount_order_share_90d+, orders_30d-"``."""
-        x = self._design(features)[:, 1:]
+        x = self.design(features)[:, 1:]
         coefficients = self.coefficients["uplift"].mean(axis=0)[1:, :]  # [features, arms]
         contribution = x * coefficients[:, np.asarray(chosen, dtype=np.int64)].T
         names = np.array(feature_names(self.metadata["feature_spec"]["numeric_features"], self.metadata.get("categorical_levels")), dtype=object)
@@ -244,10 +245,6 @@ class UpliftModel:
         if not columns:
             return np.full(len(x), "", dtype=object)
         return columns[0].str.cat(columns[1:], sep=", ").to_numpy(dtype=object) if len(columns) > 1 else columns[0].to_numpy(dtype=object)
-
-    def outcome_per_day(self, features: pd.DataFrame) -> np.ndarray:
-        """mu_a(x): predicted margin per window day of every arm (the OPE reward model)."""
-        return self._design(features) @ self.coefficients["outcome"]
 
     def save(self, local_dir: str | Path) -> Path:
         local_dir = Path(local_dir)
@@ -290,8 +287,7 @@ def train_uplift_model(
     n, n_features = x.shape
     y, a, p = logged.margin_per_day, logged.arm_index, logged.propensity
 
-    outcome, outcome_pooled = outcome_coefficients(x, y, a, len(arms), config.outcome_ridge)
-    residual = y - x @ outcome_pooled
+    residual = y - x @ ridge(x, y, config.outcome_ridge)
     cost = np.zeros((n_features, len(arms)))
     cost_floor = np.zeros(len(arms))
     offer_rows = a != none
@@ -333,7 +329,7 @@ def train_uplift_model(
         "config": asdict(config),
         "training": {"seed": seed, "rows": int(n)},
     }
-    model = UpliftModel({"uplift": uplift, "outcome": outcome, "cost": cost, "cost_floor": cost_floor}, metadata)
+    model = UpliftModel({"uplift": uplift, "cost": cost, "cost_floor": cost_floor}, metadata)
     metadata["training_metrics"] = {
         "rows": int(n),
         "rows_per_arm": {arm: int((a == k).sum()) for k, arm in enumerate(arms)},

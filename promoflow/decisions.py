@@ -274,9 +274,9 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
-    drivers = (
-        policy_model.uplift.top_drivers(features, chosen) if model_version is not None else np.full(len(users), "", dtype=object)
-    )
+    drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
+    if model_version is not None and is_offer.any():
+        drivers[is_offer] = policy_model.uplift.top_drivers(features.loc[is_offer], chosen[is_offer])
     language = np.where(users["region"].fillna("").str.upper().str.startswith("CN"), "zh", settings.message_language)
     delivered = delivery.delivery_columns(
         chosen_ids,
@@ -294,7 +294,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         top_by_category=top_by_category,
         top_overall=top_overall,
         run_date=run_date,
-        gate_passed=model_version is not None and gate_passed,
+        gate_passed=gate_passed,
         gate_message=gate_message,
         holdout_share=settings.holdout_share,
         holdout_campaign=campaign,

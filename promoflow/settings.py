@@ -17,6 +17,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+# Settings a DAG run may override (Airflow params; empty = the environment's value):
+# name -> (JSON-schema types, description). Plain data, so DAG files stay light to parse.
+RUN_PARAMS: dict[str, tuple[list[str], str]] = {
+    "raw_uri": (["null", "string"], "Landing zone: folder or s3://bucket/prefix"),
+    "warehouse_url": (["null", "string"], "duckdb:///path/file.duckdb or postgresql://user@host:port/db"),
+    "export_uri": (["null", "string"], "Marketing export: folder or s3://bucket/prefix"),
+    "budget": (["null", "number"], "Budget on expected discount cost (currency)"),
+    "lake_dir": (["null", "string"], "Working lake folder for validated data and features"),
+    "model_store_uri": (["null", "string"], "Model store: folder or s3://bucket/prefix"),
+    "spark_master": (["null", "string"], "local[*] or spark://host:7077"),
+    "feast_online_store": (["null", "string"], "sqlite or redis"),
+}
+
 PROJECT_ROOT = Path(os.environ.get("PROMO_HOME", Path(__file__).resolve().parents[1]))
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if policy_result:
         p = policy_result
         print(f"policy at {p['users']} users x {p['arms']} arms: holdout_mask {p['holdout_mask_s']} s, allocate {p['allocate_s']} s, "
-              f"explore {p['explore_s']} s (one salted hash of every user id: {p['salted_hashes_s']} s; explore draws two)")
+              f"explore {p['explore_s']} s (one salted hash of every user id: {p['salted_hashes_s']} s; explore draws it for every user, and again for the explorers)")
     payload = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "numpy": np.__version__},
