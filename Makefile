@@ -28,12 +28,13 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run the test suite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
+	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
 
 $(STAMP): pyproject.toml
@@ -73,10 +74,15 @@ test: install
 # Decision quality on the demo generator's ground truth, on seeds make demo never uses.
 EVAL_SEEDS ?= 101 202
 EVAL_SHAPES ?= latent observable
-EVAL_USERS ?= 5000
-EVAL_DAYS ?= 30
+EVAL_USERS ?= 20000
+EVAL_DAYS ?= 60
 evaluate: install airflow-db
 	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS)
+
+# The nightly candidate-and-selection code on Hillstrom's randomised e-mail experiment (docs/decisions.md).
+VALIDATE_SPLITS ?= 20
+validate-uplift: install
+	$(PY) tests/benchmarks/validate_uplift_hillstrom.py --splits $(VALIDATE_SPLITS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install

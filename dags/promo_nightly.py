@@ -109,7 +109,8 @@ def promo_nightly():
 
     @task(queue="gpu")
     def train_model(ds=None, params=None) -> dict:
-        """Train the TensorFlow promo response model on a Feast training set; store a versioned artifact."""
+        """Value the candidate policies (none, blanket offers, a ranked rule, a policy tree, per-user uplift models incl. TensorFlow)
+        on a Feast training set of matured exposures, choose tonight's by the written rule; store a versioned artifact."""
         from promoflow import stages
 
         return stages.train_model(ds, params)

@@ -46,7 +46,8 @@ def print_summary(run_date: date) -> int:
     print(f"quarantined rows: {s['quarantined_rows'] or 'none'}")
     print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
     assign = s.get("assign") or {}
-    print(f"off-policy gate: {'passed' if assign.get('gate_passed') else 'FELL BACK'}: {assign.get('gate')}")
+    print(f"policy:          {assign.get('status', 'none')} {assign.get('policy', 'none')}: {assign.get('policy_description', '')}")
+    print(f"why:             {assign.get('gate')}")
     print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")

@@ -15,9 +15,11 @@ margin and discount cost of every user x arm for an offer sent on the run date) 
 
 Baselines count the budget with each promo's logged average discount per send (what they
 could know); the platform and the oracle with their own expected costs. Everything is scored
-with the truth. Prints a table and writes ``{data_dir}/evaluate/report.json``.
+with the truth; so is ``best_blanket_in_truth``, every promo sent to random users while its true
+cost fits the budget, the best of them. Prints a table with true vs expected cost per promo and
+writes ``{data_dir}/evaluate/evaluate.json``.
 
-    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 5000 --days 30]
+    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 20000 --days 60]
 
 Each seed runs on both of the generator's response shapes (``promoflow.demo_data.RESPONSE_SHAPES``):
 ``latent`` (who responds is a noisy draw on traits behaviour barely reveals) and ``observable``
@@ -122,14 +124,39 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     results["promoflow_without_exploration"] = value_of(np.where(explored, 0, platform), inc, cost)
     oracle = allocate(inc, cost, budget, None, 0)
     results["oracle"] = value_of(oracle.arm_index, inc, cost)
+    blankets = true_blankets(inc, cost, arms, budget, seed)
+    best_blanket = max(blankets, key=lambda a: blankets[a]["true_incremental_margin"])
+    results["best_blanket_in_truth"] = blankets[best_blanket] | {"promo_id": best_blanket}
     naive, best = baselines(logged, activity, user_ids, arms, budget, seed)
     for name, chosen in naive.items():
         results[name] = value_of(chosen, inc, cost)
     oracle_value = results["oracle"]["true_incremental_margin"]
     for entry in results.values():
         entry["ratio_to_oracle"] = entry["true_incremental_margin"] / oracle_value if oracle_value > 0 else None
+    rows = np.arange(len(user_ids))
+    by_arm = pd.DataFrame({"promo_id": np.array(arms, dtype=object)[platform], "true_cost": cost[rows, platform],
+                           "true_incremental_margin": inc[rows, platform]})
+    by_arm = by_arm.loc[by_arm["promo_id"] != NONE_ARM].groupby("promo_id").agg(
+        offers=("true_cost", "size"), true_cost=("true_cost", "sum"), true_incremental_margin=("true_incremental_margin", "sum"))
+    by_arm["expected_cost"] = assigned.loc[assigned["promo_id"] != NONE_ARM].groupby("promo_id")["expected_cost"].sum()
     return {"seed": seed, "run_date": run_date.isoformat(), "budget": budget, "users": int(len(user_ids)),
-            "best_single_promo": best, "published_rows": int(len(published)), "policies": results}
+            "best_single_promo": best, "best_blanket_in_truth": best_blanket, "published_rows": int(len(published)),
+            "policies": results, "cost_by_promo": by_arm.reset_index().to_dict(orient="records"),
+            "blankets_in_truth": blankets}
+
+
+def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: float, seed: int) -> dict[str, dict]:
+    """Each promo sent to random users while its *true* cost stays within the budget, valued with the truth."""
+    order = np.random.default_rng(seed).permutation(inc.shape[0])
+    out = {}
+    for k, arm in enumerate(arms):
+        if arm == NONE_ARM:
+            continue
+        take = order[np.cumsum(cost[order, k]) <= budget]
+        chosen = np.zeros(inc.shape[0], dtype=np.int64)
+        chosen[take] = k
+        out[arm] = value_of(chosen, inc, cost)
+    return out
 
 
 def run_seed(
@@ -157,7 +184,11 @@ def run_seed(
     report["night_seconds"] = round(time.perf_counter() - started, 1)
     report["response_shape"] = response_shape
     summary = json.loads((data_dir / "runs" / f"run_date={run_date}" / "summary.json").read_text())
-    report["gate"] = summary.get("assign", {}).get("gate") if isinstance(summary.get("assign"), dict) else None
+    assigned = summary.get("assign") if isinstance(summary.get("assign"), dict) else {}
+    report["gate"] = assigned.get("gate")
+    report["published_policy"] = assigned.get("policy")
+    report["published_status"] = assigned.get("status")
+    report["policy_description"] = assigned.get("policy_description")
     return report
 
 
@@ -172,14 +203,20 @@ def print_report(reports: list[dict]) -> None:
             cells.append(f"{e['true_incremental_margin']:>12.1f}{ratio:>8s} c{e['true_cost']:>6.0f}")
         print(f"{name:32s}" + "".join(f"{c:>28s}" for c in cells))
     for r in reports:
-        print(f"{r['response_shape']} seed {r['seed']}: budget {r['budget']:.0f}, best single promo {r['best_single_promo']}, night {r['night_seconds']} s; gate: {r['gate']}")
+        print(f"{r['response_shape']} seed {r['seed']}: budget {r['budget']:.0f}, best blanket in truth {r['best_blanket_in_truth']}, "
+              f"night {r['night_seconds']} s; published {r.get('published_status')} {r.get('published_policy')}: {r['gate']}")
+        p = r["policies"]["promoflow"]
+        print(f"  true cost {p['true_cost']:.1f} vs expected {p['expected_cost_published']:.1f} (budget {r['budget']:.0f}); per promo:")
+        for row in r["cost_by_promo"]:
+            print(f"    {row['promo_id']:12s} offers {row['offers']:6d}  true cost {row['true_cost']:9.1f}  expected {row['expected_cost'] or 0:9.1f}"
+                  f"  true incremental margin {row['true_incremental_margin']:9.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 202])
-    parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1))
     parser.add_argument("--budget-per-user", type=float, default=0.3, help="the night's budget is this x users")
     parser.add_argument("--shapes", nargs="+", choices=RESPONSE_SHAPES, default=list(RESPONSE_SHAPES),
@@ -189,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(settings.data_dir) / "evaluate"
     reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user) for shape in args.shapes for seed in args.seeds]
     print_report(reports)
-    (root / "report.json").write_text(json.dumps(reports, indent=2, sort_keys=True))
-    print(f"report: {root / 'report.json'}")
+    (root / "evaluate.json").write_text(json.dumps(reports, indent=2, sort_keys=True, default=float))
+    print(f"report: {root / 'evaluate.json'}")
     return 0
 
 

@@ -67,7 +67,7 @@ class Settings:
     exploration_budget_share: float  # share of the budget reserved for exploration draws
     uncertainty_penalty: float  # standard errors subtracted from estimated uplift before choosing
     gate_z: float  # the candidate policy must beat 'none' by this many standard errors (off-policy gate)
-    gate_tolerance: float  # and may fall short of the last published policy by this share at most
+    rollout_share: float  # share of users a positive but inconclusive policy is rolled out to (the rest: 'none')
     message_language: str  # "en" or "zh"; users whose region starts with "CN" get "zh" either way
 
     # --- data quality
@@ -144,7 +144,7 @@ class Settings:
             exploration_budget_share=float(get("exploration_budget_share", "0.1")),
             uncertainty_penalty=float(get("uncertainty_penalty", "1.5")),
             gate_z=float(get("gate_z", "1.645")),
-            gate_tolerance=float(get("gate_tolerance", "0.02")),
+            rollout_share=float(get("rollout_share", "0.25")),
             message_language=get("message_language", "en"),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
             demo_users=int(get("demo_users", "5000")),
