@@ -710,6 +710,42 @@ class _CollaborativeChoice:
         )
 
 
+def _item_preference_table(users: _Users, items: _Items) -> pa.Table:
+    """truth/user_item_preference.parquet: per user the ``TRUTH_PREFERENCE_ITEMS`` items most
+    likely to be picked by one browsing pick, with that probability (no random draws)."""
+    if items.choice is not None:
+        return items.choice.preference_table(users.ids, items.ids)
+    # The category shape (_pick_items with a view's preferred_share 0.7): P(category) x
+    # P(price position), where position = U ** cheapness picks rank j of n with
+    # ((j + 1) / n) ** (1 / cheapness) - (j / n) ** (1 / cheapness).
+    n_users, n_items = len(users.preferred_category), len(items.price)
+    rank = np.empty(n_items, np.int64)
+    for c in range(len(CATEGORY_NAMES)):
+        members = items.by_category_price[items.category_offset[c] : items.category_offset[c] + items.category_count[c]]
+        rank[members] = np.arange(len(members))
+    n_in_category = items.category_count[items.category].astype(np.float64)
+    k = min(TRUTH_PREFERENCE_ITEMS, n_items)
+    top_items = np.empty((n_users, k), np.int64)
+    top_probability = np.empty((n_users, k))
+    for lo in range(0, n_users, _USER_BATCH):
+        hi = min(lo + _USER_BATCH, n_users)
+        exponent = 1.0 / users.cheapness[lo:hi, None]
+        position = ((rank + 1) / n_in_category)[None, :] ** exponent - (rank / n_in_category)[None, :] ** exponent
+        category = 0.3 * CATEGORY_SHARES[items.category][None, :] + 0.7 * (items.category[None, :] == users.preferred_category[lo:hi, None])
+        probability = category * position
+        order = np.argsort(-probability, axis=1, kind="stable")[:, :k]
+        top_items[lo:hi] = order
+        top_probability[lo:hi] = np.take_along_axis(probability, order, axis=1)
+    return pa.table(
+        {
+            "user_id": users.ids.take(pa.array(np.repeat(np.arange(n_users), k))),
+            "item_id": items.ids.take(pa.array(top_items.ravel())),
+            "preference_rank": pa.array(np.tile(np.arange(1, k + 1), n_users).astype(np.int32)),
+            "pick_probability": pa.array(top_probability.ravel()),
+        }
+    )
+
+
 def _item_choice(item_shape: str, seed: int, users: _Users, items: _Items) -> _CollaborativeChoice | None:
     """None for the category shape; the collaborative shape's chooser on its own random stream."""
     if item_shape == "category":
@@ -1158,7 +1194,7 @@ def generate(
 
         if items.choice is not None:
             items.choice.recording = False  # the truth's Monte Carlo baskets are not purchases
-            _write(items.choice.preference_table(users.ids, items.ids), truth_staging / "user_item_preference.parquet")
+        _write(_item_preference_table(users, items), truth_staging / "user_item_preference.parquet")
         truth = _ground_truth(seed, users, items, catalogue, run_date)
         _write(truth, truth_staging / "user_arm_truth.parquet")
         _write(_latent_table(users), truth_staging / "user_latent.parquet")

@@ -404,13 +404,21 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
     demo_data.generate(tmp_path / "col" / "raw", tmp_path / "col" / "truth", item_shape="collaborative", **kwargs)
     for table in ("users/users.parquet", "items/items.parquet", "promotions/promotions.parquet", f"exposures/dt={START}/part-0.parquet"):
         assert pq.read_table(tmp_path / "cat" / "raw" / table).equals(pq.read_table(tmp_path / "col" / "raw" / table)), table
-    assert not (tmp_path / "cat" / "truth" / "user_item_preference.parquet").exists()
+    category_preference = pd.read_parquet(tmp_path / "cat" / "truth" / "user_item_preference.parquet")
     assert '"item_shape": "collaborative"' in (tmp_path / "col" / "truth" / "manifest.json").read_text()
 
     preference = pd.read_parquet(tmp_path / "col" / "truth" / "user_item_preference.parquet")
     assert preference.groupby("user_id").size().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all() and preference["user_id"].nunique() == 600
     assert (preference.groupby("user_id")["pick_probability"].diff().dropna() <= 1e-12).all()  # most likely first
     assert preference.groupby("user_id")["item_id"].nunique().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
+
+    # The category shape's preferences are its pick rule's exact probabilities: the favourite
+    # category first, cheap items first for the price-sensitive.
+    items = pq.read_table(tmp_path / "cat" / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")
+    latent = pd.read_parquet(tmp_path / "cat" / "truth" / "user_latent.parquet").set_index("user_id")
+    first = category_preference.loc[category_preference["preference_rank"] == 1].set_index("user_id")
+    assert (items.loc[first["item_id"], "category"].to_numpy() == latent.loc[first.index, "preferred_category"].to_numpy()).all()
+    assert category_preference.groupby("user_id")["pick_probability"].sum().between(0.1, 1.0).all()
 
     # Behaviour follows the tastes: views land on the user's true top-20 far more often than
     # the 20 of 400 items chance gives, and more often than in the category shape.
