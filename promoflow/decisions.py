@@ -199,8 +199,11 @@ def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
     return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
 
-def assign(settings: Settings, run_date: date, model_version: str | None) -> dict:
-    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows."""
+def assign(settings: Settings, run_date: date, model_version: str | None, recommender: dict | None = None) -> dict:
+    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows.
+
+    ``recommender``: what ``train_recommender`` returned tonight (its version and the featured
+    items' source); None or source ``category_rule``: featured items from ``_top_items``."""
     from ml import delivery, policy
 
     with Warehouse(settings) as wh:
@@ -274,6 +277,10 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
+    from promoflow.recommend import featured_for_offers
+
+    offer_categories = promos.set_index("promo_id")["category"].reindex(chosen_ids).to_numpy(dtype=object)
+    recommended = featured_for_offers(settings, run_date, recommender, users["user_id"].to_numpy(), is_offer, offer_categories, FEATURED_ITEMS_PER_OFFER)
     drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
     if model_version is not None and is_offer.any():
         drivers[is_offer] = policy_model.uplift.top_drivers(features.loc[is_offer], chosen[is_offer])
@@ -298,6 +305,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         gate_message=gate_message,
         holdout_share=settings.holdout_share,
         holdout_campaign=campaign,
+        featured_item_ids=recommended,
     )
 
     table = pa.table(
@@ -336,4 +344,9 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         "lambda": None if lambda_ is None else float(lambda_),
         "gate_passed": bool(gate_passed),
         "gate": gate_message,
+        "featured_items": {
+            "source": "recommender" if recommended is not None else "category_rule",
+            "recommender_version": (recommender or {}).get("recommender_version"),
+            "offers_with_recommended_items": 0 if recommended is None else int(pd.notna(recommended[is_offer]).sum()),
+        },
     })
