@@ -402,7 +402,15 @@ class TwoTowerModel(tfrs.Model):
         self.user_tower = user_tower
         self.item_tower = item_tower
         self._item_log_probability = None if item_log_probability is None else tf.constant(np.asarray(item_log_probability, np.float32))
-        self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        # The task in float32 under mixed precision: a mixed_float16 layer casts its first
+        # input (the query embeddings) to float16, and the score matmul then meets float32
+        # candidates; scores and the softmax loss belong in float32 anyway.
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         user_embeddings = self.user_tower({"numeric": features["numeric"], "sequence": features["sequence"]}, training=training)
@@ -859,9 +867,10 @@ def _evaluate_holdout(
         position = {u: i for i, u in enumerate(users)}
         rows = pair_rows["user_id"].map(position).to_numpy()
         with strategy.scope():
-            index = tfrs.layers.factorized_top_k.BruteForce(k=k_max)
+            ks = [k for k in RECALL_KS if k <= len(model.item_ids)] or [len(model.item_ids)]  # a corpus smaller than K
+            index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
             index.index(tf.constant(model.item_embeddings), tf.range(len(model.item_ids), dtype=tf.int32))
-            two_tower.task.factorized_metrics = [tfrs.metrics.FactorizedTopK(candidates=index, ks=list(RECALL_KS))]
+            two_tower.task.factorized_metrics = [tfrs.metrics.FactorizedTopK(candidates=index, ks=ks)]
             two_tower.compile(optimizer=two_tower.optimizer)  # re-collect the task's metrics
         holdout_inputs = {
             "numeric": numeric[rows],
@@ -869,7 +878,7 @@ def _evaluate_holdout(
             "item_index": pair_rows["item_id"].map(item_index).to_numpy(np.int32),
         }
         results = two_tower.evaluate(_dataset(holdout_inputs, config.batch_size, 0, shuffle=False), return_dict=True, verbose=0)
-        factorized = {f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in RECALL_KS}
+        factorized = {f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in ks}
         factorized["n_holdout_pairs"] = int(len(pair_rows))
 
     return {

@@ -237,3 +237,22 @@ def test_model_card_states_the_featured_items_source():
     card = render_model_card(metrics)
     assert "recall@10 +0.0300 ± 0.0100" in card
     assert "**Featured items source: recommender**" in card and "by 3.0 se" in card
+
+
+def test_the_gpu_path_mirrored_strategy_and_mixed_precision_trains(monkeypatch):
+    """What a gpu-queue worker runs (MirroredStrategy + mixed_float16 + LossScaleOptimizer),
+    forced here on the CPU: it trains, scores in float32 and records the choice."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ml import recommender
+
+    monkeypatch.setattr(recommender, "choose_strategy", lambda: (tf.distribute.MirroredStrategy(["/cpu:0"]), True))
+    small = category_preference_shop(n_users=60, n_items=24, n_days=4, events_per_user=8, seed=2)
+    model, metrics = train_recommender(small["interactions"], small["user_features"], None, small["items"], small["as_of"], seed=1, epochs=1,
+                                       config=RecommenderConfig(batch_size=64))
+    assert metrics["mixed_precision"] is True and metrics["strategy"] == "MirroredStrategy"
+    assert np.isfinite(metrics["final_train_loss"])
+    assert model.item_embeddings.dtype == np.float32 and np.isfinite(model.item_embeddings).all()
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy is put back after training
+    assert len(top_k_items(model, ["u0000"], small["user_features"], None, k=5)[0]) == 5
