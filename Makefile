@@ -23,12 +23,13 @@ DEMO_USERS ?= 5000
 DEMO_DAYS ?= 30
 DEMO_START ?= 2026-10-01
 DEMO_SEED ?= 7
+DEMO_ITEM_SHAPE ?= category
 DEMO_RUN_DATE := $(shell $(PYTHON_BOOTSTRAP) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_DAYS)))" 2>/dev/null)
 DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift
+.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -53,7 +54,7 @@ airflow-db: $(AIRFLOW_HOME)/airflow.db
 
 demo-data: install
 	$(PY) -m promoflow.demo_data --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
-		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED)
+		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED) --item-shape $(DEMO_ITEM_SHAPE)
 
 demo: demo-data
 	@start=$$(date +%s); \
@@ -76,8 +77,9 @@ EVAL_SEEDS ?= 101 202
 EVAL_SHAPES ?= latent observable
 EVAL_USERS ?= 20000
 EVAL_DAYS ?= 60
+EVAL_ITEM_SHAPE ?= category
 evaluate: install airflow-db
-	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS)
+	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE)
 
 # The nightly candidate-and-selection code on Hillstrom's randomised e-mail experiment (docs/decisions.md).
 VALIDATE_SPLITS ?= 20
@@ -91,6 +93,10 @@ bench-materialize: install
 # Off-policy estimators against the Open Bandit Dataset sample (docs/off_policy_evaluation.md).
 validate-ope: install
 	$(PY) tests/benchmarks/validate_ope_obd.py
+
+# The two-tower recommender trained on the OBD sample's BTS clicks, its top item valued by IPS on the random log (docs/recommender.md).
+validate-recommender: install
+	$(PY) tests/benchmarks/recommender_obd.py
 
 # Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
 bench-features: install

@@ -13,7 +13,8 @@ within the night's budget on expected discount cost.
 | dbt_staging → dbt_intermediate → dbt_marts | `raw` | schema `analytics`: `dbt build --select <layer>` (models + tests) |
 | feature_store | `analytics.user_features` | Feast registry, online store |
 | train_model | `analytics.fct_promo_outcomes` + Feast | model store |
-| assign | Feast + model | lake `assignments/` (staged) |
+| train_recommender | lake `clean/events`, `features/` as of D-1 | model store `recommender/` (card: held-out recall, featured items' source) |
+| assign | Feast + both models | lake `assignments/` (staged) |
 | publish | staged assignments | `promo_assignments` + `{export_uri}/promo_assignments/run_date=…/` |
 
 Every task is idempotent for its run date: **clear and re-run** any task, or the
@@ -115,12 +116,21 @@ def promo_nightly():
 
         return stages.train_model(ds, params)
 
+    @task(queue="gpu")
+    def train_recommender(ds=None, params=None) -> dict:
+        """Train the two-tower recommender on the lake's item events before the run date (D-1 held out);
+        store `recommender/{version}` with its model card. Featured items come from it tonight only if
+        its held-out recall@10 beats the category rule's (the card and the run summary say which)."""
+        from promoflow import stages
+
+        return stages.train_recommender(ds, params)
+
     @task
-    def assign(trained: dict, ds=None, params=None) -> dict:
+    def assign(trained: dict, recommended: dict, ds=None, params=None) -> dict:
         """Score users x arms, allocate within budget, hold out 5%, render channel / message / items."""
         from promoflow import stages
 
-        return stages.assign(ds, trained["model_version"], params)
+        return stages.assign(ds, trained["model_version"], params, recommender=recommended)
 
     @task
     def publish(ds=None, params=None) -> dict:
@@ -130,11 +140,11 @@ def promo_nightly():
         return stages.publish(ds, params)
 
     @task
-    def summarise(ingested: dict, trained: dict, assigned: dict, published: dict, ds=None, params=None) -> dict:
-        """Write and log the night's summary (users, offers per promo, budget used, output locations)."""
+    def summarise(ingested: dict, trained: dict, recommended: dict, assigned: dict, published: dict, ds=None, params=None) -> dict:
+        """Write and log the night's summary (users, offers per promo, budget used, featured items' source, output locations)."""
         from promoflow import stages
 
-        parts = {"ingest": ingested, "train": trained, "assign": assigned, "publish": published}
+        parts = {"ingest": ingested, "train": trained, "recommend": recommended, "assign": assigned, "publish": published}
         return stages.write_run_summary(ds, parts, params)
 
     ingested = ingest_validate()
@@ -143,11 +153,12 @@ def promo_nightly():
     staged, intermediate, marts = dbt_staging(), dbt_intermediate(), dbt_marts()
     materialised = feature_store()
     trained = train_model()
-    assigned = assign(trained)
+    recommended = train_recommender()
+    assigned = assign(trained, recommended)
     published = publish()
-    ingested >> features >> loaded >> staged >> intermediate >> marts >> materialised >> trained
+    ingested >> features >> loaded >> staged >> intermediate >> marts >> materialised >> [trained, recommended]
     assigned >> published
-    summarise(ingested, trained, assigned, published)
+    summarise(ingested, trained, recommended, assigned, published)
 
 
 promo_nightly()

@@ -224,8 +224,11 @@ def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
     return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
 
-def assign(settings: Settings, run_date: date, model_version: str | None) -> dict:
-    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows."""
+def assign(settings: Settings, run_date: date, model_version: str | None, recommender: dict | None = None) -> dict:
+    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows.
+
+    ``recommender``: what ``train_recommender`` returned tonight (its version and the featured
+    items' source); None or source ``category_rule``: featured items from ``_top_items``."""
     from ml import delivery, policy
 
     with Warehouse(settings) as wh:
@@ -282,6 +285,10 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
+    from promoflow.recommend import featured_for_offers
+
+    offer_categories = promos.set_index("promo_id")["category"].reindex(chosen_ids).to_numpy(dtype=object)
+    recommended = featured_for_offers(settings, run_date, recommender, users["user_id"].to_numpy(), is_offer, offer_categories, FEATURED_ITEMS_PER_OFFER)
     drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
     if policy_model is not None and is_offer.any():
         if policy_model.uplift is not None:
@@ -309,6 +316,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         gate_message=gate_message,
         holdout_share=settings.holdout_share,
         holdout_campaign=campaign,
+        featured_item_ids=recommended,
     )
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~is_holdout & ~is_exploration & has_features
@@ -360,6 +368,11 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         "expected_cost_by_promo": pd.Series(expected_cost[is_offer]).groupby(chosen_ids[is_offer]).sum().to_dict() if is_offer.any() else {},
         "gate_passed": bool(gate_passed),
         "gate": gate_message,
+        "featured_items": {
+            "source": "recommender" if recommended is not None else "category_rule",
+            "recommender_version": (recommender or {}).get("recommender_version"),
+            "offers_with_recommended_items": 0 if recommended is None else int(pd.notna(recommended[is_offer]).sum()),
+        },
     })
 
 

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ml.policy import allocate
-from promoflow.demo_data import RESPONSE_SHAPES
+from promoflow.demo_data import ITEM_SHAPES, RESPONSE_SHAPES
 from promoflow.settings import Settings
 
 NONE_ARM = "none"
@@ -97,6 +97,33 @@ def baselines(logged: pd.DataFrame, activity: pd.Series, user_ids: np.ndarray, a
     return out, best
 
 
+def score_featured_items(preferences: pd.DataFrame, assigned: pd.DataFrame) -> dict:
+    """Published featured items of the offers against the generator's true item preferences
+    (truth/user_item_preference.parquet: each user's 20 likeliest items of one pick).
+
+    ``recall_at_3``: mean over offers of |featured ∩ the user's true top 3| / 3;
+    ``true_top10_share``: share of featured items among the user's true top 10;
+    ``pick_probability``: mean chance that one pick is a featured item (items beyond the
+    true top 20 count 0), next to ``oracle_pick_probability`` (the true top 3's).
+    """
+    offers = assigned.loc[assigned["promo_id"] != NONE_ARM, ["user_id", "featured_item_ids"]].dropna()
+    if offers.empty:
+        return {"offers": 0}
+    featured = offers.assign(item_id=offers["featured_item_ids"].str.split(",")).explode("item_id")[["user_id", "item_id"]]
+    truth = preferences.set_index(["user_id", "item_id"])
+    matched = truth.reindex(pd.MultiIndex.from_frame(featured))
+    rank = matched["preference_rank"].to_numpy()
+    n_featured = featured.groupby("user_id").size()
+    oracle = preferences.loc[preferences["preference_rank"] <= 3].groupby("user_id")["pick_probability"].sum()
+    return {
+        "offers": int(len(offers)),
+        "recall_at_3": float((rank <= 3).sum() / (3 * len(offers))),
+        "true_top10_share": float((rank <= 10).sum() / len(featured)),
+        "pick_probability": float(np.nansum(matched["pick_probability"].to_numpy()) / len(offers)),
+        "oracle_pick_probability": float(oracle.reindex(n_featured.index).fillna(0.0).mean()),
+    }
+
+
 def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dict:
     """Value the published night of ``data_dir`` and the baselines with the truth there."""
     truth = pd.read_parquet(data_dir / "demo" / "truth" / "user_arm_truth.parquet")
@@ -104,7 +131,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     # The export has no user_id; the warehouse does.
     con = duckdb.connect(str(data_dir / "warehouse" / "promoflow.duckdb"), read_only=True)
     try:
-        assigned = con.sql(f"select user_id, promo_id, expected_cost, is_exploration from main.promo_assignments where run_date = '{run_date}'").df()
+        assigned = con.sql(f"select user_id, promo_id, expected_cost, is_exploration, featured_item_ids from main.promo_assignments where run_date = '{run_date}'").df()
         logged = con.sql("select promo_id, order_margin, discount_amount, valid_days as window_days from analytics.fct_promo_outcomes where is_matured").df()
     finally:
         con.close()
@@ -133,6 +160,8 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     oracle_value = results["oracle"]["true_incremental_margin"]
     for entry in results.values():
         entry["ratio_to_oracle"] = entry["true_incremental_margin"] / oracle_value if oracle_value > 0 else None
+    preference_path = data_dir / "demo" / "truth" / "user_item_preference.parquet"
+    featured = score_featured_items(pd.read_parquet(preference_path), assigned) if preference_path.exists() else None
     rows = np.arange(len(user_ids))
     by_arm = pd.DataFrame({"promo_id": np.array(arms, dtype=object)[platform], "true_cost": cost[rows, platform],
                            "true_incremental_margin": inc[rows, platform]})
@@ -142,7 +171,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     return {"seed": seed, "run_date": run_date.isoformat(), "budget": budget, "users": int(len(user_ids)),
             "best_single_promo": best, "best_blanket_in_truth": best_blanket, "published_rows": int(len(published)),
             "policies": results, "cost_by_promo": by_arm.reset_index().to_dict(orient="records"),
-            "blankets_in_truth": blankets}
+            "blankets_in_truth": blankets, "featured_items": featured}
 
 
 def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: float, seed: int) -> dict[str, dict]:
@@ -160,9 +189,10 @@ def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: fl
 
 
 def run_seed(
-    seed: int, users: int, days: int, start: date, root: Path, response_shape: str = "latent", budget_per_user: float = 0.3
+    seed: int, users: int, days: int, start: date, root: Path, response_shape: str = "latent", budget_per_user: float = 0.3,
+    item_shape: str = "category",
 ) -> dict:
-    data_dir = root / f"shape={response_shape}" / f"seed={seed}"
+    data_dir = root / f"shape={response_shape}" / (f"items={item_shape}" if item_shape != "category" else "") / f"seed={seed}"
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
     run_date = start + timedelta(days=days)
     # The night's budget grows with the shop (1,500 for the 5,000-user demo shop).
@@ -172,7 +202,7 @@ def run_seed(
     subprocess.run(
         [sys.executable, "-m", "promoflow.demo_data", "--raw-dir", str(data_dir / "demo" / "raw"), "--truth-dir",
          str(data_dir / "demo" / "truth"), "--users", str(users), "--days", str(days), "--start-date", start.isoformat(),
-         "--seed", str(seed), "--response-shape", response_shape], check=True, env=env,
+         "--seed", str(seed), "--response-shape", response_shape, "--item-shape", item_shape], check=True, env=env,
     )
     started = time.perf_counter()
     log_path = data_dir / "night.log"
@@ -189,6 +219,10 @@ def run_seed(
     report["published_policy"] = assigned.get("policy")
     report["published_status"] = assigned.get("status")
     report["policy_description"] = assigned.get("policy_description")
+    report["item_shape"] = item_shape
+    if report["featured_items"] is not None:
+        report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
+        report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
     return report
 
 
@@ -210,6 +244,10 @@ def print_report(reports: list[dict]) -> None:
         for row in r["cost_by_promo"]:
             print(f"    {row['promo_id']:12s} offers {row['offers']:6d}  true cost {row['true_cost']:9.1f}  expected {row['expected_cost'] or 0:9.1f}"
                   f"  true incremental margin {row['true_incremental_margin']:9.1f}")
+    report["item_shape"] = item_shape
+    if report["featured_items"] is not None:
+        report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
+        report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,10 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-per-user", type=float, default=0.3, help="the night's budget is this x users")
     parser.add_argument("--shapes", nargs="+", choices=RESPONSE_SHAPES, default=list(RESPONSE_SHAPES),
                         help="generator response shapes to evaluate on (promoflow.demo_data.RESPONSE_SHAPES)")
+    parser.add_argument("--item-shape", choices=ITEM_SHAPES, default="category",
+                        help="the generator's item choice (promoflow.demo_data.ITEM_SHAPES); featured items are scored on either")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     root = Path(settings.data_dir) / "evaluate"
-    reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user) for shape in args.shapes for seed in args.seeds]
+    reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user, args.item_shape)
+               for shape in args.shapes for seed in args.seeds]
     print_report(reports)
     (root / "evaluate.json").write_text(json.dumps(reports, indent=2, sort_keys=True, default=float))
     print(f"report: {root / 'evaluate.json'}")

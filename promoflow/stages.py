@@ -107,10 +107,16 @@ def train_model(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
     return train(resolve(params), _date(run_date))
 
 
-def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None) -> dict:
+def train_recommender(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.recommend import train
+
+    return train(resolve(params), _date(run_date))
+
+
+def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None, recommender: dict | None = None) -> dict:
     from promoflow.decisions import assign as assign_users
 
-    return assign_users(resolve(params), _date(run_date), model_version)
+    return assign_users(resolve(params), _date(run_date), model_version, recommender=recommender)
 
 
 def publish(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -124,6 +130,8 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    if parts.get("recommend") is not None:
+        summary["recommender"] = parts["recommend"]
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str))

@@ -32,6 +32,10 @@ def test_promo_nightly_runs_the_stages_in_order(dagbag):
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     assert dag.get_task("train_model").queue == "gpu"
+    # the recommender trains beside the response model, on the gpu queue, and feeds assign
+    assert "train_recommender" in dag.get_task("feature_store").downstream_task_ids
+    assert {"assign", "summarise"} <= dag.get_task("train_recommender").downstream_task_ids
+    assert dag.get_task("train_recommender").queue == "gpu"
     assert set(dag.params.keys()) >= {"raw_uri", "warehouse_url", "export_uri", "budget"}
 
 
