@@ -171,6 +171,7 @@ class PooledResponse:
 
     kind = "pooled_response"
     train_base_logit: np.ndarray | None = None  # the training rows' cross-fitted baseline log-odds (not needed to score)
+    control_window: float | None = None  # mean logged window of the 'none' rows
 
     def __init__(self, *, arms, design, baseline, logistic, basket, basket_cap, catalogue, basket_fallback, interactions):
         self.arms = list(arms)
@@ -221,10 +222,14 @@ class PooledResponse:
         window = np.where(np.asarray(arm_window) > 0, arm_window, 1.0)
         p_arm = self.p_order(features, window, u=u)
         # not being sent anything for the same number of days as each arm's window
-        p_none = np.stack([self._p_arm(features, u, none, np.full(len(u), window[k])) for k in range(len(self.arms))], axis=1)
         basket = self.expected_basket(features, window, u=u)
+        # Not being sent anything earns at a steady rate: E[margin over W | none] = W x the rate over the
+        # control's own logged window (no extrapolation of P(order | none) to windows it never had).
+        control = self.control_window or float(np.max(window))
+        control_margin = self._p_arm(features, u, none, np.full(len(u), control)) * self.expected_basket(
+            features, np.full(len(self.arms), control), u=u)[:, 0]
         cost = cost_model.cost(p_arm)
-        incremental = (p_arm - p_none) * basket - cost - np.asarray(send_cost)[None, :]
+        incremental = p_arm * basket - (control_margin / control)[:, None] * window[None, :] - cost - np.asarray(send_cost)[None, :]
         incremental[:, none] = 0.0
         return incremental, cost
 
@@ -291,6 +296,8 @@ def fit_pooled_response(
         catalogue=catalogue, basket_fallback=basket_fallback, interactions=interactions,
     )
     model.train_base_logit = base_logit
+    control_rows = arm_index == none
+    model.control_window = float(np.mean(window_days[control_rows])) if control_rows.any() else None
     blocks = []
     for k, arm in enumerate(arms):
         rows = np.flatnonzero(arm_index == k)

@@ -147,31 +147,9 @@ def load(local_dir: str | Path) -> PolicyModel:
     )
 
 
-def train_and_select(
-    frame: pd.DataFrame,
-    arms: Sequence[str],
-    window_days: Mapping[str, float],
-    active: Mapping[str, bool] | None = None,
-    *,
-    seed: int = 0,
-    gate_z: float = 1.645,
-    uncertainty_penalty: float = 1.5,
-    budget_per_user: float | None = None,
-    rollout_share: float = 0.25,
-    catalogue: pd.DataFrame | None = None,
-    train_tf: bool = True,
-    validation_candidates: np.ndarray | None = None,
-    folds: int = FOLDS,
-) -> PolicyModel:
-    """Value every candidate of the ladder out-of-fold on the logged exposures, choose by the
-    written rule (``ml.selection``), refit the chosen one on every row.
-
-    ``frame``: feature columns + promo_id, propensity, converted, order_margin,
-    discount_amount, window_days (the censored window), optional user_id (folds keep a user's
-    rows together), full_discount_amount (cost calibration). ``validation_candidates`` (bool
-    per row) marks the rows a policy may be valued on: exposures whose every arm's window has
-    closed, so each arm is represented there as the logging policy drew it.
-    """
+def policy_data(frame: pd.DataFrame, arms: Sequence[str], window_days: Mapping[str, float], catalogue: pd.DataFrame | None = None,
+                validation_candidates: np.ndarray | None = None) -> PolicyData:
+    """The training frame (see :func:`train_and_select`) as ``ml.selection.PolicyData``."""
     arms_list = normalise_arms(arms)
     arm_of = {a: i for i, a in enumerate(arms_list)}
     known = frame["promo_id"].isin(arm_of)
@@ -204,6 +182,36 @@ def train_and_select(
         catalogue=catalogue,
         full_discount=full_discount,
     )
+    return data
+
+
+def train_and_select(
+    frame: pd.DataFrame,
+    arms: Sequence[str],
+    window_days: Mapping[str, float],
+    active: Mapping[str, bool] | None = None,
+    *,
+    seed: int = 0,
+    gate_z: float = 1.645,
+    uncertainty_penalty: float = 1.5,
+    budget_per_user: float | None = None,
+    rollout_share: float = 0.25,
+    catalogue: pd.DataFrame | None = None,
+    train_tf: bool = True,
+    validation_candidates: np.ndarray | None = None,
+    folds: int = FOLDS,
+) -> PolicyModel:
+    """Value every candidate of the ladder out-of-fold on the logged exposures, choose by the
+    written rule (``ml.selection``), refit the chosen one on every row.
+
+    ``frame``: feature columns + promo_id, propensity, converted, order_margin,
+    discount_amount, window_days (the censored window), optional user_id (folds keep a user's
+    rows together), full_discount_amount (cost calibration). ``validation_candidates`` (bool
+    per row) marks the rows a policy may be valued on: exposures whose every arm's window has
+    closed, so each arm is represented there as the logging policy drew it.
+    """
+    data = policy_data(frame, arms, window_days, catalogue, validation_candidates)
+    arms_list = data.arms
     eligible = np.array([a == NONE_ARM or (active or {}).get(a, True) for a in arms_list])
     per_user = ["pooled_main", "pooled_response", "dr_ridge"] + (["tf_multihead"] if train_tf else [])
     selection, fitted, ctx, metrics = evaluate_and_select(
@@ -225,7 +233,7 @@ def train_and_select(
         "message": selection.message,
         "description": metrics.get("chosen_description", "send nothing"),
     }
-    metrics["train_rows"] = int(len(frame))
+    metrics["train_rows"] = int(len(data.arm_index))
     metrics["validation_rows"] = metrics["evaluated_rows"]
     metrics["production_model"] = selection.chosen
     return PolicyModel(

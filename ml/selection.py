@@ -13,9 +13,9 @@
    with the highest lower confidence bound ``value - z x stderr``. A simpler candidate whose
    own bound is above 0 and whose value is within one standard error of the paired difference
    of the leader's replaces it (the one-standard-error rule, simplest first). The winner is
-   published when its bound is above 0. When no candidate's bound is, but the best bound
-   among candidates whose DR and IPS estimates are both positive belongs to some candidate, it
-   goes out as a **staged rollout** — that candidate for a random share of users, the fallback
+   published when its bound is above 0. When no candidate's bound is, the candidate with the
+   best bound among those whose DR estimate is at least ``ROLLOUT_Z`` standard errors above 0
+   and whose IPS estimate is positive goes out as a **staged rollout** — that candidate for a random share of users, the fallback
    (`none`) for the rest, both logged with exact propensities — so that the next nights'
    matured exposures decide. Otherwise nothing is sent.
 4. The winner (and the shared models) are refitted on every row; the cost model's per-arm
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 FOLDS = 3
 REWARD_FOLDS = 5
 MAX_WEIGHT = 50.0
+ROLLOUT_Z = 1.0
 COMPLEXITY = {
     "none": 0, "blanket": 1, "ranked_rule": 2, "policy_tree": 3, "pooled_main": 4, "pooled_response": 5, "dr_ridge": 5, "tf_multihead": 6,
 }
@@ -355,7 +356,9 @@ def select(results: dict[str, CandidateResult], z: float, rollout_share: float) 
             f"per user (lower bound {chosen.lower_bound(z):.3f} at z={z:g}) on {chosen.value.n} out-of-fold exposures"
         )
         return Selection("published", chosen.name, leader.name, message, results)
-    positive = [r for r in by_bound if r.name != "none" and r.value.estimate > 0 and r.ips.estimate > 0]
+    # the rollout candidate: the best bound among those whose DR estimate is at least one standard error
+    # above 0 and whose IPS estimate agrees in sign (a dozen candidates: one at +0.5 se is noise)
+    positive = [r for r in by_bound if r.name != "none" and r.value.estimate > ROLLOUT_Z * r.value.stderr and r.ips.estimate > 0]
     if positive and rollout_share > 0:
         best = positive[0]
         message = (

@@ -95,12 +95,14 @@ def test_the_rule_prefers_the_simpler_candidate_within_one_standard_error():
 
 
 def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_sends_nothing():
-    terms = np.r_[np.full(50, 3.0), np.full(50, -2.8)]  # mean +0.1, stderr ~0.29: positive, not conclusive
-    results = {"none": _result("none", 0.0, 0.0, np.zeros(100)), "policy_tree": _result("policy_tree", 0.1, 0.29, terms)}
+    terms = np.r_[np.full(50, 3.0), np.full(50, -2.2)]  # mean +0.4, stderr ~0.26: over one se, under 1.645
+    results = {"none": _result("none", 0.0, 0.0, np.zeros(100)), "policy_tree": _result("policy_tree", 0.4, 0.26, terms)}
     rollout = select(results, z=1.645, rollout_share=0.2)
     assert (rollout.status, rollout.chosen, rollout.rollout_share) == ("rollout", "policy_tree", 0.2)
     assert select(results, z=1.645, rollout_share=0.0).status == "none"
-    results["policy_tree"] = _result("policy_tree", 0.1, 0.29, terms, ips=-0.05)  # IPS disagrees: nothing
+    results["policy_tree"] = _result("policy_tree", 0.4, 0.26, terms, ips=-0.05)  # IPS disagrees: nothing
+    assert select(results, z=1.645, rollout_share=0.2).status == "none"
+    results["policy_tree"] = _result("policy_tree", 0.1, 0.26, terms - 0.3)  # positive but under one se: noise
     assert select(results, z=1.645, rollout_share=0.2).status == "none"
     results["policy_tree"] = _result("policy_tree", -0.4, 0.2, terms - 0.5)
     nothing = select(results, z=1.645, rollout_share=0.2)
