@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def resolve(params: Mapping[str, Any] | None) -> Settings:
     """Environment settings with the run's non-empty params applied on top."""
     known = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-    return Settings.from_env(overrides=known)
+    return Settings.from_env(overrides=known).validate()
 
 
 def _date(run_date: str | date) -> date:
