@@ -59,6 +59,9 @@ def print_summary(run_date: date) -> int:
     print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
+    for flag in s.get("fairness_flags", []):
+        print(f"fairness flag:   {flag}")
+    print(f"campaign report: {s.get('report')}")
     print(f"run summary:     {path}")
     return 0
 

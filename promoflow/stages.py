@@ -121,11 +121,17 @@ def publish(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
 
 def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict:
     """The night's summary (users, assignments per promo, budget used, where the outputs are) as JSON."""
+    from promoflow.report import write_report
+
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    summary.update(write_report(settings, _date(run_date), summary))
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str))
     log.info("run summary: %s", json.dumps(summary, default=str))
+    for flag in summary["fairness_flags"]:
+        log.warning("fairness audit: %s (more than %gx apart; a warning, not a failure)", flag, settings.fairness_max_ratio)
+    log.info("campaign report: %s", summary["report"])
     return summary
