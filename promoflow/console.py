@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
     password, generated = admin_password(home)
     procs, url = start(args.port, home / "logs" / "console", args.parallelism)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops Airflow like Ctrl-C
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or `kill PID` (also when started in the background)
+        signal.signal(signum, _interrupt)
     print(f"\nAirflow is up: {url}  (DAGs promo_nightly, promo_feedback; data {settings.data_dir})")
     print(f"login: {ADMIN} / {password}" if generated else f"login: {ADMIN}, password in {home / 'simple_auth_manager_passwords.json.generated'}")
     print(f"process logs: {home / 'logs' / 'console'}/   Ctrl-C stops Airflow.", flush=True)

@@ -173,7 +173,7 @@ def links(settings: Settings, model_version: str | None) -> dict[str, str]:
     data = Path(settings.data_dir)
     out = {
         "GX Data Docs": (data / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").as_uri(),
-        "dbt docs (make docs)": (data / "dbt_docs" / "index.html").as_uri(),
+        "dbt docs (make docs)": (data / "dbt_docs" / "static_index.html").as_uri(),
     }
     if model_version:
         card = storage.join(settings.model_store_uri, MODEL_NAME, model_version, "model_card.md")

@@ -80,6 +80,8 @@ def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str
 
     if layer == "feedback":
         return build(resolve(params), _date(run_date), select=FEEDBACK_SELECT)
+    if layer == "report":
+        return build(resolve(params), _date(run_date), select=REPORT_SELECT)
     if layer is not None and layer not in LAYERS:
         raise ValueError(f"dbt layer {layer!r} is not one of {', '.join(LAYERS)}; pass one of those or None for all")
     return build(resolve(params), _date(run_date), select=layer)
@@ -87,6 +89,8 @@ def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str
 
 # promo_feedback: the attribution facts, the models they read, and their tests.
 FEEDBACK_SELECT = "+fct_promo_outcomes +promo_performance"
+# summarise, after publish: the published rows restaged and the fairness audit over them.
+REPORT_SELECT = "stg_promo_assignments fairness_audit"
 
 
 def feedback_summary(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -126,6 +130,8 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    # the fairness audit with tonight's published rows in it (dbt_marts ran before publish)
+    dbt_build(run_date, params, layer="report")
     summary.update(write_report(settings, _date(run_date), summary))
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
