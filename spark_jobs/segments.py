@@ -43,12 +43,11 @@ def segment_features(user_features: DataFrame) -> DataFrame:
 
 
 def fit_segments(features: DataFrame, k: int = SEGMENTS, seed: int = SEED):
-    """Standardise ``FEATURES`` and fit KMeans; returns (fitted pipeline, centroids in original units, k x features)."""
+    """Standardise ``FEATURES`` and fit KMeans (2 <= k <= distinct rows); returns (pipeline, centroids in original units)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
-    k = max(2, min(k, features.count()))  # MLlib's KMeans needs k >= 2; build_segments handles a lone user
     pipeline = Pipeline(
         stages=[
             VectorAssembler(inputCols=FEATURES, outputCol="_raw"),
@@ -106,7 +105,9 @@ def segment_names(centroids: np.ndarray, medians: Sequence[float]) -> list[str]:
 def build_segments(user_features: DataFrame, previous: dict | None, k: int = SEGMENTS, seed: int = SEED) -> tuple[DataFrame, dict]:
     """Tonight's (user_id, segment_id, segment) and the centroid state the next night matches against."""
     features = segment_features(user_features).cache()
-    if features.count() < 2:  # nothing to cluster: one segment
+    distinct = features.select(*FEATURES).distinct().count()  # MLlib's KMeans fails asking for more clusters than points
+    k = min(k, distinct)
+    if distinct < 2:  # nothing to cluster: one segment
         names = segment_names(np.array([[row[f] for f in FEATURES] for row in features.collect()] or [[0.0] * len(FEATURES)]), [0.0] * len(FEATURES))
         assigned = features.select("user_id", F.lit(0).alias("segment_id"), F.lit(names[0]).alias("segment"))
         return assigned, {"features": FEATURES, "centroids": (previous or {}).get("centroids", []), "names": {"0": names[0]}}
