@@ -83,24 +83,59 @@ def _wait_for(url: str, timeout_s: float, procs: list[subprocess.Popen]) -> None
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
-def stop(procs: list[subprocess.Popen], grace_s: float = 20) -> None:
-    """SIGTERM each process group, then SIGKILL what is left after ``grace_s``."""
-    for proc in procs:
-        if proc.poll() is None:
+def _process_table() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, session id) of every live process (Linux /proc)."""
+    table = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        table.append((int(stat.parent.name), int(fields[1]), int(fields[3])))
+    return table
+
+
+def _sessions_of(roots: set[int]) -> set[int]:
+    """The session ids of ``roots`` and all their descendants: task processes start sessions of their own."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _ in table:
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo += children.get(pid, [])
+    return {sid for pid, _, sid in table if pid in tree}
+
+
+def _signal_sessions(sessions: set[int], signum: int) -> int:
+    """Send ``signum`` to every process of ``sessions`` (never this one); return how many were alive."""
+    alive = 0
+    for pid, _, sid in _process_table():
+        if sid in sessions and pid != os.getpid():
+            alive += 1
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+    return alive
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = 30) -> None:
+    """SIGTERM every process the console started, their task processes and Spark JVMs; SIGKILL what outlives ``grace_s``."""
+    sessions = _sessions_of({p.pid for p in procs if p.poll() is None})
+    _signal_sessions(sessions, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        for proc in procs:
+            proc.poll()  # reap
+        if not _signal_sessions(sessions, 0):
+            break
+        time.sleep(1)
+    _signal_sessions(sessions, signal.SIGKILL)
     for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # the group: the LocalExecutor's workers and the api-server's children
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 

@@ -32,3 +32,16 @@ def test_bad_settings_stop_make_airflow_before_anything_starts(monkeypatch, caps
     monkeypatch.setattr(console, "start", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
     assert console.main(["--port", "18081"]) == 2
     assert "holdout_share" in capsys.readouterr().err
+
+
+def test_stop_ends_grandchildren_in_sessions_of_their_own():
+    import subprocess
+    import time
+
+    # like a task process that starts its own session and a Spark JVM under it
+    proc = subprocess.Popen(["bash", "-c", "setsid sleep 300 & sleep 300"], start_new_session=True)
+    time.sleep(1)
+    sessions = console._sessions_of({proc.pid})
+    assert len(sessions) == 2
+    console.stop([proc], grace_s=10)
+    assert [p for p in console._process_table() if p[2] in sessions] == []

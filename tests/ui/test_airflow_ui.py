@@ -184,6 +184,8 @@ def test_backfill_from_the_trigger_form_runs_the_nights_in_date_order_and_report
                 page.keyboard.press("Escape")
             dialog.locator("input[name=max_active_runs]").fill("1")
             dialog.locator("input[name=element_budget]").fill(str(BUDGET))
+            # Airflow 3.3's backfill form sends the run parameters only with this box ticked
+            dialog.get_by_text("Override parameters on existing runs").click()
             expect(dialog.get_by_text("2 runs will be triggered")).to_be_visible(timeout=60_000)
             page.screenshot(path=shots / "trigger_form.png", full_page=True)
             dialog.get_by_role("button", name="Run Backfill").click()
