@@ -29,7 +29,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender
+.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -37,6 +37,8 @@ help:
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
+	@echo "make airflow [AIRFLOW_PORT=8080]   the Airflow UI (api-server, scheduler, dag-processor); Ctrl-C stops it"
+	@echo "make docs            dbt docs (catalog + manifest) into data/dbt_docs/"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -68,6 +70,19 @@ run: install airflow-db
 
 summary: install
 	$(PY) -m promoflow.cli summary --date $(DATE)
+
+# The Airflow UI with the DAGs and the same settings as `make run`; tasks retry as under any scheduler.
+AIRFLOW_PORT ?= 8080
+AIRFLOW_TASK_RETRIES ?= 2
+airflow: install airflow-db
+	PROMO_TASK_RETRIES=$(AIRFLOW_TASK_RETRIES) $(PY) -m promoflow.console --port $(AIRFLOW_PORT)
+
+docs: install
+	$(PY) -m promoflow.transform docs
+
+# Debian's chromium for the Playwright browser test (no browser download: Playwright drives it via executable_path).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q

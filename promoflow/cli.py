@@ -22,6 +22,15 @@ def _airflow() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
+def check_settings(conf: dict) -> str | None:
+    """Why the environment's settings with ``conf`` on top cannot run (unknown param, value out of bounds), or None."""
+    try:
+        Settings.from_env(overrides=conf).validate()
+    except (KeyError, ValueError) as error:
+        return str(error).strip("'\"")
+    return None
+
+
 def run_night(run_date: date, conf: dict) -> int:
     cmd = [_airflow(), "dags", "test", "promo_nightly", run_date.isoformat()]
     if conf:
@@ -51,6 +60,9 @@ def print_summary(run_date: date) -> int:
     print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
+    for flag in s.get("fairness_flags", []):
+        print(f"fairness flag:   {flag}")
+    print(f"campaign report: {s.get('report')}")
     print(f"run summary:     {path}")
     return 0
 
@@ -65,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--date", required=True, type=date.fromisoformat)
     args = parser.parse_args(argv)
     if args.command == "run":
-        code = run_night(args.date, json.loads(args.conf) if args.conf else {})
+        conf = json.loads(args.conf) if args.conf else {}
+        if problem := check_settings(conf):
+            print(f"promo_nightly {args.date} not started: {problem}", file=sys.stderr)
+            return 2
+        code = run_night(args.date, conf)
         if code != 0:
             print(f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
                   "Published assignments of earlier nights are untouched.", file=sys.stderr)

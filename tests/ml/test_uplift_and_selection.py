@@ -68,6 +68,9 @@ def test_policy_value_is_zero_for_none_and_recovers_a_known_effect():
     assert qini["promo_a"]["qini"] > 0
     reversed_qini = qini_by_arm(np.where(high, -1.0, 0.0)[:, None] * np.eye(len(arms))[a][None, :], logged)
     assert reversed_qini["promo_a"]["qini"] < 0
+    # the report's curve: 21 points up to every row, above its random line where the ranking is good
+    curve, share = np.array(qini["promo_a"]["curve"]), np.array(qini["promo_a"]["curve_share"])
+    assert len(curve) == 21 and share[-1] == 1.0 and (curve - share * curve[-1]).mean() > 0
 
 
 def test_greedy_policy_needs_a_positive_score():
