@@ -10,12 +10,13 @@
    reaches its own prediction), with its standard error; ``none`` is exactly 0. IPS (no reward
    model) is reported beside it.
 3. The rule, fixed before any result is seen (:func:`select`): the **leader** is the candidate
-   with the highest lower confidence bound ``value - z x stderr``. A simpler candidate whose
+   with the highest lower confidence bound ``value - z x stderr`` (the smaller of the DR and the
+   IPS bound). A simpler candidate whose
    own bound is above 0 and whose value is within one standard error of the paired difference
    of the leader's replaces it (the one-standard-error rule, simplest first). The winner is
    published when its bound is above 0. When no candidate's bound is, the candidate with the
-   best bound among those whose DR estimate is at least ``ROLLOUT_Z`` standard errors above 0
-   and whose IPS estimate is positive goes out as a **staged rollout** — that candidate for a random share of users, the fallback
+   best bound among those whose DR and IPS estimates are both at least ``ROLLOUT_Z`` standard
+   errors above 0 goes out as a **staged rollout** — that candidate for a random share of users, the fallback
    (`none`) for the rest, both logged with exact propensities — so that the next nights'
    matured exposures decide. Otherwise nothing is sent.
 4. The winner (and the shared models) are refitted on every row; the cost model's per-arm
@@ -315,7 +316,9 @@ class CandidateResult:
     description: str = ""
 
     def lower_bound(self, z: float) -> float:
-        return 0.0 if self.name == "none" else self.value.lower_bound(z)
+        """The smaller of the DR and the IPS bound: the two estimate the same value, and where the
+        reward model's direct term misleads (a few thousand noisy rows per arm) they disagree."""
+        return 0.0 if self.name == "none" else min(self.value.lower_bound(z), self.ips.lower_bound(z))
 
     def as_dict(self, z: float) -> dict:
         return {
@@ -356,9 +359,9 @@ def select(results: dict[str, CandidateResult], z: float, rollout_share: float) 
             f"per user (lower bound {chosen.lower_bound(z):.3f} at z={z:g}) on {chosen.value.n} out-of-fold exposures"
         )
         return Selection("published", chosen.name, leader.name, message, results)
-    # the rollout candidate: the best bound among those whose DR estimate is at least one standard error
-    # above 0 and whose IPS estimate agrees in sign (a dozen candidates: one at +0.5 se is noise)
-    positive = [r for r in by_bound if r.name != "none" and r.value.estimate > ROLLOUT_Z * r.value.stderr and r.ips.estimate > 0]
+    # the rollout candidate: the best bound among those whose DR and IPS estimates are both at least
+    # ROLLOUT_Z standard errors above 0 (a dozen candidates: one at +0.5 se is noise)
+    positive = [r for r in by_bound if r.name != "none" and r.lower_bound(ROLLOUT_Z) > 0]
     if positive and rollout_share > 0:
         best = positive[0]
         message = (

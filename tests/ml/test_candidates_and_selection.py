@@ -100,7 +100,7 @@ def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_
     rollout = select(results, z=1.645, rollout_share=0.2)
     assert (rollout.status, rollout.chosen, rollout.rollout_share) == ("rollout", "policy_tree", 0.2)
     assert select(results, z=1.645, rollout_share=0.0).status == "none"
-    results["policy_tree"] = _result("policy_tree", 0.4, 0.26, terms, ips=-0.05)  # IPS disagrees: nothing
+    results["policy_tree"] = _result("policy_tree", 0.4, 0.26, terms, ips=0.1)  # IPS under one se: nothing
     assert select(results, z=1.645, rollout_share=0.2).status == "none"
     results["policy_tree"] = _result("policy_tree", 0.1, 0.26, terms - 0.3)  # positive but under one se: noise
     assert select(results, z=1.645, rollout_share=0.2).status == "none"
