@@ -20,7 +20,7 @@ def test_clean_landing_ingests_every_partition_and_keys_users(tmp_path, settings
     summary = ingest(settings, lf.RUN_DATE)
     assert summary["events"] == {
         "partitions": 2, "partitions_ingested": 2, "rows_in": 8, "rows_clean": 8, "rows_quarantined": 0, "reasons": {},
-        "ingested": ["dt=2026-10-01", "dt=2026-10-02"],
+        "ingested": ["dt=2026-10-01", "dt=2026-10-02"], "redelivered": [], "late": [],
     }
     users = pq.read_table(f"{settings.lake_dir}/clean/users/users.parquet")
     assert users.column("user_key").to_pylist()[0] == user_key("u1", "test-secret")
