@@ -369,7 +369,7 @@ def _manifest_path(settings: Settings, table: str, partition: str) -> Path:
 
 def landing_partitions(settings: Settings, table: str, before: date) -> list[date]:
     """``dt=`` partitions of a landing table strictly before ``before`` (never the run date or later)."""
-    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url, settings)
     days = []
     for name in store.list_dirs(storage.join(settings.raw_uri, table)):
         if not name.startswith("dt="):
@@ -402,7 +402,7 @@ def _check_partition(
     settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, day: date | None, scratch: Path,
 ) -> PartitionReport | _CheckedPartition:
     """Check one partition; an unchanged, already ingested partition returns its stored report."""
-    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url, settings)
     partition = f"dt={day.isoformat()}" if day else "snapshot"
     folder = storage.join(settings.raw_uri, table.name, partition if day else "")
     files = store.list_files(folder)
