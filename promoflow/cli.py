@@ -96,6 +96,10 @@ def print_summary(run_date: date) -> int:
     print(f"budget used:     {s['budget_used']:.2f} of {s['budget']:.2f}")
     print(f"expected incremental margin: {s['expected_incremental_margin']:.2f}")
     print(f"quarantined rows: {s['quarantined_rows'] or 'none'}")
+    if s.get("late_partitions"):
+        print(f"late partitions (landed after their night, ingested tonight): {s['late_partitions']}")
+    if s.get("dropped_users_with_live_offer"):
+        print(f"users dropped by the users snapshot while holding a live offer: {s['dropped_users_with_live_offer']}")
     print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
     assign = s.get("assign") or {}
     print(f"off-policy gate: {'passed' if assign.get('gate_passed') else 'FELL BACK'}: {assign.get('gate')}")

@@ -123,7 +123,12 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     """The night's summary (users, assignments per promo, budget used, where the outputs are) as JSON."""
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
-    summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    late = {t: s["late"] for t, s in parts["ingest"].items() if s.get("late")}  # landed after their night ran
+    summary = {
+        **parts["publish"], "quarantined_rows": quarantined, "late_partitions": late,
+        "dropped_users_with_live_offer": parts["ingest"].get("users", {}).get("dropped_users_with_live_offer", 0),
+        "model": parts["train"], "assign": parts["assign"],
+    }
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str))

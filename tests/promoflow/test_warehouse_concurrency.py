@@ -23,7 +23,7 @@ import pytest
 from promoflow.decisions import staged_assignments_path
 from promoflow.publish import export_uri, publish
 from promoflow.settings import Settings
-from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS, RAW_SCHEMA, Warehouse, WarehouseUnavailableError
+from promoflow.warehouse import RAW_SCHEMA, Warehouse, WarehouseUnavailableError
 
 ADMIN_URL = os.environ.get("PROMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_DATE = date(2026, 10, 31)
