@@ -23,18 +23,22 @@ DEMO_USERS ?= 5000
 DEMO_DAYS ?= 30
 DEMO_START ?= 2026-10-01
 DEMO_SEED ?= 7
+DEMO_ITEM_SHAPE ?= category
 DEMO_RUN_DATE := $(shell $(PYTHON_BOOTSTRAP) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_DAYS)))" 2>/dev/null)
 DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db clean bench-materialize evaluate validate-ope bench-features bench-assign
+.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run the test suite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
+	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
+	@echo "make airflow [AIRFLOW_PORT=8080]   the Airflow UI (api-server, scheduler, dag-processor); Ctrl-C stops it"
+	@echo "make docs            dbt docs (catalog + manifest) into data/dbt_docs/"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -52,7 +56,7 @@ airflow-db: $(AIRFLOW_HOME)/airflow.db
 
 demo-data: install
 	$(PY) -m promoflow.demo_data --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
-		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED)
+		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED) --item-shape $(DEMO_ITEM_SHAPE)
 
 demo: demo-data
 	@start=$$(date +%s); \
@@ -67,16 +71,35 @@ run: install airflow-db
 summary: install
 	$(PY) -m promoflow.cli summary --date $(DATE)
 
+# The Airflow UI with the DAGs and the same settings as `make run`; tasks retry as under any scheduler.
+AIRFLOW_PORT ?= 8080
+AIRFLOW_TASK_RETRIES ?= 2
+airflow: install airflow-db
+	PROMO_TASK_RETRIES=$(AIRFLOW_TASK_RETRIES) $(PY) -m promoflow.console --port $(AIRFLOW_PORT)
+
+docs: install
+	$(PY) -m promoflow.transform docs
+
+# Debian's chromium for the Playwright browser test (no browser download: Playwright drives it via executable_path).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # Decision quality on the demo generator's ground truth, on seeds make demo never uses.
 EVAL_SEEDS ?= 101 202
 EVAL_SHAPES ?= latent observable
-EVAL_USERS ?= 5000
-EVAL_DAYS ?= 30
+EVAL_USERS ?= 20000
+EVAL_DAYS ?= 60
+EVAL_ITEM_SHAPE ?= category
 evaluate: install airflow-db
-	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS)
+	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE)
+
+# The nightly candidate-and-selection code on Hillstrom's randomised e-mail experiment (docs/decisions.md).
+VALIDATE_SPLITS ?= 20
+validate-uplift: install
+	$(PY) tests/benchmarks/validate_uplift_hillstrom.py --splits $(VALIDATE_SPLITS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install
@@ -85,6 +108,10 @@ bench-materialize: install
 # Off-policy estimators against the Open Bandit Dataset sample (docs/off_policy_evaluation.md).
 validate-ope: install
 	$(PY) tests/benchmarks/validate_ope_obd.py
+
+# The two-tower recommender trained on the OBD sample's BTS clicks, its top item valued by IPS on the random log (docs/recommender.md).
+validate-recommender: install
+	$(PY) tests/benchmarks/recommender_obd.py
 
 # Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
 bench-features: install

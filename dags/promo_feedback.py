@@ -30,8 +30,8 @@ from airflow.sdk import Param, dag, task
 from promoflow.settings import RUN_PARAMS
 
 SETTINGS_PARAMS = {
-    name: Param(None, type=types, description=text)
-    for name, (types, text) in RUN_PARAMS.items()
+    name: Param(None, **schema)
+    for name, schema in RUN_PARAMS.items()
     if name in ("raw_uri", "warehouse_url", "lake_dir")
 }
 
@@ -45,7 +45,7 @@ SETTINGS_PARAMS = {
     tags=["promoflow", "feedback"],
     params=SETTINGS_PARAMS,
     doc_md=__doc__,
-    default_args={"retries": int(os.environ.get("PROMO_TASK_RETRIES", "2")), "retry_delay": timedelta(minutes=5)},
+    default_args={"owner": "data-engineering", "retries": int(os.environ.get("PROMO_TASK_RETRIES", "2")), "retry_delay": timedelta(minutes=5)},
 )
 def promo_feedback():
     @task

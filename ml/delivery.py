@@ -242,6 +242,7 @@ def delivery_columns(
     gate_message: str | None,
     holdout_share: float,
     holdout_campaign: str,
+    featured_item_ids: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """The night's delivery columns, one row per user (positional, like every input).
 
@@ -250,7 +251,9 @@ def delivery_columns(
     text per user ("" without a model); ``language``: "en" / "zh"; ``features``: columns
     ``preferred_hour``, ``top_category`` and any ``channel_engagement_<channel>_90d``;
     ``promos``: the promotions catalogue; ``top_by_category`` / ``top_overall``: featured item
-    ids, comma-separated; ``gate_passed``: False without a model.
+    ids, comma-separated; ``gate_passed``: False without a model; ``featured_item_ids``: per
+    user, the recommender's comma-separated items when it is tonight's source (a missing
+    value falls back to the category rule above).
 
     Returns columns ``channel``, ``message``, ``featured_item_ids`` (None without an offer),
     ``reason`` and ``send_hour``: what :func:`choose_channel`, :func:`render_message`,
@@ -299,6 +302,9 @@ def delivery_columns(
         own_items = np.array([top_by_category.get(c, top_overall) if c else None for c in categories], dtype=object)
         user_items = features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
         items = np.where(user_items_first[promo_codes], user_items, own_items[promo_codes])
+        if featured_item_ids is not None:
+            recommended = np.asarray(featured_item_ids, dtype=object)[offers]
+            items = np.where(pd.notna(recommended) & (recommended != ""), recommended, items)
         item_codes, item_values = pd.factorize(items, use_na_sentinel=False)
         featured[offers] = np.array([v or None for v in item_values] + [None], dtype=object)[item_codes]
 

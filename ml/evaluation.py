@@ -24,6 +24,7 @@ from ml.off_policy import PolicyValueEstimate
 from ml.uplift import LoggedOutcomes
 
 MAX_WEIGHT = 50.0  # importance-weight clip of the DR correction terms
+QINI_CURVE_POINTS = 21
 
 
 def incremental_policy_value(
@@ -98,10 +99,14 @@ def qini_by_arm(uplift_score: np.ndarray, logged: LoggedOutcomes) -> dict[str, d
         mean_c = np.divide(cum_c_y, cum_c_w, out=np.zeros_like(cum_c_y), where=cum_c_w > 0)
         curve = k_rows * (mean_t - mean_c)
         random_line = k_rows / len(rows) * curve[-1]
+        points = np.unique(np.linspace(0, len(rows) - 1, QINI_CURVE_POINTS).round().astype(np.int64))
         out[arm] = {
             "rows": int(len(rows)),
             "qini": float((curve - random_line).mean() / len(rows)),
             "auuc": float(curve.mean() / len(rows)),
+            # the curve at QINI_CURVE_POINTS shares of rows targeted (per row, like the coefficients), for plots
+            "curve_share": [float((k + 1) / len(rows)) for k in points],
+            "curve": [float(curve[k] / len(rows)) for k in points],
         }
     return out
 

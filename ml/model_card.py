@@ -88,8 +88,17 @@ def _recommender_section(m: dict) -> list[str]:
         if factorized:
             lines += ["", "tfrs FactorizedTopK over the whole corpus, per held-out (user, item) pair "
                       f"({_fmt(m.get('n_holdout_pairs'))} pairs): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in factorized)]
+        versus = m.get("versus_category_popularity") or {}
+        if versus:
+            lines += ["", "Two-tower - top-category popularity, paired over the same users (mean ± standard error): " + ", ".join(
+                f"recall@{k} {versus[f'recall_at_{k}_difference']:+.4f} ± {_fmt(versus.get(f'recall_at_{k}_difference_stderr'))}"
+                for k in (10, 50) if f"recall_at_{k}_difference" in versus
+            )]
     else:
         lines.append("No offline evaluation (no held-out day, or no positive interactions on it).")
+    selection = m.get("selection") or {}
+    if selection:
+        lines += ["", f"**Featured items source: {_fmt(selection.get('source'))}** — {_fmt(selection.get('reason'))}."]
     lines.append("")
     lines += _table(
         [

@@ -317,6 +317,7 @@ def explore(
     reserve_budget: float,
     holdout_share: float,
     salt: str,
+    policy_probabilities: np.ndarray | None = None,
 ) -> Exploration:
     """Epsilon-greedy exploration with exact propensities and a hard cost reserve.
 
@@ -331,6 +332,9 @@ def explore(
 
     with h the holdout share (the holdout is itself a salted hash draw). Arms outside E_i
     have probability 0 from exploration: off-policy estimates cannot see them there.
+    ``policy_probabilities`` [n, arms], when the non-exploring policy is itself random (a staged
+    rollout: the candidate's arm for a random share, ``none`` for the rest), replaces the one-hot
+    ``1[a = greedy]`` in that formula; ``greedy_arm`` is then the arm that policy drew.
     """
     greedy_arm = np.asarray(greedy_arm, dtype=np.int64)
     is_holdout = np.asarray(is_holdout, dtype=bool)
@@ -362,7 +366,10 @@ def explore(
     recorded = np.where(is_holdout, none_index, explored_arm)
     rows = np.arange(n)
     probabilities = np.zeros((n, n_arms))
-    probabilities[rows, greedy_arm] += (1.0 - holdout_share) * (1.0 - q)
+    if policy_probabilities is None:
+        probabilities[rows, greedy_arm] += (1.0 - holdout_share) * (1.0 - q)
+    else:
+        probabilities += (1.0 - holdout_share) * (1.0 - q) * np.asarray(policy_probabilities, dtype=np.float64)
     probabilities += (1.0 - holdout_share) * q * allowed / n_allowed[:, None]
     probabilities[:, none_index] += holdout_share
     return Exploration(recorded.astype(np.int64), probabilities[rows, recorded], explorers, probabilities, cap)

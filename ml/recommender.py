@@ -107,6 +107,12 @@ SEQUENCE_SEPARATOR = ","
 # is that type. Views dominate the volume; purchases say most about what to feature.
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 1.5, "add_to_cart": 2.0, "purchase": 3.0}
 RECALL_KS = (10, 50)
+# Nightly choice of the featured items' source (choose_featured_source): the recommender
+# replaces the category rule only when its held-out recall@10 is higher by at least this
+# many standard errors of the paired per-user difference.
+SELECTION_METRIC = "recall_at_10"
+SELECTION_MIN_Z = 1.0
+FEATURED_SOURCES = ("recommender", "category_rule")
 _ITEM_KEY_COLUMNS = {"item_id", "category", "as_of", "brand"}
 _USER_KEY_COLUMNS = {"user_id", "as_of", "event_timestamp"}
 
@@ -396,7 +402,15 @@ class TwoTowerModel(tfrs.Model):
         self.user_tower = user_tower
         self.item_tower = item_tower
         self._item_log_probability = None if item_log_probability is None else tf.constant(np.asarray(item_log_probability, np.float32))
-        self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        # The task in float32 under mixed precision: a mixed_float16 layer casts its first
+        # input (the query embeddings) to float16, and the score matmul then meets float32
+        # candidates; scores and the softmax loss belong in float32 anyway.
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         user_embeddings = self.user_tower({"numeric": features["numeric"], "sequence": features["sequence"]}, training=training)
@@ -577,6 +591,50 @@ def recall_metrics(recommended: Sequence[Sequence[str]], held_out: Sequence[set[
         out[f"recall_at_{k}"] = float(np.mean(recalls)) if recalls else float("nan")
         out[f"hit_rate_at_{k}"] = float(np.mean(hits)) if hits else float("nan")
     return out
+
+
+def per_user_recall(recommended: Sequence[Sequence[str]], held_out: Sequence[set[str]], k: int) -> np.ndarray:
+    """|top-k ∩ held-out| / |held-out| per user (the terms whose mean is recall_at_k)."""
+    return np.array([len(set(items[:k]) & truth) / len(truth) for items, truth in zip(recommended, held_out)], dtype=np.float64)
+
+
+def paired_recall_difference(
+    recommended: Sequence[Sequence[str]], baseline: Sequence[Sequence[str]], held_out: Sequence[set[str]], ks: Sequence[int] = RECALL_KS
+) -> dict[str, float]:
+    """Mean per-user recall@k difference (model - baseline) and its standard error, per k."""
+    out: dict[str, float] = {}
+    for k in ks:
+        difference = per_user_recall(recommended, held_out, k) - per_user_recall(baseline, held_out, k)
+        out[f"recall_at_{k}_difference"] = float(difference.mean()) if len(difference) else float("nan")
+        out[f"recall_at_{k}_difference_stderr"] = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else float("nan")
+    return out
+
+
+def choose_featured_source(metrics: dict, min_z: float = SELECTION_MIN_Z) -> dict[str, Any]:
+    """The night's source of ``featured_item_ids``: ``recommender`` when its held-out
+    ``SELECTION_METRIC`` beats the category rule (top-category popularity, what
+    ``promoflow.decisions._top_items`` features) by ``min_z`` paired standard errors, else
+    ``category_rule``. Returns the source, the figures it was decided on and a reason."""
+    versus = metrics.get("versus_category_popularity") or {}
+    difference = versus.get(f"{SELECTION_METRIC}_difference")
+    stderr = versus.get(f"{SELECTION_METRIC}_difference_stderr")
+    decided = {
+        "metric": SELECTION_METRIC,
+        "recommender": (metrics.get("model") or {}).get(SELECTION_METRIC),
+        "category_rule": (metrics.get("category_popularity") or {}).get(SELECTION_METRIC),
+        "popularity": (metrics.get("popularity") or {}).get(SELECTION_METRIC),
+        "difference": difference,
+        "difference_stderr": stderr,
+        "min_z": min_z,
+        "n_users_evaluated": metrics.get("n_users_evaluated", 0),
+    }
+    if difference is None or stderr is None or not np.isfinite(difference) or not np.isfinite(stderr):
+        return {**decided, "source": "category_rule", "reason": "no held-out evaluation (too few users with held-out items): the category rule stays"}
+    z = difference / stderr if stderr > 0 else (np.inf if difference > 0 else -np.inf)
+    decided["z"] = float(z)
+    if difference > 0 and z >= min_z:
+        return {**decided, "source": "recommender", "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} beats the category rule's {decided['category_rule']:.3f} by {z:.1f} se"}
+    return {**decided, "source": "category_rule", "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} vs the category rule's {decided['category_rule']:.3f} ({z:+.1f} se, needs +{min_z:g}): the rule stays"}
 
 
 def popularity_ranking(pairs: pd.DataFrame) -> list[str]:
@@ -798,7 +856,8 @@ def _evaluate_holdout(
     model_recall = recall_metrics(recommended, held_sets)
     popularity_recall = recall_metrics([popular] * len(users), held_sets)
     item_categories = dict(zip(model.item_ids, model.item_categories))
-    category_popularity_recall = recall_metrics(category_popularity_rankings(pairs, users, item_categories, k_max), held_sets)
+    category_ranked = category_popularity_rankings(pairs, users, item_categories, k_max)
+    category_popularity_recall = recall_metrics(category_ranked, held_sets)
 
     # tfrs FactorizedTopK over the whole corpus, per held-out (user, item) pair.
     pair_rows = held.drop_duplicates(["user_id", "item_id"])
@@ -808,9 +867,10 @@ def _evaluate_holdout(
         position = {u: i for i, u in enumerate(users)}
         rows = pair_rows["user_id"].map(position).to_numpy()
         with strategy.scope():
-            index = tfrs.layers.factorized_top_k.BruteForce(k=k_max)
+            ks = [k for k in RECALL_KS if k <= len(model.item_ids)] or [len(model.item_ids)]  # a corpus smaller than K
+            index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
             index.index(tf.constant(model.item_embeddings), tf.range(len(model.item_ids), dtype=tf.int32))
-            two_tower.task.factorized_metrics = [tfrs.metrics.FactorizedTopK(candidates=index, ks=list(RECALL_KS))]
+            two_tower.task.factorized_metrics = [tfrs.metrics.FactorizedTopK(candidates=index, ks=ks)]
             two_tower.compile(optimizer=two_tower.optimizer)  # re-collect the task's metrics
         holdout_inputs = {
             "numeric": numeric[rows],
@@ -818,7 +878,7 @@ def _evaluate_holdout(
             "item_index": pair_rows["item_id"].map(item_index).to_numpy(np.int32),
         }
         results = two_tower.evaluate(_dataset(holdout_inputs, config.batch_size, 0, shuffle=False), return_dict=True, verbose=0)
-        factorized = {f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in RECALL_KS}
+        factorized = {f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in ks}
         factorized["n_holdout_pairs"] = int(len(pair_rows))
 
     return {
@@ -828,6 +888,7 @@ def _evaluate_holdout(
         "model": model_recall,
         "popularity": popularity_recall,
         "category_popularity": category_popularity_recall,
+        "versus_category_popularity": paired_recall_difference(recommended, category_ranked, held_sets),
         **factorized,
     }
 

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ml  # noqa: F401
     from ml.model_card import write_model_card
-    from ml.recommender import last_item_sequences, train_recommender
+    from ml.recommender import choose_featured_source, last_item_sequences, train_recommender
 
     raw = load_raw(args.raw_dir, args.as_of)
     holdout_day = args.as_of - dt.timedelta(days=1)
@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, seed in enumerate(args.seeds):
         _, metrics = train_recommender(interactions, user_features, sequences, item_features, args.as_of, seed=seed, epochs=args.epochs)
         results.append(metrics)
+        metrics["selection"] = choose_featured_source(metrics)
         if i == 0 and args.card:
             write_model_card(args.card, metrics)
         print(json.dumps({"seed": seed, "model": metrics.get("model"), "popularity": metrics.get("popularity"), "category_popularity": metrics.get("category_popularity"),
+                          "versus_category_popularity": metrics.get("versus_category_popularity"), "featured_items_source": metrics["selection"]["source"],
                           "examples_per_second": metrics["examples_per_second"], "n_users_evaluated": metrics.get("n_users_evaluated"),
                           "n_training_pairs": metrics["n_training_pairs"], "factorized": {k: v for k, v in metrics.items() if k.startswith("factorized")}}), flush=True)
     return 0

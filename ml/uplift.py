@@ -275,14 +275,15 @@ def train_uplift_model(
     seed: int = 0,
     config: UpliftConfig = UpliftConfig(),
     numeric_features: Sequence[str] = NUMERIC_FEATURES,
+    categorical_features: Sequence[str] = CATEGORICAL_FEATURES,
 ) -> UpliftModel:
     """Fit on logged exposures (feature columns + promo_id, propensity, order_margin,
     discount_amount, window_days); ``window_days`` maps each catalogue arm to its valid_days."""
-    check_feature_columns(training, numeric_features, CATEGORICAL_FEATURES, what="training frame")
+    check_feature_columns(training, numeric_features, categorical_features, what="training frame")
     logged = LoggedOutcomes.from_frame(training, arms)
     arms = logged.arms
     none = arms.index(NONE_ARM)
-    levels = categorical_levels(training)
+    levels = categorical_levels(training, categorical_features)
     x, mean, scale = design_matrix(training, numeric_features, levels=levels)
     n, n_features = x.shape
     y, a, p = logged.margin_per_day, logged.arm_index, logged.propensity
@@ -322,7 +323,7 @@ def train_uplift_model(
         "kind": UpliftModel.kind,
         "arms": arms,
         "window_days": [0.0 if arm == NONE_ARM else float(window_days[arm]) for arm in arms],
-        "feature_spec": feature_spec_dict(numeric_features, CATEGORICAL_FEATURES),
+        "feature_spec": feature_spec_dict(numeric_features, categorical_features),
         "categorical_levels": levels,
         "mean": mean.tolist(),
         "scale": scale.tolist(),

@@ -69,6 +69,15 @@ def airflow_home_lock(run_date: date, home: Path | None = None) -> Iterator[Path
         os.close(fd)
 
 
+def check_settings(conf: dict) -> str | None:
+    """Why the environment's settings with ``conf`` on top cannot run (unknown param, value out of bounds), or None."""
+    try:
+        Settings.from_env(overrides=conf).validate()
+    except (KeyError, ValueError) as error:
+        return str(error).strip("'\"")
+    return None
+
+
 def run_night(run_date: date, conf: dict) -> int:
     cmd = [_airflow(), "dags", "test", "promo_nightly", run_date.isoformat()]
     if conf:
@@ -102,10 +111,14 @@ def print_summary(run_date: date) -> int:
         print(f"users dropped by the users snapshot while holding a live offer: {s['dropped_users_with_live_offer']}")
     print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
     assign = s.get("assign") or {}
-    print(f"off-policy gate: {'passed' if assign.get('gate_passed') else 'FELL BACK'}: {assign.get('gate')}")
+    print(f"policy:          {assign.get('status', 'none')} {assign.get('policy', 'none')}: {assign.get('policy_description', '')}")
+    print(f"why:             {assign.get('gate')}")
     print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
+    for flag in s.get("fairness_flags", []):
+        print(f"fairness flag:   {flag}")
+    print(f"campaign report: {s.get('report')}")
     print(f"run summary:     {path}")
     return 0
 
@@ -120,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--date", required=True, type=date.fromisoformat)
     args = parser.parse_args(argv)
     if args.command == "run":
-        code = run_night(args.date, json.loads(args.conf) if args.conf else {})
+        conf = json.loads(args.conf) if args.conf else {}
+        if problem := check_settings(conf):
+            print(f"promo_nightly {args.date} not started: {problem}", file=sys.stderr)
+            return 2
+        code = run_night(args.date, conf)
         if code not in (0, EXIT_AIRFLOW_HOME_BUSY):
             print(f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
                   "Published assignments of earlier nights are untouched.", file=sys.stderr)

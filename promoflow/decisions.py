@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
             f"""select exposure_id, user_id, promo_id, sent_ts as event_timestamp, propensity,
                        outcome_converted as converted, outcome_order_margin as order_margin,
                        outcome_discount_amount as discount_amount, outcome_days as window_days,
-                       valid_days, had_live_offer_at_send
+                       valid_days, had_live_offer_at_send, discount_amount as full_discount_amount
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
                 where is_matured and sent_ts >= ?
                 order by sent_ts, exposure_id""",
@@ -79,8 +80,44 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     joined = feature_store.historical_features(settings, outcomes)
     # Feast returns rows in its own order; training splits by time, so restore it.
     joined = joined.sort_values(["event_timestamp", "exposure_id"], kind="stable").reset_index(drop=True)
+    as_of = pd.to_datetime(joined["event_timestamp"], utc=True).dt.tz_localize(None).dt.normalize()
+    joined = normalise_window_counts(joined, as_of, _history_start(settings))
     joined.attrs.update(attrs)
     return joined
+
+
+# Count and sum features over a trailing window (the suffix says how many days): a shop's landing
+# holds only so much history, so at an early send these windows saw fewer days than they name.
+WINDOW_COUNT_PREFIXES = ("orders", "spend", "views", "carts", "sessions", "searches", "exposures", "events", "redemptions")
+
+
+def normalise_window_counts(features: pd.DataFrame, as_of, history_start: date | None) -> pd.DataFrame:
+    """Scale each trailing-window count to its full window: x W / min(W, days of history observed
+    before ``as_of``). A feature as of day 10 of a new landing saw 10 of its 30 days; the night
+    scores users with the whole window, and a model must compare like with like."""
+    if history_start is None or features.empty:
+        return features
+    as_of = pd.to_datetime(pd.Series(as_of, index=features.index))
+    observed = (as_of - pd.Timestamp(history_start)).dt.days.to_numpy(dtype=np.float64)
+    out = features.copy()
+    for column in features.columns:
+        prefix, _, window = column.rpartition("_")
+        if not (window.endswith("d") and window[:-1].isdigit() and prefix in WINDOW_COUNT_PREFIXES):
+            continue
+        days = float(window[:-1])
+        scale = days / np.clip(observed, 1.0, days)
+        out[column] = pd.to_numeric(features[column], errors="coerce") * scale
+    return out
+
+
+def _history_start(settings: Settings) -> date | None:
+    """The first day the warehouse holds events for (the landing's history)."""
+    with Warehouse(settings) as wh:
+        rows = wh.query(f"select min(event_ts) from {RAW_SCHEMA}.events")
+    first = rows[0][0] if rows else None
+    if first is None:
+        return None
+    return first.date() if hasattr(first, "date") else date.fromisoformat(str(first)[:10])
 
 
 def _data_hash(frame: pd.DataFrame) -> str:
@@ -94,33 +131,8 @@ def _catalogue(settings: Settings) -> pd.DataFrame:
         return wh.query_arrow(f"select * from {RAW_SCHEMA}.promotions order by promo_id").to_pandas()
 
 
-def _previous_policy(settings: Settings, run_date: date):
-    """The last published night's model (only if its own gate passed), else None."""
-    from ml import response_models
-    from ml.model_store import load_model_version
-
-    with Warehouse(settings) as wh:
-        if not wh.table_exists(wh.default_schema, "promo_runs"):
-            return None
-        rows = wh.query(
-            f"select model_version from {wh.default_schema}.promo_runs where run_date < ? and model_version <> 'none' "
-            "order by run_date desc limit 1",
-            [run_date],
-        )
-    if not rows:
-        return None
-    try:
-        with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
-            local = load_model_version(settings.model_store_uri, rows[0][0], tmp, endpoint_url=settings.s3_endpoint_url or None)
-            policy_model = response_models.load(local)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        log.warning("last published model %s not usable as a gate baseline: %s", rows[0][0], error)
-        return None
-    return policy_model if policy_model.gate_passed else None
-
-
 def train(settings: Settings, run_date: date) -> dict:
-    """Train both response models, select on a held-out time split, gate; store the version."""
+    """Value the candidate policies on the matured exposures, choose tonight's by the written rule, store the version."""
     from ml import response_models
     from ml.feature_spec import NUMERIC_FEATURES
     from ml.model_store import save_model_version
@@ -146,6 +158,8 @@ def train(settings: Settings, run_date: date) -> dict:
     longest_window = max([*window_days.values(), float(frame["valid_days"].max())])
     sent = pd.to_datetime(frame["event_timestamp"], utc=True)
     all_matured = (sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")).to_numpy()
+    with Warehouse(settings) as wh:
+        n_users = int(wh.query(f"select count(*) from {RAW_SCHEMA}.users")[0][0])
     trained = response_models.train_and_select(
         frame,
         arms,
@@ -154,8 +168,9 @@ def train(settings: Settings, run_date: date) -> dict:
         seed=settings.training_seed,
         uncertainty_penalty=settings.uncertainty_penalty,
         gate_z=settings.gate_z,
-        gate_tolerance=settings.gate_tolerance,
-        previous=_previous_policy(settings, run_date),
+        budget_per_user=exploit_budget(settings) / max(n_users, 1),
+        rollout_share=settings.rollout_share,
+        catalogue=promos.set_index("promo_id"),
         validation_candidates=all_matured,
     )
     data_hash = _data_hash(frame)
@@ -170,9 +185,19 @@ def train(settings: Settings, run_date: date) -> dict:
         "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
         "arms": trained.arms,
         "production_model": trained.production,
+        "status": trained.status,
         "gate": trained.gate,
         "selection": trained.selection_metrics,
     })
+
+
+def exploit_budget(settings: Settings) -> float:
+    """The budget the published policy may spend: the night's, less the exploration reserve."""
+    return settings.budget - exploration_reserve(settings)
+
+
+def exploration_reserve(settings: Settings) -> float:
+    return settings.budget * settings.exploration_budget_share if settings.exploration_rate > 0 else 0.0
 
 
 def json_safe(value):
@@ -199,8 +224,11 @@ def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
     return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
 
-def assign(settings: Settings, run_date: date, model_version: str | None) -> dict:
-    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows."""
+def assign(settings: Settings, run_date: date, model_version: str | None, recommender: dict | None = None) -> dict:
+    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows.
+
+    ``recommender``: what ``train_recommender`` returned tonight (its version and the featured
+    items' source); None or source ``category_rule``: featured items from ``_top_items``."""
     from ml import delivery, policy
 
     with Warehouse(settings) as wh:
@@ -214,57 +242,40 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     features = feature_store.scoring_features(settings, users["user_id"].tolist(), run_date)
     features = users.merge(features.drop(columns=["event_timestamp"]), on="user_id", how="left", validate="one_to_one")
 
-    catalogue_arms = [p for p in promos["promo_id"]] + [NONE_ARM]
-    gate_message = None
-    if model_version is None:
-        arms = catalogue_arms
-        margin = np.zeros((len(users), len(arms)))
-        cost = np.zeros((len(users), len(arms)))
-        estimate = margin
-        gate_passed = False
-        gate_message = "no model: no matured randomised exposures to learn from"
-    else:
+    features = normalise_window_counts(features, pd.Series(pd.Timestamp(run_date), index=features.index), _history_start(settings))
+    policy_model = None
+    if model_version is not None:
         from ml import response_models
         from ml.model_store import load_model_version
 
         with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
             local = load_model_version(settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None)
             policy_model = response_models.load(local)
-        scores = policy_model.score(features.fillna({"top_category": "unknown"}))
-        arms, margin, cost = scores.arms, scores.decision_margin, scores.expected_cost
-        estimate = scores.expected_incremental_margin
-        gate_passed = policy_model.gate_passed
-        gate_message = policy_model.gate.get("message")
-    none_index = arms.index(NONE_ARM)
-
     promo_rows = promos.set_index("promo_id")
-    active = np.array(
-        [arm == NONE_ARM or (promo_rows.loc[arm, "active_from"] <= run_date <= promo_rows.loc[arm, "active_to"]) for arm in arms]
-    )
+    arms = policy_model.arms if policy_model is not None else [*promos["promo_id"], NONE_ARM]
+    active = np.array([arm == NONE_ARM or (promo_rows.loc[arm, "active_from"] <= run_date <= promo_rows.loc[arm, "active_to"]) for arm in arms])
     has_features = features["tenure_days"].notna().to_numpy()
-    eligible = np.broadcast_to(active, margin.shape) & has_features[:, None]
-    reserve = settings.budget * settings.exploration_budget_share if settings.exploration_rate > 0 else 0.0
-    if gate_passed:
-        allocation = policy.allocate(margin, cost, settings.budget - reserve, eligible, none_index)
-        greedy = allocation.arm_index
-        lambda_ = allocation.lambda_
-    else:  # the off-policy gate's fallback: send nothing (exploration aside)
-        greedy = np.full(len(users), none_index, dtype=np.int64)
-        lambda_ = None
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
+    decision = decide(
+        policy_model, features.fillna({"top_category": "unknown"}), users["user_id"].to_numpy(), arms, active, has_features,
+        budget=exploit_budget(settings), rollout_share=settings.rollout_share, salt=run_date.isoformat(),
+    )
+    none_index = arms.index(NONE_ARM)
     # Exploration needs a cost estimate: without a model every offer's cost is unknown (inf),
     # so only 'none' is within any cap.
-    exploration_cost = cost.copy() if model_version is not None else np.full(cost.shape, np.inf)
+    exploration_cost = decision.cost.copy() if policy_model is not None else np.full(decision.cost.shape, np.inf)
     exploration_cost[:, none_index] = 0.0
     exploration = policy.explore(
-        greedy, is_holdout, eligible, exploration_cost,
-        none_index, user_ids=users["user_id"].to_numpy(), rate=settings.exploration_rate, reserve_budget=reserve,
-        holdout_share=settings.holdout_share, salt=f"explore-{run_date.isoformat()}",
+        decision.arm, is_holdout, decision.eligible, exploration_cost,
+        none_index, user_ids=users["user_id"].to_numpy(), rate=settings.exploration_rate, reserve_budget=exploration_reserve(settings),
+        holdout_share=settings.holdout_share, salt=f"explore-{run_date.isoformat()}", policy_probabilities=decision.probabilities,
     )
     chosen = exploration.recorded_arm
     propensity = exploration.propensity
     is_exploration = exploration.is_exploration & ~is_holdout
+    estimate, cost = decision.estimate, decision.cost
+    gate_passed, gate_message = decision.status != "none", decision.message
 
     rows = np.arange(len(users))
     chosen_ids = np.array(arms, dtype=object)[chosen]
@@ -274,9 +285,16 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
     top_by_category, top_overall = _top_items(items)
+    from promoflow.recommend import featured_for_offers
+
+    offer_categories = promos.set_index("promo_id")["category"].reindex(chosen_ids).to_numpy(dtype=object)
+    recommended = featured_for_offers(settings, run_date, recommender, users["user_id"].to_numpy(), is_offer, offer_categories, FEATURED_ITEMS_PER_OFFER)
     drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
-    if model_version is not None and is_offer.any():
-        drivers[is_offer] = policy_model.uplift.top_drivers(features.loc[is_offer], chosen[is_offer])
+    if policy_model is not None and is_offer.any():
+        if policy_model.uplift is not None:
+            drivers[is_offer] = policy_model.uplift.top_drivers(features.loc[is_offer], chosen[is_offer])
+        else:
+            drivers[is_offer] = f"{policy_model.production}: {decision.description}"
     language = np.where(users["region"].fillna("").str.upper().str.startswith("CN"), "zh", settings.message_language)
     delivered = delivery.delivery_columns(
         chosen_ids,
@@ -298,7 +316,13 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         gate_message=gate_message,
         holdout_share=settings.holdout_share,
         holdout_campaign=campaign,
+        featured_item_ids=recommended,
     )
+    if decision.status == "rollout":  # the rollout's fallback group says so
+        control = ~decision.in_rollout & ~is_offer & ~is_holdout & ~is_exploration & has_features
+        delivered["reason"] = np.where(
+            control, f"staged rollout of {decision.policy}: this user is in the fallback ('none') group", np.asarray(delivered["reason"], dtype=object)
+        )
 
     table = pa.table(
         {
@@ -332,8 +356,74 @@ def assign(settings: Settings, run_date: date, model_version: str | None) -> dic
         "expected_cost": float(expected_cost.sum()),
         "expected_incremental_margin": float(expected_margin.sum()),
         "exploration": int(is_exploration.sum()),
+        "exploration_cost": float(expected_cost[is_exploration].sum()),
+        "exploration_expected_margin": float(expected_margin[is_exploration].sum()),
         "exploration_cost_cap": float(exploration.cost_cap),
-        "lambda": None if lambda_ is None else float(lambda_),
+        "policy": decision.policy,
+        "status": decision.status,
+        "policy_description": decision.description,
+        "rollout_share": decision.rollout_share,
+        "rollout_users": int(decision.in_rollout.sum()),
+        "offers_by_promo": pd.Series(chosen_ids[is_offer]).value_counts().sort_index().to_dict(),
+        "expected_cost_by_promo": pd.Series(expected_cost[is_offer]).groupby(chosen_ids[is_offer]).sum().to_dict() if is_offer.any() else {},
         "gate_passed": bool(gate_passed),
         "gate": gate_message,
+        "featured_items": {
+            "source": "recommender" if recommended is not None else "category_rule",
+            "recommender_version": (recommender or {}).get("recommender_version"),
+            "offers_with_recommended_items": 0 if recommended is None else int(pd.notna(recommended[is_offer]).sum()),
+        },
     })
+
+
+@dataclass
+class Decision:
+    """Tonight's policy choice per user, before holdout and exploration (``decide``)."""
+
+    arm: np.ndarray  # [n] the policy's arm (candidate or fallback)
+    probabilities: np.ndarray  # [n, arms] the policy's probability of each arm (rollout: a mix)
+    estimate: np.ndarray  # [n, arms] expected incremental margin
+    cost: np.ndarray  # [n, arms] expected discount cost
+    eligible: np.ndarray  # [n, arms]
+    in_rollout: np.ndarray  # [n] bool: in the rollout group (status "rollout")
+    status: str  # "published", "rollout" or "none"
+    policy: str
+    description: str
+    message: str
+    rollout_share: float
+
+
+def decide(policy_model, features: pd.DataFrame, user_ids: np.ndarray, arms: list[str], active: np.ndarray, has_features: np.ndarray, *,
+           budget: float, rollout_share: float, salt: str) -> Decision:
+    """The decision itself, a pure function of the stored policy and tonight's users: the published
+    candidate's arm per user within ``budget``; under a staged rollout the candidate for a random
+    ``rollout_share`` of users (a salted hash) and ``none`` for the rest; nothing without a model or
+    when the gate fell back. Probabilities are exact, for exploration's propensities."""
+    from ml.selection import stable_uniform
+
+    n, none = len(user_ids), arms.index(NONE_ARM)
+    eligible = np.broadcast_to(active, (n, len(arms))) & np.asarray(has_features, dtype=bool)[:, None]
+    nothing = np.full(n, none, dtype=np.int64)
+    if policy_model is None:
+        zeros = np.zeros((n, len(arms)))
+        return Decision(nothing, np.eye(len(arms))[nothing], zeros, zeros, eligible, np.zeros(n, dtype=bool), "none", "none",
+                        "send nothing", "no model: no matured randomised exposures to learn from", 0.0)
+    cost = policy_model.cost(features, np.asarray(policy_model.window_days))
+    status = policy_model.status
+    fitted = policy_model.fitted
+    if status == "none" or fitted is None:
+        estimate = np.zeros((n, len(arms)))
+        return Decision(nothing, np.eye(len(arms))[nothing], estimate, cost, eligible, np.zeros(n, dtype=bool), "none",
+                        policy_model.production, "send nothing", policy_model.gate.get("message", ""), 0.0)
+    tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
+    arm = fitted.decide(features, cost, budget, eligible, tiebreak)
+    estimate = fitted.estimate(features)
+    in_rollout = np.ones(n, dtype=bool)
+    share = 1.0
+    if status == "rollout":
+        share = float(policy_model.rollout_share or rollout_share)
+        in_rollout = stable_uniform(list(pd.Series(user_ids).astype(str)), f"rollout-{salt}") < share
+    probabilities = share * np.eye(len(arms))[arm] + (1.0 - share) * np.eye(len(arms))[nothing]
+    arm = np.where(in_rollout, arm, none)
+    return Decision(arm, probabilities, estimate, cost, eligible, in_rollout if status == "rollout" else np.zeros(n, dtype=bool), status,
+                    policy_model.production, fitted.describe(), policy_model.gate.get("message", ""), share if status == "rollout" else 0.0)

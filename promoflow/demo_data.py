@@ -191,6 +191,11 @@ SEGMENTS = ("sure_thing", "persuadable", "sleeping_dog", "indifferent")
 # lifts: a positive control. The evaluation runs both, so a platform tuned to one shape is
 # caught on the other, and "never send anything" cannot pass for learning.
 RESPONSE_SHAPES = ("latent", "observable")
+# How items are chosen: "category" (default) - the user's favourite category, then a price
+# position in it (so "most popular items of the top category" is near the best ranking);
+# "collaborative" - latent user and item taste vectors, items bought together and repeat
+# purchases (see _CollaborativeChoice), where a learned recommender can beat that rule.
+ITEM_SHAPES = ("category", "collaborative")
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,7 @@ class _Items:
     category_offset: np.ndarray
     category_count: np.ndarray
     by_price: np.ndarray  # all items sorted by price (for spend-threshold top-ups)
+    choice: "_CollaborativeChoice | None" = None  # item_shape="collaborative": picks items instead of the rule below
 
 
 @dataclass
@@ -525,9 +531,15 @@ def logging_policy(catalogue_promo_ids: list[str] | tuple[str, ...] = tuple(p.pr
 
 
 # =========================================================================== orders
-def _pick_items(rng: np.random.Generator, user_of_pick: np.ndarray, users: _Users, items: _Items, preferred_share: float) -> np.ndarray:
+def _pick_items(
+    rng: np.random.Generator, user_of_pick: np.ndarray, users: _Users, items: _Items, preferred_share: float,
+    group: np.ndarray | None = None, purchase: bool = False,
+) -> np.ndarray:
     """One item per entry of ``user_of_pick``: mostly from the user's favourite category,
-    cheaper items for price-sensitive users."""
+    cheaper items for price-sensitive users. ``group`` (basket or session of each pick,
+    contiguous) and ``purchase`` matter to the collaborative shape only."""
+    if items.choice is not None:  # its own random stream: the category shape's stays as it was
+        return items.choice.pick(user_of_pick, group, purchase)
     n = len(user_of_pick)
     random_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
     category = np.where(rng.random(n) < preferred_share, users.preferred_category[user_of_pick], random_category)
@@ -551,7 +563,7 @@ def _draw_baskets(rng: np.random.Generator, order_user: np.ndarray, users: _User
     n_orders = len(order_user)
     n_lines = np.minimum(1 + rng.poisson(users.extra_items_mean[order_user]), 12)
     line_order = np.repeat(np.arange(n_orders), n_lines)
-    line_item = _pick_items(rng, order_user[line_order], users, items, preferred_share=0.65)
+    line_item = _pick_items(rng, order_user[line_order], users, items, preferred_share=0.65, group=line_order, purchase=True)
     line_price = items.price[line_item]
     gross = np.bincount(line_order, weights=line_price, minlength=n_orders)
     cogs = np.bincount(line_order, weights=items.unit_cost[line_item], minlength=n_orders)
@@ -597,6 +609,186 @@ def _offer_discount(promo: PromoSpec, gross: np.ndarray, category_subtotal: np.n
     if promo.max_discount is not None:
         discount = np.minimum(discount, promo.max_discount)
     return np.round(np.where(qualifies, discount, 0.0), 2)
+
+
+# =========================================================================== item choice: the collaborative shape
+TASTE_DIMENSIONS = 8
+CATEGORY_TASTE_WEIGHT = 1.0  # a category's shared taste direction, next to each item's / user's own (weight 1)
+TASTE_SCALE = 1.6  # sharpness of the softmax over taste scores
+PREFERENCE_CANDIDATES = 50  # a taste-driven pick draws among the user's 50 best items
+TRUTH_PREFERENCE_ITEMS = 20  # rows per user in truth/user_item_preference.parquet
+OFF_TASTE_SHARE = 0.1  # picks of a popular item regardless of taste
+COMPANIONS_PER_ITEM = 4
+COMPANION_SHARE = 0.45  # later lines of a basket / views of a session that follow its first item
+HISTORY_LENGTH = 16  # purchases remembered per user for repeat purchases
+_USER_BATCH = 20_000
+
+
+@dataclass
+class _CollaborativeChoice:
+    """Item choice from latent tastes, items bought / viewed together and repeat purchases.
+
+    A pick is (1) with probability ``OFF_TASTE_SHARE`` an item drawn by global appeal, else
+    one of the user's ``PREFERENCE_CANDIDATES`` best items by softmax of
+    ``TASTE_SCALE * user_taste . item_taste / sqrt(d) + appeal - price_aversion * z(log price)``;
+    (2) for a purchase, with the user's ``repeat_prob``, an item the user bought before; (3) on
+    a later line of a basket or view of a session, with ``COMPANION_SHARE``, a companion of the
+    group's first item (``COMPANIONS_PER_ITEM`` per item, drawn by taste similarity). Taste
+    vectors share a direction per category, so the favourite category still tells a part.
+    """
+
+    rng: np.random.Generator
+    candidates: np.ndarray  # [n_users, M] item indices, most preferred first
+    candidate_probability: np.ndarray  # [n_users, M] probability of a taste-driven pick
+    companions: np.ndarray  # [n_items, C]
+    appeal_cdf: np.ndarray  # [n_items] cumulative pick probability of an off-taste pick
+    repeat_prob: np.ndarray  # [n_users]
+    history: np.ndarray  # [n_users, HISTORY_LENGTH] purchased items, a ring (-1 = empty)
+    history_count: np.ndarray  # [n_users] purchases recorded
+    recording: bool = True
+    _cdf: np.ndarray | None = None
+
+    def _taste_picks(self, user: np.ndarray) -> np.ndarray:
+        """Inverse-CDF draws from each user's candidates, in chunks (picks x candidates stays small)."""
+        m = self.candidates.shape[1]
+        cdf = np.cumsum(self.candidate_probability, axis=1, dtype=np.float32) if self._cdf is None else self._cdf
+        self._cdf = cdf
+        draw = self.rng.random(len(user)).astype(np.float32)
+        column = np.empty(len(user), np.int64)
+        for lo in range(0, len(user), 200_000):
+            chunk = slice(lo, lo + 200_000)
+            column[chunk] = (cdf[user[chunk]] < draw[chunk, None]).sum(axis=1)
+        return self.candidates[user, np.minimum(column, m - 1)]
+
+    def pick(self, user: np.ndarray, group: np.ndarray | None, purchase: bool) -> np.ndarray:
+        n = len(user)
+        item = self._taste_picks(user)
+        off_taste = self.rng.random(n) < OFF_TASTE_SHARE
+        popular = np.minimum(np.searchsorted(self.appeal_cdf, self.rng.random(n)), len(self.appeal_cdf) - 1)
+        item = np.where(off_taste, popular, item)
+        if purchase:
+            remembered = np.minimum(self.history_count[user], HISTORY_LENGTH)
+            repeat = (remembered > 0) & (self.rng.random(n) < self.repeat_prob[user])
+            slot = (self.rng.random(n) * np.maximum(remembered, 1)).astype(np.int64)
+            item = np.where(repeat, self.history[user, slot], item)
+        if group is not None and n:
+            first = np.r_[True, group[1:] != group[:-1]]
+            anchor = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+            together = ~first & (self.rng.random(n) < COMPANION_SHARE)
+            companion = self.companions[item[anchor], self.rng.integers(0, self.companions.shape[1], n)]
+            item = np.where(together, companion, item)
+        if purchase and self.recording:
+            self._record(user, item)
+        return item
+
+    def _record(self, user: np.ndarray, item: np.ndarray) -> None:
+        order = np.argsort(user, kind="stable")
+        sorted_user = user[order]
+        first = np.r_[True, sorted_user[1:] != sorted_user[:-1]] if len(user) else np.zeros(0, bool)
+        rank = np.arange(len(user)) - np.maximum.accumulate(np.where(first, np.arange(len(user)), 0))
+        slot = (self.history_count[sorted_user] + rank) % HISTORY_LENGTH
+        self.history[sorted_user, slot] = item[order]
+        self.history_count += np.bincount(user, minlength=len(self.history_count))
+
+    def preference_table(self, user_ids: pa.Array, item_ids: pa.Array) -> pa.Table:
+        """The true item preferences: each user's ``TRUTH_PREFERENCE_ITEMS`` most likely items of
+        one taste-driven pick (off-taste share included), most likely first."""
+        n_users = self.candidates.shape[0]
+        appeal = np.diff(np.r_[0.0, self.appeal_cdf])
+        probability = (1.0 - OFF_TASTE_SHARE) * self.candidate_probability + OFF_TASTE_SHARE * appeal[self.candidates]
+        order = np.argsort(-probability, axis=1, kind="stable")[:, :TRUTH_PREFERENCE_ITEMS]
+        top_items = np.take_along_axis(self.candidates, order, axis=1)
+        top_probability = np.take_along_axis(probability, order, axis=1)
+        k = top_items.shape[1]
+        return pa.table(
+            {
+                "user_id": user_ids.take(pa.array(np.repeat(np.arange(n_users), k))),
+                "item_id": item_ids.take(pa.array(top_items.ravel())),
+                "preference_rank": pa.array(np.tile(np.arange(1, k + 1), n_users).astype(np.int32)),
+                "pick_probability": pa.array(top_probability.ravel()),
+            }
+        )
+
+
+def _item_preference_table(users: _Users, items: _Items) -> pa.Table:
+    """truth/user_item_preference.parquet: per user the ``TRUTH_PREFERENCE_ITEMS`` items most
+    likely to be picked by one browsing pick, with that probability (no random draws)."""
+    if items.choice is not None:
+        return items.choice.preference_table(users.ids, items.ids)
+    # The category shape (_pick_items with a view's preferred_share 0.7): P(category) x
+    # P(price position), where position = U ** cheapness picks rank j of n with
+    # ((j + 1) / n) ** (1 / cheapness) - (j / n) ** (1 / cheapness).
+    n_users, n_items = len(users.preferred_category), len(items.price)
+    rank = np.empty(n_items, np.int64)
+    for c in range(len(CATEGORY_NAMES)):
+        members = items.by_category_price[items.category_offset[c] : items.category_offset[c] + items.category_count[c]]
+        rank[members] = np.arange(len(members))
+    n_in_category = items.category_count[items.category].astype(np.float64)
+    k = min(TRUTH_PREFERENCE_ITEMS, n_items)
+    top_items = np.empty((n_users, k), np.int64)
+    top_probability = np.empty((n_users, k))
+    for lo in range(0, n_users, _USER_BATCH):
+        hi = min(lo + _USER_BATCH, n_users)
+        exponent = 1.0 / users.cheapness[lo:hi, None]
+        position = ((rank + 1) / n_in_category)[None, :] ** exponent - (rank / n_in_category)[None, :] ** exponent
+        category = 0.3 * CATEGORY_SHARES[items.category][None, :] + 0.7 * (items.category[None, :] == users.preferred_category[lo:hi, None])
+        probability = category * position
+        order = np.argsort(-probability, axis=1, kind="stable")[:, :k]
+        top_items[lo:hi] = order
+        top_probability[lo:hi] = np.take_along_axis(probability, order, axis=1)
+    return pa.table(
+        {
+            "user_id": users.ids.take(pa.array(np.repeat(np.arange(n_users), k))),
+            "item_id": items.ids.take(pa.array(top_items.ravel())),
+            "preference_rank": pa.array(np.tile(np.arange(1, k + 1), n_users).astype(np.int32)),
+            "pick_probability": pa.array(top_probability.ravel()),
+        }
+    )
+
+
+def _item_choice(item_shape: str, seed: int, users: _Users, items: _Items) -> _CollaborativeChoice | None:
+    """None for the category shape; the collaborative shape's chooser on its own random stream."""
+    if item_shape == "category":
+        return None
+    if item_shape != "collaborative":
+        raise ValueError(f"item_shape {item_shape!r}: one of {ITEM_SHAPES}")
+    rng = np.random.default_rng([seed, 20_261_201])
+    n_users, n_items = len(users.preferred_category), len(items.price)
+    centres = rng.normal(0.0, 1.0, (len(CATEGORY_NAMES), TASTE_DIMENSIONS))
+    item_taste = CATEGORY_TASTE_WEIGHT * centres[items.category] + rng.normal(0.0, 1.0, (n_items, TASTE_DIMENSIONS))
+    user_taste = CATEGORY_TASTE_WEIGHT * centres[users.preferred_category] + rng.normal(0.0, 1.0, (n_users, TASTE_DIMENSIONS))
+    appeal = rng.normal(0.0, 0.6, n_items)
+    log_price = np.log(items.price)
+    price_z = (log_price - log_price.mean()) / max(log_price.std(), 1e-9)
+    price_aversion = 0.5 * (users.cheapness - users.cheapness.mean())
+    m = min(PREFERENCE_CANDIDATES, n_items)
+    candidates = np.empty((n_users, m), np.int64)
+    candidate_probability = np.empty((n_users, m))
+    scale = TASTE_SCALE / np.sqrt(TASTE_DIMENSIONS)
+    for lo in range(0, n_users, _USER_BATCH):
+        hi = min(lo + _USER_BATCH, n_users)
+        score = scale * user_taste[lo:hi] @ item_taste.T + appeal[None, :] - price_aversion[lo:hi, None] * price_z[None, :]
+        top = np.argpartition(-score, m - 1, axis=1)[:, :m] if m < n_items else np.tile(np.arange(n_items), (hi - lo, 1))
+        top_score = np.take_along_axis(score, top, axis=1)
+        order = np.argsort(-top_score, axis=1, kind="stable")
+        candidates[lo:hi] = np.take_along_axis(top, order, axis=1)
+        weight = np.exp(np.take_along_axis(top_score, order, axis=1) - top_score.max(axis=1, keepdims=True))
+        candidate_probability[lo:hi] = weight / weight.sum(axis=1, keepdims=True)
+    similarity = scale * item_taste @ item_taste.T + rng.gumbel(0.0, 1.0, (n_items, n_items))
+    np.fill_diagonal(similarity, -np.inf)
+    c = min(COMPANIONS_PER_ITEM, n_items - 1)
+    companions = np.argpartition(-similarity, c - 1, axis=1)[:, :c]
+    appeal_weight = np.exp(appeal)
+    return _CollaborativeChoice(
+        rng=rng,
+        candidates=candidates,
+        candidate_probability=candidate_probability,
+        companions=companions,
+        appeal_cdf=np.cumsum(appeal_weight) / appeal_weight.sum(),
+        repeat_prob=rng.beta(2.0, 5.0, n_users),
+        history=np.full((n_users, HISTORY_LENGTH), -1, np.int64),
+        history_count=np.zeros(n_users, np.int64),
+    )
 
 
 # =========================================================================== one simulated day
@@ -729,7 +921,7 @@ def _simulate_day(
     view_session = np.repeat(np.arange(n_sessions), n_views)
     view_rank = np.arange(len(view_session)) - np.repeat(np.cumsum(n_views) - n_views, n_views)
     view_user = session_user[view_session]
-    view_item = _pick_items(rng, view_user, users, items, preferred_share=0.7)
+    view_item = _pick_items(rng, view_user, users, items, preferred_share=0.7, group=view_session)
     view_second = session_start[view_session] + 20.0 + 45.0 * view_rank + rng.uniform(0, 30, len(view_session))
     clicked = rng.random(len(view_session)) < 0.35
     carted = rng.random(len(view_session)) < 0.03 + 0.25 * users.hesitancy[view_user]
@@ -950,6 +1142,7 @@ def generate(
     seed: int = 7,
     n_items: int = 400,
     response_shape: str = "latent",
+    item_shape: str = "category",
 ) -> GenerationSummary:
     """Write the demo shop's raw landing zone and ground truth, replacing both folders.
 
@@ -968,6 +1161,7 @@ def generate(
     if response_shape not in RESPONSE_SHAPES:
         raise ValueError(f"response_shape {response_shape!r}: one of {RESPONSE_SHAPES}")
     users, users_table = _build_users(rng, n_users, start_date, catalogue, response_shape, np.random.default_rng([seed, 20_261_123]))
+    items.choice = _item_choice(item_shape, seed, users, items)
     promotions_table = _promotions_table(catalogue, start_date, run_date)
     channels_pa = pa.array(list(CHANNELS))
     arm_ids_pa = pa.array([NO_OFFER_ARM] + [p.promo_id for p in catalogue])
@@ -998,6 +1192,9 @@ def generate(
             counts["redeemed"] += tables["orders"].num_rows - tables["orders"].column("promo_id").null_count
             counts["exposures"] += tables["exposures"].num_rows
 
+        if items.choice is not None:
+            items.choice.recording = False  # the truth's Monte Carlo baskets are not purchases
+        _write(_item_preference_table(users, items), truth_staging / "user_item_preference.parquet")
         truth = _ground_truth(seed, users, items, catalogue, run_date)
         _write(truth, truth_staging / "user_arm_truth.parquet")
         _write(_latent_table(users), truth_staging / "user_latent.parquet")
@@ -1006,6 +1203,7 @@ def generate(
             "generator_version": GENERATOR_VERSION,
             "seed": seed,
             "response_shape": response_shape,
+            "item_shape": item_shape,
             "n_users": n_users,
             "n_items": n_items,
             "n_promotions": len(catalogue),
@@ -1066,12 +1264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1), help="YYYY-MM-DD")
     parser.add_argument("--seed", type=int, default=settings.demo_seed)
     parser.add_argument("--response-shape", choices=RESPONSE_SHAPES, default="latent", help="who responds to offers (see RESPONSE_SHAPES)")
+    parser.add_argument("--item-shape", choices=ITEM_SHAPES, default="category", help="how users choose items (see ITEM_SHAPES)")
     args = parser.parse_args(argv)
     if str(args.raw_dir).startswith("s3://"):
         parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
     summary = generate(
         args.raw_dir, args.truth_dir, n_users=args.users, n_days=args.days, start_date=args.start_date, seed=args.seed, n_items=args.items,
-        response_shape=args.response_shape,
+        response_shape=args.response_shape, item_shape=args.item_shape,
     )
     print(summary.one_line())
     return 0

@@ -15,9 +15,11 @@ margin and discount cost of every user x arm for an offer sent on the run date) 
 
 Baselines count the budget with each promo's logged average discount per send (what they
 could know); the platform and the oracle with their own expected costs. Everything is scored
-with the truth. Prints a table and writes ``{data_dir}/evaluate/report.json``.
+with the truth; so is ``best_blanket_in_truth``, every promo sent to random users while its true
+cost fits the budget, the best of them. Prints a table with true vs expected cost per promo and
+writes ``{data_dir}/evaluate/evaluate.json``.
 
-    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 5000 --days 30]
+    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 20000 --days 60]
 
 Each seed runs on both of the generator's response shapes (``promoflow.demo_data.RESPONSE_SHAPES``):
 ``latent`` (who responds is a noisy draw on traits behaviour barely reveals) and ``observable``
@@ -41,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ml.policy import allocate
-from promoflow.demo_data import RESPONSE_SHAPES
+from promoflow.demo_data import ITEM_SHAPES, RESPONSE_SHAPES
 from promoflow.settings import Settings
 
 NONE_ARM = "none"
@@ -95,6 +97,33 @@ def baselines(logged: pd.DataFrame, activity: pd.Series, user_ids: np.ndarray, a
     return out, best
 
 
+def score_featured_items(preferences: pd.DataFrame, assigned: pd.DataFrame) -> dict:
+    """Published featured items of the offers against the generator's true item preferences
+    (truth/user_item_preference.parquet: each user's 20 likeliest items of one pick).
+
+    ``recall_at_3``: mean over offers of |featured ∩ the user's true top 3| / 3;
+    ``true_top10_share``: share of featured items among the user's true top 10;
+    ``pick_probability``: mean chance that one pick is a featured item (items beyond the
+    true top 20 count 0), next to ``oracle_pick_probability`` (the true top 3's).
+    """
+    offers = assigned.loc[assigned["promo_id"] != NONE_ARM, ["user_id", "featured_item_ids"]].dropna()
+    if offers.empty:
+        return {"offers": 0}
+    featured = offers.assign(item_id=offers["featured_item_ids"].str.split(",")).explode("item_id")[["user_id", "item_id"]]
+    truth = preferences.set_index(["user_id", "item_id"])
+    matched = truth.reindex(pd.MultiIndex.from_frame(featured))
+    rank = matched["preference_rank"].to_numpy()
+    n_featured = featured.groupby("user_id").size()
+    oracle = preferences.loc[preferences["preference_rank"] <= 3].groupby("user_id")["pick_probability"].sum()
+    return {
+        "offers": int(len(offers)),
+        "recall_at_3": float((rank <= 3).sum() / (3 * len(offers))),
+        "true_top10_share": float((rank <= 10).sum() / len(featured)),
+        "pick_probability": float(np.nansum(matched["pick_probability"].to_numpy()) / len(offers)),
+        "oracle_pick_probability": float(oracle.reindex(n_featured.index).fillna(0.0).mean()),
+    }
+
+
 def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dict:
     """Value the published night of ``data_dir`` and the baselines with the truth there."""
     truth = pd.read_parquet(data_dir / "demo" / "truth" / "user_arm_truth.parquet")
@@ -102,7 +131,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     # The export has no user_id; the warehouse does.
     con = duckdb.connect(str(data_dir / "warehouse" / "promoflow.duckdb"), read_only=True)
     try:
-        assigned = con.sql(f"select user_id, promo_id, expected_cost, is_exploration from main.promo_assignments where run_date = '{run_date}'").df()
+        assigned = con.sql(f"select user_id, promo_id, expected_cost, is_exploration, featured_item_ids from main.promo_assignments where run_date = '{run_date}'").df()
         logged = con.sql("select promo_id, order_margin, discount_amount, valid_days as window_days from analytics.fct_promo_outcomes where is_matured").df()
     finally:
         con.close()
@@ -122,20 +151,48 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     results["promoflow_without_exploration"] = value_of(np.where(explored, 0, platform), inc, cost)
     oracle = allocate(inc, cost, budget, None, 0)
     results["oracle"] = value_of(oracle.arm_index, inc, cost)
+    blankets = true_blankets(inc, cost, arms, budget, seed)
+    best_blanket = max(blankets, key=lambda a: blankets[a]["true_incremental_margin"])
+    results["best_blanket_in_truth"] = blankets[best_blanket] | {"promo_id": best_blanket}
     naive, best = baselines(logged, activity, user_ids, arms, budget, seed)
     for name, chosen in naive.items():
         results[name] = value_of(chosen, inc, cost)
     oracle_value = results["oracle"]["true_incremental_margin"]
     for entry in results.values():
         entry["ratio_to_oracle"] = entry["true_incremental_margin"] / oracle_value if oracle_value > 0 else None
+    preference_path = data_dir / "demo" / "truth" / "user_item_preference.parquet"
+    featured = score_featured_items(pd.read_parquet(preference_path), assigned) if preference_path.exists() else None
+    rows = np.arange(len(user_ids))
+    by_arm = pd.DataFrame({"promo_id": np.array(arms, dtype=object)[platform], "true_cost": cost[rows, platform],
+                           "true_incremental_margin": inc[rows, platform]})
+    by_arm = by_arm.loc[by_arm["promo_id"] != NONE_ARM].groupby("promo_id").agg(
+        offers=("true_cost", "size"), true_cost=("true_cost", "sum"), true_incremental_margin=("true_incremental_margin", "sum"))
+    by_arm["expected_cost"] = assigned.loc[assigned["promo_id"] != NONE_ARM].groupby("promo_id")["expected_cost"].sum()
     return {"seed": seed, "run_date": run_date.isoformat(), "budget": budget, "users": int(len(user_ids)),
-            "best_single_promo": best, "published_rows": int(len(published)), "policies": results}
+            "best_single_promo": best, "best_blanket_in_truth": best_blanket, "published_rows": int(len(published)),
+            "policies": results, "cost_by_promo": by_arm.reset_index().to_dict(orient="records"),
+            "blankets_in_truth": blankets, "featured_items": featured}
+
+
+def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: float, seed: int) -> dict[str, dict]:
+    """Each promo sent to random users while its *true* cost stays within the budget, valued with the truth."""
+    order = np.random.default_rng(seed).permutation(inc.shape[0])
+    out = {}
+    for k, arm in enumerate(arms):
+        if arm == NONE_ARM:
+            continue
+        take = order[np.cumsum(cost[order, k]) <= budget]
+        chosen = np.zeros(inc.shape[0], dtype=np.int64)
+        chosen[take] = k
+        out[arm] = value_of(chosen, inc, cost)
+    return out
 
 
 def run_seed(
-    seed: int, users: int, days: int, start: date, root: Path, response_shape: str = "latent", budget_per_user: float = 0.3
+    seed: int, users: int, days: int, start: date, root: Path, response_shape: str = "latent", budget_per_user: float = 0.3,
+    item_shape: str = "category",
 ) -> dict:
-    data_dir = root / f"shape={response_shape}" / f"seed={seed}"
+    data_dir = root / f"shape={response_shape}" / (f"items={item_shape}" if item_shape != "category" else "") / f"seed={seed}"
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
     run_date = start + timedelta(days=days)
     # The night's budget grows with the shop (1,500 for the 5,000-user demo shop).
@@ -145,7 +202,7 @@ def run_seed(
     subprocess.run(
         [sys.executable, "-m", "promoflow.demo_data", "--raw-dir", str(data_dir / "demo" / "raw"), "--truth-dir",
          str(data_dir / "demo" / "truth"), "--users", str(users), "--days", str(days), "--start-date", start.isoformat(),
-         "--seed", str(seed), "--response-shape", response_shape], check=True, env=env,
+         "--seed", str(seed), "--response-shape", response_shape, "--item-shape", item_shape], check=True, env=env,
     )
     started = time.perf_counter()
     log_path = data_dir / "night.log"
@@ -157,7 +214,15 @@ def run_seed(
     report["night_seconds"] = round(time.perf_counter() - started, 1)
     report["response_shape"] = response_shape
     summary = json.loads((data_dir / "runs" / f"run_date={run_date}" / "summary.json").read_text())
-    report["gate"] = summary.get("assign", {}).get("gate") if isinstance(summary.get("assign"), dict) else None
+    assigned = summary.get("assign") if isinstance(summary.get("assign"), dict) else {}
+    report["gate"] = assigned.get("gate")
+    report["published_policy"] = assigned.get("policy")
+    report["published_status"] = assigned.get("status")
+    report["policy_description"] = assigned.get("policy_description")
+    report["item_shape"] = item_shape
+    if report["featured_items"] is not None:
+        report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
+        report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
     return report
 
 
@@ -172,25 +237,38 @@ def print_report(reports: list[dict]) -> None:
             cells.append(f"{e['true_incremental_margin']:>12.1f}{ratio:>8s} c{e['true_cost']:>6.0f}")
         print(f"{name:32s}" + "".join(f"{c:>28s}" for c in cells))
     for r in reports:
-        print(f"{r['response_shape']} seed {r['seed']}: budget {r['budget']:.0f}, best single promo {r['best_single_promo']}, night {r['night_seconds']} s; gate: {r['gate']}")
+        print(f"{r['response_shape']} seed {r['seed']}: budget {r['budget']:.0f}, best blanket in truth {r['best_blanket_in_truth']}, "
+              f"night {r['night_seconds']} s; published {r.get('published_status')} {r.get('published_policy')}: {r['gate']}")
+        p = r["policies"]["promoflow"]
+        print(f"  true cost {p['true_cost']:.1f} vs expected {p['expected_cost_published']:.1f} (budget {r['budget']:.0f}); per promo:")
+        for row in r["cost_by_promo"]:
+            print(f"    {row['promo_id']:12s} offers {row['offers']:6d}  true cost {row['true_cost']:9.1f}  expected {row['expected_cost'] or 0:9.1f}"
+                  f"  true incremental margin {row['true_incremental_margin']:9.1f}")
+    report["item_shape"] = item_shape
+    if report["featured_items"] is not None:
+        report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
+        report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 202])
-    parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1))
     parser.add_argument("--budget-per-user", type=float, default=0.3, help="the night's budget is this x users")
     parser.add_argument("--shapes", nargs="+", choices=RESPONSE_SHAPES, default=list(RESPONSE_SHAPES),
                         help="generator response shapes to evaluate on (promoflow.demo_data.RESPONSE_SHAPES)")
+    parser.add_argument("--item-shape", choices=ITEM_SHAPES, default="category",
+                        help="the generator's item choice (promoflow.demo_data.ITEM_SHAPES); featured items are scored on either")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     root = Path(settings.data_dir) / "evaluate"
-    reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user) for shape in args.shapes for seed in args.seeds]
+    reports = [run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user, args.item_shape)
+               for shape in args.shapes for seed in args.seeds]
     print_report(reports)
-    (root / "report.json").write_text(json.dumps(reports, indent=2, sort_keys=True))
-    print(f"report: {root / 'report.json'}")
+    (root / "evaluate.json").write_text(json.dumps(reports, indent=2, sort_keys=True, default=float))
+    print(f"report: {root / 'evaluate.json'}")
     return 0
 
 

@@ -17,17 +17,63 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-# Settings a DAG run may override (Airflow params; empty = the environment's value):
-# name -> (JSON-schema types, description). Plain data, so DAG files stay light to parse.
-RUN_PARAMS: dict[str, tuple[list[str], str]] = {
-    "raw_uri": (["null", "string"], "Landing zone: folder or s3://bucket/prefix"),
-    "warehouse_url": (["null", "string"], "duckdb:///path/file.duckdb or postgresql://user@host:port/db"),
-    "export_uri": (["null", "string"], "Marketing export: folder or s3://bucket/prefix"),
-    "budget": (["null", "number"], "Budget on expected discount cost (currency)"),
-    "lake_dir": (["null", "string"], "Working lake folder for validated data and features"),
-    "model_store_uri": (["null", "string"], "Model store: folder or s3://bucket/prefix"),
-    "spark_master": (["null", "string"], "local[*] or spark://host:7077"),
-    "feast_online_store": (["null", "string"], "sqlite or redis"),
+# Settings a DAG run may override: name -> the JSON schema of its Airflow param (the trigger
+# form shows title, type, bounds, description; empty = the PROMO_* environment value). The same
+# bounds validate every resolved setting (Settings.validate), so a bad value stops the run before
+# any task: in the UI, `make run` and the CLI alike. Plain data, so DAG files stay light to parse.
+def _param(title: str, kind: str, description: str, **bounds: Any) -> dict[str, Any]:
+    if "enum" in bounds:
+        bounds["enum"] = [None, *bounds["enum"]]
+    return {"title": title, "type": ["null", kind], "description": description, **bounds}
+
+
+RUN_PARAMS: dict[str, dict[str, Any]] = {
+    "budget": _param("Budget", "number", "Budget on expected discount cost, currency (PROMO_BUDGET, default 1500)", minimum=0),
+    "holdout_share": _param(
+        "Holdout share", "number", "Share of users held out (sent nothing) to measure uplift (default 0.05)",
+        minimum=0, exclusiveMaximum=1,
+    ),
+    "exploration_rate": _param(
+        "Exploration rate", "number", "Epsilon: share of non-holdout users whose arm is drawn at random (default 0.05)",
+        minimum=0, maximum=1,
+    ),
+    "exploration_budget_share": _param(
+        "Exploration budget share", "number", "Share of the budget reserved for exploration draws (default 0.1)",
+        minimum=0, maximum=1,
+    ),
+    "uncertainty_penalty": _param(
+        "Uncertainty penalty", "number", "Standard errors dr_ridge subtracts from its estimated uplift (default 1.5)",
+        minimum=0, maximum=10,
+    ),
+    "gate_z": _param("Gate z", "number", "A candidate is published when its held-out value minus this many standard errors is above 0 (default 1.645)",
+                     minimum=0, maximum=10),
+    "rollout_share": _param("Rollout share", "number", "Share of users a positive but inconclusive candidate is rolled out to (default 0.25)",
+                            minimum=0, maximum=1),
+    "message_language": _param("Message language", "string", "Message templates; regions starting CN always get zh (default en)",
+                               enum=["en", "zh"]),
+    "max_bad_row_share": _param("Max bad-row share", "number", "Bad-row share of a partition above which the run stops (default 0.05)",
+                                minimum=0, maximum=1),
+    "feature_lookback_days": _param("Feature lookback (days)", "integer", "History the behaviour features look at (default 90)",
+                                    minimum=1, maximum=3650),
+    "training_seed": _param("Training seed", "integer", "Seed of the deterministic response-model training (default 7)", minimum=0),
+    "fairness_max_ratio": _param(
+        "Fairness max ratio", "number", "Flag a group whose offer rate is more than this many times (or under 1/this of) the overall rate (default 2)",
+        minimum=1,
+    ),
+    "raw_uri": _param("Landing zone", "string", "Folder or s3://bucket/prefix (PROMO_RAW_URI)", minLength=1),
+    "warehouse_url": _param("Warehouse", "string", "duckdb:///path/file.duckdb or postgresql://user@host:port/db",
+                            pattern="^(duckdb://|postgres(ql)?://)"),
+    "export_uri": _param("Marketing export", "string", "Folder or s3://bucket/prefix (PROMO_EXPORT_URI)", minLength=1),
+    "lake_dir": _param("Lake folder", "string", "Working lake folder for validated data and features (PROMO_LAKE_DIR)", minLength=1),
+    "model_store_uri": _param("Model store", "string", "Folder or s3://bucket/prefix (PROMO_MODEL_STORE_URI)", minLength=1),
+    "spark_master": _param("Spark master", "string", "local[*] or spark://host:7077", pattern="^(local|spark://)"),
+    "feast_online_store": _param("Feast online store", "string", "sqlite or redis", enum=["sqlite", "redis"]),
+}
+# Bounds of settings that are not run params (environment only).
+SETTING_BOUNDS: dict[str, dict[str, Any]] = {
+    "spark_shuffle_partitions": {"minimum": 1},
+    "demo_users": {"minimum": 1},
+    "demo_days": {"minimum": 1},
 }
 
 PROJECT_ROOT = Path(os.environ.get("PROMO_HOME", Path(__file__).resolve().parents[1]))
@@ -67,11 +113,12 @@ class Settings:
     exploration_budget_share: float  # share of the budget reserved for exploration draws
     uncertainty_penalty: float  # standard errors subtracted from estimated uplift before choosing
     gate_z: float  # the candidate policy must beat 'none' by this many standard errors (off-policy gate)
-    gate_tolerance: float  # and may fall short of the last published policy by this share at most
+    rollout_share: float  # share of users a positive but inconclusive policy is rolled out to (the rest: 'none')
     message_language: str  # "en" or "zh"; users whose region starts with "CN" get "zh" either way
 
     # --- data quality
     max_bad_row_share: float
+    fairness_max_ratio: float  # a group's offer rate beyond this ratio of the overall rate is flagged (report, summary)
 
     # --- demo generator defaults (make demo)
     demo_users: int
@@ -119,6 +166,20 @@ class Settings:
             changes[key] = _coerce(names[key].type, value)
         return dataclasses.replace(self, **changes)
 
+    def validate(self) -> "Settings":
+        """Check every setting against its bounds (RUN_PARAMS, SETTING_BOUNDS); raise one ValueError naming them all."""
+        problems = []
+        for name, schema in {**RUN_PARAMS, **SETTING_BOUNDS}.items():
+            problem = _out_of_bounds(getattr(self, name), schema)
+            if problem:
+                problems.append(f"{name} (PROMO_{name.upper()} or run param {name!r}) = {getattr(self, name)!r}: {problem}")
+        if problems:
+            raise ValueError(
+                "Invalid settings, nothing was run: " + "; ".join(problems)
+                + ". Fix the run's params (--conf / the trigger form) or the PROMO_* environment variable."
+            )
+        return self
+
     @classmethod
     def from_env(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -150,9 +211,10 @@ class Settings:
             exploration_budget_share=float(get("exploration_budget_share", "0.1")),
             uncertainty_penalty=float(get("uncertainty_penalty", "1.5")),
             gate_z=float(get("gate_z", "1.645")),
-            gate_tolerance=float(get("gate_tolerance", "0.02")),
+            rollout_share=float(get("rollout_share", "0.25")),
             message_language=get("message_language", "en"),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
+            fairness_max_ratio=float(get("fairness_max_ratio", "2")),
             demo_users=int(get("demo_users", "5000")),
             demo_days=int(get("demo_days", "30")),
             demo_seed=int(get("demo_seed", "7")),
@@ -162,6 +224,25 @@ class Settings:
             online_store_on_failure=get("online_store_on_failure", "fail"),
         )
         return settings.with_overrides(overrides)
+
+
+def _out_of_bounds(value: Any, schema: Mapping[str, Any]) -> str | None:
+    """The rule ``value`` breaks in ``schema`` (the JSON-schema keywords RUN_PARAMS uses), or None."""
+    import re
+
+    if "enum" in schema and value not in schema["enum"]:
+        return "must be one of " + ", ".join(str(v) for v in schema["enum"] if v is not None)
+    if "minimum" in schema and value < schema["minimum"]:
+        return f"must be >= {schema['minimum']}"
+    if "maximum" in schema and value > schema["maximum"]:
+        return f"must be <= {schema['maximum']}"
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        return f"must be < {schema['exclusiveMaximum']}"
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        return "must not be empty"
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        return f"must match {schema['pattern']} ({schema.get('description', '')})"
+    return None
 
 
 def _coerce(type_name: Any, value: Any) -> Any:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def resolve(params: Mapping[str, Any] | None) -> Settings:
     """Environment settings with the run's non-empty params applied on top."""
     known = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-    return Settings.from_env(overrides=known)
+    return Settings.from_env(overrides=known).validate()
 
 
 def _date(run_date: str | date) -> date:
@@ -80,6 +80,8 @@ def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str
 
     if layer == "feedback":
         return build(resolve(params), _date(run_date), select=FEEDBACK_SELECT)
+    if layer == "report":
+        return build(resolve(params), _date(run_date), select=REPORT_SELECT)
     if layer is not None and layer not in LAYERS:
         raise ValueError(f"dbt layer {layer!r} is not one of {', '.join(LAYERS)}; pass one of those or None for all")
     return build(resolve(params), _date(run_date), select=layer)
@@ -87,6 +89,8 @@ def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str
 
 # promo_feedback: the attribution facts, the models they read, and their tests.
 FEEDBACK_SELECT = "+fct_promo_outcomes +promo_performance"
+# summarise, after publish: the published rows restaged and the fairness audit over them.
+REPORT_SELECT = "stg_promo_assignments fairness_audit"
 
 
 def feedback_summary(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -107,10 +111,16 @@ def train_model(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
     return train(resolve(params), _date(run_date))
 
 
-def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None) -> dict:
+def train_recommender(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
+    from promoflow.recommend import train
+
+    return train(resolve(params), _date(run_date))
+
+
+def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None, recommender: dict | None = None) -> dict:
     from promoflow.decisions import assign as assign_users
 
-    return assign_users(resolve(params), _date(run_date), model_version)
+    return assign_users(resolve(params), _date(run_date), model_version, recommender=recommender)
 
 
 def publish(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -121,6 +131,8 @@ def publish(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
 
 def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict:
     """The night's summary (users, assignments per promo, budget used, where the outputs are) as JSON."""
+    from promoflow.report import write_report
+
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     late = {t: s["late"] for t, s in parts["ingest"].items() if s.get("late")}  # landed after their night ran
@@ -129,8 +141,16 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
         "dropped_users_with_live_offer": parts["ingest"].get("users", {}).get("dropped_users_with_live_offer", 0),
         "model": parts["train"], "assign": parts["assign"],
     }
+    if parts.get("recommend") is not None:
+        summary["recommender"] = parts["recommend"]
+    # the fairness audit with tonight's published rows in it (dbt_marts ran before publish)
+    dbt_build(run_date, params, layer="report")
+    summary.update(write_report(settings, _date(run_date), summary))
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str))
     log.info("run summary: %s", json.dumps(summary, default=str))
+    for flag in summary["fairness_flags"]:
+        log.warning("fairness audit: %s (more than %gx apart; a warning, not a failure)", flag, settings.fairness_max_ratio)
+    log.info("campaign report: %s", summary["report"])
     return summary

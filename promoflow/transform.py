@@ -83,3 +83,32 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
         "passed": sum(1 for r in nodes if str(r.status) in ("success", "pass")),
         "warned": sum(1 for r in nodes if str(r.status) == "warn"),
     }
+
+
+def dbt_docs(settings: Settings) -> Path:
+    """``dbt docs generate --static`` (manifest + catalog of the warehouse) into ``{data_dir}/dbt_docs/``.
+
+    ``static_index.html`` embeds both and opens from disk; the campaign report links it.
+    """
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_env(settings))
+    target_dir = Path(settings.data_dir) / "dbt_docs"
+    result = dbtRunner().invoke([
+        "docs", "generate", "--static",
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(target_dir),
+        "--log-path", str(Path(settings.data_dir) / "dbt" / "logs"),
+    ])
+    if not result.success:
+        raise DbtBuildError(f"dbt docs generate failed: {result.exception}; run a night first (the catalog reads the warehouse)")
+    return target_dir / "static_index.html"
+
+
+if __name__ == "__main__":  # make docs
+    import sys
+
+    if sys.argv[1:] != ["docs"]:
+        sys.exit("usage: python -m promoflow.transform docs")
+    print(f"dbt docs: {dbt_docs(Settings.from_env().validate())}")

@@ -58,6 +58,7 @@ from pyspark.sql.types import (
 
 from spark_jobs.category_features import user_category_features_for_dates
 from spark_jobs.item_features import item_features_with_neighbours_for_dates
+from spark_jobs.segments import build_segments
 from spark_jobs.sequence_features import user_sequences_for_dates
 from spark_jobs.session import build_spark, submitted_master_or
 from spark_jobs.user_features import (
@@ -433,6 +434,7 @@ def run_many(
     sequence_paths = _publish_as_of_dates(
         user_sequences_for_dates(user_daily_df, users, dates), features / "user_sequences", dates, "user_id"
     )
+    segments = _publish_segments(spark, features, max(dates))
 
     # Clean events partitions hold the events of their own UTC day (ingest quarantines
     # the others), so reading the union of the 30-day windows loses nothing per date.
@@ -461,10 +463,24 @@ def run_many(
                 "item_features_path": str(item_features_paths[d]),
                 "user_category_features_path": str(category_paths[d]),
                 "user_sequences_path": str(sequence_paths[d]),
+                **(segments if d == max(dates) else {}),
             }
             for d in dates
         },
     }
+
+
+def _publish_segments(spark: SparkSession, features: Path, as_of: date) -> dict:
+    """Tonight's customer segments (spark_jobs.segments) with ids matched to the last earlier night's."""
+    state_dir = features / "_state" / "segments"
+    earlier = sorted(p for p in state_dir.glob("as_of=*.json") if p.stem.split("=", 1)[1] < as_of.isoformat())
+    previous = json.loads(earlier[-1].read_text()) if earlier else None
+    user_features = spark.read.parquet(str(features / "user_features" / f"as_of={as_of.isoformat()}"))
+    assigned, state = build_segments(user_features, previous)
+    path = _publish_as_of(assigned, features / "user_segments", as_of, "user_id")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomically(state_dir / f"as_of={as_of.isoformat()}.json", state)
+    return {"user_segments_rows": _parquet_rows(path), "user_segments_path": str(path), "segments": state["names"]}
 
 
 def _window_days(dates: Iterable[date], days: int) -> set[date]:

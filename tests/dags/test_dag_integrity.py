@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import time
@@ -32,6 +33,10 @@ def test_promo_nightly_runs_the_stages_in_order(dagbag):
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     assert dag.get_task("train_model").queue == "gpu"
+    # the recommender trains beside the response model, on the gpu queue, and feeds assign
+    assert "train_recommender" in dag.get_task("feature_store").downstream_task_ids
+    assert {"assign", "summarise"} <= dag.get_task("train_recommender").downstream_task_ids
+    assert dag.get_task("train_recommender").queue == "gpu"
     assert set(dag.params.keys()) >= {"raw_uri", "warehouse_url", "export_uri", "budget"}
 
 
@@ -57,3 +62,31 @@ def test_promo_feedback_attributes_after_loading(dagbag):
     chain = ["ingest_validate", "load_warehouse", "dbt_attribution", "summarise"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
+
+
+@pytest.mark.parametrize("dag_id", ["promo_nightly", "promo_feedback"])
+def test_every_param_has_a_title_type_and_description_for_the_trigger_form(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.owner == "data-engineering" and "promoflow" in dag.tags
+    for name, param in dag.params.items():
+        schema = dag.params.get_param(name).schema
+        assert schema.get("title") and schema.get("type") and dag.params.get_param(name).description, name
+
+
+def test_trigger_form_rejects_out_of_bounds_params_before_any_task(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = dagbag.dags["promo_nightly"].params
+    for bad in ({"budget": -5}, {"holdout_share": 1.0}, {"exploration_rate": 2}, {"message_language": "fr"}):
+        with pytest.raises(ParamValidationError):
+            copy.deepcopy(params).update(bad)
+    ok = copy.deepcopy(params)
+    ok.update({"budget": 500, "message_language": "zh"})
+    assert ok.validate()["budget"] == 500
+
+
+def test_every_nightly_task_says_what_it_reads_writes_and_how_to_rerun(dagbag):
+    for task in dagbag.dags["promo_nightly"].tasks:
+        doc = (task.doc_md or "").lower()
+        assert "reads" in doc and "writes" in doc and "re-run" in doc, task.task_id
+    assert dagbag.dags["promo_nightly"].get_task("train_model").pool == "gpu"

@@ -181,6 +181,7 @@ MARTS = {
     "promo_performance",
     "user_features",
     "assignments_latest",
+    "fairness_audit",
 }
 # Incremental by day (delete+insert on the date key), compared across re-runs.
 INCREMENTAL_FACTS = {

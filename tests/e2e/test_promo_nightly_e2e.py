@@ -72,6 +72,39 @@ def test_assignments_respect_budget_catalogue_and_contract(night):
             assert r["promo_id"] == "none"
 
 
+def test_offers_feature_items_from_the_source_the_night_chose(night):
+    """train_recommender stored a version with its card; the summary says which source the
+    featured items came from, and every offer features items (of its category when limited)."""
+    import json
+
+    from ml.model_store import list_model_versions
+
+    rows = _published_rows(night["settings"], RUN_DATE)
+    offers = [r for r in rows if r["promo_id"] != "none"]
+    assert offers, "the night sent no offer"
+    items = pq.read_table(night["base"] / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")["category"]
+    promos = pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").to_pandas().set_index("promo_id")["category"]
+    for r in offers:
+        featured = r["featured_item_ids"].split(",")
+        assert 1 <= len(featured) <= 3 and set(featured) <= set(items.index)
+        if promos[r["promo_id"]] is not None:
+            assert set(items[featured]) == {promos[r["promo_id"]]}
+    for r in rows:
+        if r["promo_id"] == "none":
+            assert r["featured_item_ids"] is None
+
+    summary = json.loads((Path(night["settings"].data_dir) / "runs" / f"run_date={RUN_DATE.isoformat()}" / "summary.json").read_text())
+    recommender = summary["recommender"]
+    version = recommender["recommender_version"]
+    assert version in list_model_versions(night["settings"].model_store_uri, model_name="recommender")
+    assert recommender["featured_items_source"] in {"recommender", "category_rule"}
+    assert recommender["selection"]["recommender"] == recommender["recall"]["model"]["recall_at_10"]
+    assert summary["assign"]["featured_items"]["source"] == recommender["featured_items_source"]
+    card = (Path(night["settings"].model_store_uri) / "recommender" / version / "model_card.md").read_text()
+    assert f"**Featured items source: {recommender['featured_items_source']}**" in card
+    assert "training examples/s" in card and ("| device | CPU |" in card or "| device | GPU" in card)
+
+
 def test_marketing_export_has_parquet_and_csv_without_raw_ids(night):
     folder = Path(night["settings"].export_uri) / "promo_assignments" / f"run_date={RUN_DATE.isoformat()}"
     exported = pq.read_table(folder / "promo_assignments.parquet")

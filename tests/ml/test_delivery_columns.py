@@ -220,3 +220,19 @@ def test_channels_follow_choose_channel_ties_included():
 
 def test_a_tiny_negative_uplift_reads_minus_zero():
     assert reason_codes(-0.001, 0.0) == "uplift -0.00 vs none; cost 0.00"
+
+
+def test_recommended_items_replace_the_rule_for_offers_only_and_fall_back_when_missing():
+    night = synthetic_night(400, seed=5)
+    rule = delivery_columns(**night)
+    offers = np.flatnonzero(np.asarray(night["is_offer"]))
+    recommended = np.full(400, None, dtype=object)
+    recommended[offers[::2]] = [f"r{i},r{i + 1},r{i + 2}" for i in range(len(offers[::2]))]
+    recommended[~np.asarray(night["is_offer"])] = "x1,x2,x3"  # ignored: no offer, no items
+    got = delivery_columns(**night, featured_item_ids=recommended)
+    assert got["featured_item_ids"].iloc[offers[::2]].tolist() == recommended[offers[::2]].tolist()
+    assert got["featured_item_ids"].iloc[offers[1::2]].tolist() == rule["featured_item_ids"].iloc[offers[1::2]].tolist()
+    assert got["featured_item_ids"][~np.asarray(night["is_offer"])].isna().all()
+    # the message names the featured items it was rendered with
+    first = offers[0]
+    assert "r0" in got["message"].iloc[first] and got["message"].iloc[first] != rule["message"].iloc[first]

@@ -19,7 +19,9 @@ from ml.recommender import (
     Recommender,
     RecommenderConfig,
     _sequences_at_day_starts,
+    choose_featured_source,
     featured_items,
+    paired_recall_difference,
     last_item_sequences,
     load_recommender_version,
     save_recommender_version,
@@ -188,3 +190,69 @@ def test_model_card_renders_both_sections():
     assert "12,345.6" in card and "2026-10-30 .. 2026-10-31" in card
     assert "## Promo response model" in card and "| validation_auc.promo_a | 0.7100 |" in card
     assert "Not part of this card" in render_model_card(metrics)
+
+
+def test_where_the_model_only_ties_the_category_rule_the_rule_stays(trained):
+    """The synthetic shop has one popularity order per category: top-category popularity is
+    near optimal there, so the nightly choice must keep the rule."""
+    _, metrics = trained
+    versus = metrics["versus_category_popularity"]
+    assert versus["recall_at_10_difference"] == pytest.approx(metrics["model"]["recall_at_10"] - metrics["category_popularity"]["recall_at_10"])
+    assert versus["recall_at_10_difference_stderr"] > 0
+    choice = choose_featured_source(metrics)
+    assert choice["source"] == "category_rule", choice["reason"]
+    assert choice["recommender"] == metrics["model"]["recall_at_10"] and choice["category_rule"] == metrics["category_popularity"]["recall_at_10"]
+
+
+def _metrics_with(difference: float | None, stderr: float | None) -> dict:
+    versus = {} if difference is None else {"recall_at_10_difference": difference, "recall_at_10_difference_stderr": stderr}
+    return {"model": {"recall_at_10": 0.4}, "category_popularity": {"recall_at_10": 0.4 - (difference or 0.0)},
+            "popularity": {"recall_at_10": 0.2}, "versus_category_popularity": versus, "n_users_evaluated": 500}
+
+
+def test_recommender_is_chosen_only_when_it_beats_the_rule_by_enough_standard_errors():
+    assert choose_featured_source(_metrics_with(0.05, 0.01))["source"] == "recommender"
+    assert choose_featured_source(_metrics_with(0.005, 0.01))["source"] == "category_rule"  # +0.5 se: noise
+    assert choose_featured_source(_metrics_with(-0.05, 0.01))["source"] == "category_rule"
+    assert choose_featured_source(_metrics_with(0.005, 0.01), min_z=0.4)["source"] == "recommender"
+    nothing = choose_featured_source(_metrics_with(None, None))
+    assert nothing["source"] == "category_rule" and "no held-out evaluation" in nothing["reason"]
+
+
+def test_paired_recall_difference_by_hand():
+    held = [{"a", "b"}, {"c"}, {"d", "e"}]
+    model = [["a", "x"], ["c"], ["x", "y"]]  # per-user recall@1: 0.5, 1, 0
+    baseline = [["x", "a"], ["x"], ["d"]]  # 0, 0, 0.5
+    got = paired_recall_difference(model, baseline, held, ks=(1,))
+    differences = np.array([0.5, 1.0, -0.5])
+    assert got["recall_at_1_difference"] == pytest.approx(differences.mean())
+    assert got["recall_at_1_difference_stderr"] == pytest.approx(differences.std(ddof=1) / np.sqrt(3))
+
+
+def test_model_card_states_the_featured_items_source():
+    metrics = {"as_of": "2026-10-31", "model": {"recall_at_10": 0.42}, "popularity": {"recall_at_10": 0.24},
+               "category_popularity": {"recall_at_10": 0.39}, "n_users_evaluated": 500,
+               "versus_category_popularity": {"recall_at_10_difference": 0.03, "recall_at_10_difference_stderr": 0.01}}
+    metrics["selection"] = choose_featured_source(metrics)
+    card = render_model_card(metrics)
+    assert "recall@10 +0.0300 ± 0.0100" in card
+    assert "**Featured items source: recommender**" in card and "by 3.0 se" in card
+
+
+def test_the_gpu_path_mirrored_strategy_and_mixed_precision_trains(monkeypatch):
+    """What a gpu-queue worker runs (MirroredStrategy + mixed_float16 + LossScaleOptimizer),
+    forced here on the CPU: it trains, scores in float32 and records the choice."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ml import recommender
+
+    monkeypatch.setattr(recommender, "choose_strategy", lambda: (tf.distribute.MirroredStrategy(["/cpu:0"]), True))
+    small = category_preference_shop(n_users=60, n_items=24, n_days=4, events_per_user=8, seed=2)
+    model, metrics = train_recommender(small["interactions"], small["user_features"], None, small["items"], small["as_of"], seed=1, epochs=1,
+                                       config=RecommenderConfig(batch_size=64))
+    assert metrics["mixed_precision"] is True and metrics["strategy"] == "MirroredStrategy"
+    assert np.isfinite(metrics["final_train_loss"])
+    assert model.item_embeddings.dtype == np.float32 and np.isfinite(model.item_embeddings).all()
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy is put back after training
+    assert len(top_k_items(model, ["u0000"], small["user_features"], None, k=5)[0]) == 5

@@ -389,3 +389,67 @@ def test_observable_shape_ties_response_to_what_the_platform_sees(tmp_path):
     assert '"response_shape": "observable"' in manifest
     with pytest.raises(ValueError, match="response_shape"):
         demo_data.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, response_shape="linear")
+
+
+def _purchases(raw: Path) -> pd.DataFrame:
+    events = pd.concat([t.to_pandas() for t in _read_daily(raw, "events").values()], ignore_index=True)
+    return events.loc[events["event_type"] == "purchase"].sort_values("event_ts", kind="stable")
+
+
+def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_preferences(tmp_path):
+    """--item-shape collaborative: its own random stream (users, items, promotions and the first
+    day's exposures are those of the category shape); true item preferences in the truth folder."""
+    kwargs = dict(n_users=600, n_days=8, start_date=START, seed=5)
+    demo_data.generate(tmp_path / "cat" / "raw", tmp_path / "cat" / "truth", **kwargs)
+    demo_data.generate(tmp_path / "col" / "raw", tmp_path / "col" / "truth", item_shape="collaborative", **kwargs)
+    for table in ("users/users.parquet", "items/items.parquet", "promotions/promotions.parquet", f"exposures/dt={START}/part-0.parquet"):
+        assert pq.read_table(tmp_path / "cat" / "raw" / table).equals(pq.read_table(tmp_path / "col" / "raw" / table)), table
+    category_preference = pd.read_parquet(tmp_path / "cat" / "truth" / "user_item_preference.parquet")
+    assert '"item_shape": "collaborative"' in (tmp_path / "col" / "truth" / "manifest.json").read_text()
+
+    preference = pd.read_parquet(tmp_path / "col" / "truth" / "user_item_preference.parquet")
+    assert preference.groupby("user_id").size().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all() and preference["user_id"].nunique() == 600
+    assert (preference.groupby("user_id")["pick_probability"].diff().dropna() <= 1e-12).all()  # most likely first
+    assert preference.groupby("user_id")["item_id"].nunique().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
+
+    # The category shape's preferences are its pick rule's exact probabilities: the favourite
+    # category first, cheap items first for the price-sensitive.
+    items = pq.read_table(tmp_path / "cat" / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")
+    latent = pd.read_parquet(tmp_path / "cat" / "truth" / "user_latent.parquet").set_index("user_id")
+    first = category_preference.loc[category_preference["preference_rank"] == 1].set_index("user_id")
+    assert (items.loc[first["item_id"], "category"].to_numpy() == latent.loc[first.index, "preferred_category"].to_numpy()).all()
+    assert category_preference.groupby("user_id")["pick_probability"].sum().between(0.1, 1.0).all()
+
+    # Behaviour follows the tastes: views land on the user's true top-20 far more often than
+    # the 20 of 400 items chance gives, and more often than in the category shape.
+    def share_in_preferences(root: Path) -> float:
+        events = pd.concat([t.to_pandas() for t in _read_daily(root / "raw", "events").values()], ignore_index=True)
+        views = events.loc[events["event_type"] == "view", ["user_id", "item_id"]]
+        hits = views.merge(preference[["user_id", "item_id"]], on=["user_id", "item_id"], how="left", indicator=True)
+        return float((hits["_merge"] == "both").mean())
+
+    assert share_in_preferences(tmp_path / "col") > 0.6 > 0.3 > share_in_preferences(tmp_path / "cat")  # measured 0.76 vs 0.24
+
+    # Repeat purchases and items bought together.
+    def repeat_share(root: Path) -> float:
+        purchases = _purchases(root / "raw")
+        return float(purchases.duplicated(["user_id", "item_id"]).mean())
+
+    def repeated_pair_share(root: Path) -> float:
+        """Share of (item, item) pairs viewed in one session that other sessions view too."""
+        events = pd.concat([t.to_pandas() for t in _read_daily(root / "raw", "events").values()], ignore_index=True)
+        views = events.loc[events["event_type"] == "view", ["session_id", "item_id"]].drop_duplicates()
+        pairs = views.merge(views, on="session_id").query("item_id_x < item_id_y")
+        counts = pairs.groupby(["item_id_x", "item_id_y"]).size()
+        return float(counts[counts > 1].sum() / counts.sum())
+
+    assert repeat_share(tmp_path / "col") > 3 * repeat_share(tmp_path / "cat")  # measured 0.14 vs 0.03
+    assert repeated_pair_share(tmp_path / "col") > 3 * repeated_pair_share(tmp_path / "cat")  # measured 0.39 vs 0.07
+    with pytest.raises(ValueError, match="item_shape"):
+        demo_data.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, item_shape="brand")
+
+
+def test_cli_item_shape_flag(tmp_path, capsys):
+    assert demo_data.main(["--raw-dir", str(tmp_path / "raw"), "--truth-dir", str(tmp_path / "truth"), "--users", "50", "--days", "2",
+                           "--seed", "3", "--item-shape", "collaborative"]) == 0
+    assert (tmp_path / "truth" / "user_item_preference.parquet").exists()

@@ -49,3 +49,40 @@ def test_unsupported_warehouse_scheme_names_the_fix(tmp_path):
     s = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path), "PROMO_WAREHOUSE_URL": "mysql://x"})
     with pytest.raises(ValueError, match="use duckdb:///path/file.duckdb or postgresql://"):
         s.warehouse_kind
+
+
+@pytest.mark.parametrize(
+    "overrides, rule",
+    [
+        ({"budget": -5}, "budget .* = -5.0: must be >= 0"),
+        ({"holdout_share": 1}, "holdout_share .* must be < 1"),
+        ({"exploration_budget_share": 1.5}, "exploration_budget_share .* must be <= 1"),
+        ({"message_language": "fr"}, "message_language .* must be one of en, zh"),
+        ({"feast_online_store": "memcached"}, "feast_online_store .* must be one of sqlite, redis"),
+        ({"warehouse_url": "mysql://x"}, "warehouse_url .* must match"),
+    ],
+)
+def test_validate_names_the_setting_its_rule_and_the_fix(tmp_path, overrides, rule):
+    s = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)}, overrides=overrides)
+    with pytest.raises(ValueError, match=rule) as error:
+        s.validate()
+    assert "nothing was run" in str(error.value) and "PROMO_" in str(error.value)
+
+
+def test_defaults_and_environment_values_within_bounds_validate(tmp_path):
+    env = {"PROMO_DATA_DIR": str(tmp_path), "PROMO_BUDGET": "0", "PROMO_SPARK_MASTER": "spark://spark:7077"}
+    assert Settings.from_env(env=env).validate().budget == 0.0
+    with pytest.raises(ValueError, match="spark_shuffle_partitions .* must be >= 1"):
+        Settings.from_env(env={**env, "PROMO_SPARK_SHUFFLE_PARTITIONS": "0"}).validate()
+
+
+def test_cli_run_refuses_bad_params_before_starting_airflow(tmp_path, monkeypatch, capsys):
+    from promoflow import cli
+
+    monkeypatch.setenv("PROMO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "run_night", lambda *a: pytest.fail("airflow must not start on bad params"))
+    assert cli.main(["run", "--date", "2026-10-09", "--conf", '{"budget": -5}']) == 2
+    err = capsys.readouterr().err
+    assert "not started" in err and "budget" in err and "must be >= 0" in err
+    assert cli.main(["run", "--date", "2026-10-09", "--conf", '{"budjet": 5}']) == 2
+    assert "unknown setting 'budjet'" in capsys.readouterr().err

@@ -1,0 +1,209 @@
+"""The candidate ladder (ml.candidates), the selection rule (ml.selection) and tonight's decision (promoflow.decisions.decide)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ml import candidates as cand
+from ml.off_policy import PolicyValueEstimate
+from ml.policy import explore
+from ml.selection import CandidateResult, PolicyData, dr_scores, evaluate_and_select, select, value_of
+from tests.ml.ml_test_data import HIGH_SPEND, planted_exposures
+
+ARMS = ["promo_a", "promo_b", "none"]
+
+
+def _data(n: int, seed: int) -> PolicyData:
+    frame = planted_exposures(n, seed)
+    return PolicyData(
+        features=frame[["spend_30d", "orders_30d", "tenure_days", "top_category"]], arms=ARMS,
+        arm_index=frame["promo_id"].map(ARMS.index).to_numpy(), propensity=frame["propensity"].to_numpy(),
+        converted=frame["converted"].to_numpy(), margin=frame["order_margin"].to_numpy(), discount=frame["discount_amount"].to_numpy(),
+        window_days=np.full(n, 7.0), arm_window=np.array([7.0, 7.0, 0.0]), send_cost=np.zeros(3),
+        numeric_features=["spend_30d", "orders_30d", "tenure_days"], categorical_features=["top_category"],
+        groups=frame["user_id"].to_numpy(), evaluable=np.ones(n, dtype=bool),
+    )
+
+
+def test_dr_scores_average_to_the_policy_value_and_none_is_zero():
+    data = _data(20000, 1)
+    gamma = dr_scores(data, np.zeros((20000, 3)))  # IPS contrast
+    assert (gamma[:, 2] == 0).all()
+    high = data.features["spend_30d"].to_numpy() > HIGH_SPEND
+    value = value_of(gamma, np.where(high, 0, 2))
+    truth = high.mean() * 0.30 * 19.0  # promo_a: 0.10 -> 0.40 above HIGH_SPEND, margin 25 - 6 per order
+    assert abs(value.estimate - truth) < 3 * value.stderr + 0.05
+
+
+def test_fill_in_order_stops_at_the_budget_and_the_limit():
+    cost = np.array([[1.0, 0], [2.0, 0], [1.0, 0], [5.0, 0]])
+    chosen = cand.fill_in_order(np.array([3, 0, 1, 2]), np.array([0, 0, -1, 0]), cost, budget=3.0)
+    assert chosen.tolist() == [-1, -1, -1, -1]  # user 3 alone costs 5 > 3: the prefix is empty
+    chosen = cand.fill_in_order(np.array([0, 1, 2, 3]), np.array([0, 0, -1, 0]), cost, budget=3.0)
+    assert chosen.tolist() == [0, 0, -1, -1]
+    assert cand.fill_in_order(np.array([0, 1, 3]), np.zeros(4, dtype=int), cost, budget=None, limit=1).tolist() == [0, -1, -1, -1]
+
+
+def test_ranked_rule_finds_the_feature_that_tells_who_responds():
+    data = _data(12000, 2)
+    gamma = dr_scores(data, np.zeros((12000, 3)))
+    cost = np.ones((12000, 3))
+    cost[:, 2] = 0
+    rule = cand.fit_ranked_rule(ARMS, data.features, data.numeric_features, gamma, cost, 0.25 * 12000, np.ones(3, bool), np.arange(12000) / 12000)
+    assert (rule.arm, rule.feature, rule.descending) == (0, "spend_30d", True)
+    assert rule.share <= 0.25 + 1e-9
+    chosen = rule.decide(data.features, cost, 100.0, np.ones((12000, 3), bool), np.arange(12000) / 12000)
+    assert (chosen != 2).sum() == 100  # the budget binds: 100 sends at 1 each
+    assert (data.features["spend_30d"].to_numpy()[chosen != 2] >= np.sort(data.features["spend_30d"].to_numpy())[-100]).all()
+
+
+def test_policy_tree_splits_on_the_planted_segment():
+    data = _data(8000, 3)
+    gamma = dr_scores(data, np.zeros((8000, 3)))
+    tree = cand.fit_policy_tree(ARMS, data.features, data.numeric_features, gamma, np.ones(3, bool), seed=0)
+    assert "spend_30d" in tree.describe()
+    rows = _data(2000, 4)
+    chosen = tree.decide(rows.features, np.zeros((2000, 3)), None, np.ones((2000, 3), bool), np.arange(2000) / 2000)
+    high = rows.features["spend_30d"].to_numpy() > HIGH_SPEND * 1.3
+    assert (chosen[high] == 0).mean() > 0.8
+
+
+def _result(name: str, estimate: float, stderr: float, terms: np.ndarray, ips: float | None = None) -> CandidateResult:
+    value = PolicyValueEstimate("dr", estimate, stderr, len(terms), float(len(terms)), terms)
+    ips_value = PolicyValueEstimate("ips", estimate if ips is None else ips, stderr, len(terms), float(len(terms)), terms)
+    return CandidateResult(name, value, ips_value, 0.5, 0.0)
+
+
+def test_the_rule_prefers_the_simpler_candidate_within_one_standard_error():
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 5.0, 4000)
+    noise = rng.normal(0.0, 3.0, 4000)
+    close = base + noise - noise.mean() + 0.02  # the complex one: 0.02 better, paired se ~0.047
+    results = {
+        "none": _result("none", 0.0, 0.0, np.zeros(4000)),
+        "blanket:promo_a": _result("blanket:promo_a", base.mean(), base.std() / 63.2, base),
+        "pooled_response": _result("pooled_response", close.mean(), close.std() / 63.2, close),
+    }
+    chosen = select(results, z=1.645, rollout_share=0.25)
+    assert chosen.status == "published" and chosen.chosen == "blanket:promo_a", chosen.message
+    far = base + 2.0  # clearly better: the complex candidate stays
+    results["pooled_response"] = _result("pooled_response", far.mean(), far.std() / 63.2, far)
+    assert select(results, z=1.645, rollout_share=0.25).chosen == "pooled_response"
+
+
+def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_sends_nothing():
+    terms = np.r_[np.full(50, 3.0), np.full(50, -2.2)]  # mean +0.4, stderr ~0.26: over one se, under 1.645
+    results = {"none": _result("none", 0.0, 0.0, np.zeros(100)), "policy_tree": _result("policy_tree", 0.4, 0.26, terms)}
+    rollout = select(results, z=1.645, rollout_share=0.2)
+    assert (rollout.status, rollout.chosen, rollout.rollout_share) == ("rollout", "policy_tree", 0.2)
+    assert select(results, z=1.645, rollout_share=0.0).status == "none"
+    results["policy_tree"] = _result("policy_tree", 0.4, 0.26, terms, ips=-0.05)  # IPS disagrees: nothing
+    assert select(results, z=1.645, rollout_share=0.2).status == "none"
+    results["policy_tree"] = _result("policy_tree", 0.1, 0.26, terms - 0.3)  # positive but under one se: noise
+    assert select(results, z=1.645, rollout_share=0.2).status == "none"
+    results["policy_tree"] = _result("policy_tree", -0.4, 0.2, terms - 0.5)
+    nothing = select(results, z=1.645, rollout_share=0.2)
+    assert nothing.status == "none" and nothing.message.startswith("fallback to 'none'")
+
+
+def test_evaluate_and_select_publishes_a_targeting_policy_on_a_real_effect():
+    data = _data(9000, 5)
+    selection, fitted, ctx, metrics = evaluate_and_select(data, budget_per_user=None, names=["none", "blanket:promo_a", "blanket:promo_b", "ranked_rule", "pooled_main"], seed=0)
+    assert selection.status == "published", selection.message
+    assert selection.chosen in ("ranked_rule", "pooled_main"), selection.message
+    assert metrics["candidates"][selection.chosen]["value_per_row"] > metrics["candidates"]["blanket:promo_b"]["value_per_row"]
+    assert fitted is not None and fitted.describe()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 200), st.floats(0.0, 0.3), st.floats(0.05, 1.0), st.floats(0.0, 100.0))
+def test_a_rollout_keeps_the_budget_and_exact_propensities(seed, n, rate, share, budget):
+    rng = np.random.default_rng(seed)
+    cost = rng.uniform(0, 3, (n, 3))
+    cost[:, 2] = 0.0
+    eligible = np.ones((n, 3), dtype=bool)
+    reserve = 0.1 * budget
+    candidate = cand.fill_in_order(rng.permutation(n), rng.integers(0, 2, n), cost, budget - reserve)
+    candidate = np.where(candidate < 0, 2, candidate)
+    in_rollout = rng.random(n) < share
+    probabilities = share * np.eye(3)[candidate] + (1 - share) * np.eye(3)[np.full(n, 2)]
+    arm = np.where(in_rollout, candidate, 2)
+    holdout = rng.random(n) < 0.05
+    users = np.array([f"u{i}" for i in range(n)])
+    result = explore(arm, holdout, eligible, cost, 2, user_ids=users, rate=rate, reserve_budget=reserve, holdout_share=0.05,
+                     salt=f"s{seed}", policy_probabilities=probabilities)
+    rows = np.arange(n)
+    assert cost[rows, result.recorded_arm].sum() <= budget + 1e-9
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0)
+    np.testing.assert_allclose(result.propensity, result.probabilities[rows, result.recorded_arm])
+    assert (result.propensity > 0).all()
+
+
+def test_decide_without_a_model_or_after_a_fallback_sends_nothing():
+    from types import SimpleNamespace
+
+    from promoflow.decisions import decide
+
+    features = pd.DataFrame({"tenure_days": [1.0, 2.0, np.nan]})
+    users = np.array(["a", "b", "c"])
+    nothing = decide(None, features, users, ARMS, np.ones(3, bool), np.array([True, True, False]), budget=10.0, rollout_share=0.25, salt="d")
+    assert (nothing.arm == 2).all() and nothing.status == "none" and nothing.message.startswith("no model")
+    fallback = SimpleNamespace(
+        arms=ARMS, window_days=[7.0, 7.0, 0.0], status="none", fitted=None, production="none", rollout_share=0.0,
+        gate={"message": "fallback to 'none': nothing beats it"}, cost=lambda f, w: np.ones((len(f), 3)) * [1, 1, 0],
+    )
+    fell_back = decide(fallback, features, users, ARMS, np.ones(3, bool), np.ones(3, bool), budget=10.0, rollout_share=0.25, salt="d")
+    assert (fell_back.arm == 2).all() and fell_back.message.startswith("fallback")
+    np.testing.assert_allclose(fell_back.probabilities[:, 2], 1.0)
+
+
+def test_decide_publishes_within_the_budget_and_rolls_out_to_a_share():
+    from types import SimpleNamespace
+
+    from promoflow.decisions import decide
+
+    n = 2000
+    features = pd.DataFrame({"tenure_days": np.ones(n)})
+    users = np.array([f"u{i}" for i in range(n)])
+    policy = SimpleNamespace(
+        arms=ARMS, window_days=[7.0, 7.0, 0.0], status="published", production="blanket:promo_a", rollout_share=0.0,
+        fitted=cand.FittedBlanket(ARMS, 0, 1.5), gate={"message": "published"}, cost=lambda f, w: np.ones((len(f), 3)) * [2, 1, 0],
+    )
+    published = decide(policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d")
+    assert (published.arm == 0).sum() == 150  # 300 / cost 2
+    assert published.cost[np.arange(n), published.arm].sum() <= 300.0
+    policy.status, policy.rollout_share = "rollout", 0.25
+    rolled = decide(policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d")
+    assert rolled.status == "rollout" and 0 < (rolled.arm == 0).sum() < 150
+    assert (rolled.arm[~rolled.in_rollout] == 2).all()
+    assert abs(rolled.in_rollout.mean() - 0.25) < 0.05
+    offered = rolled.probabilities[published.arm == 0]
+    np.testing.assert_allclose(offered[:, 0], 0.25)
+    np.testing.assert_allclose(offered[:, 2], 0.75)
+
+
+def test_normalise_window_counts_scales_only_trailing_window_counts():
+    from datetime import date
+
+    from promoflow.decisions import normalise_window_counts
+
+    frame = pd.DataFrame({"orders_30d": [3.0, 3.0], "orders_7d": [1.0, 1.0], "cart_to_order_rate_30d": [0.5, 0.5], "tenure_days": [100.0, 100.0]})
+    as_of = pd.Series(pd.to_datetime(["2026-10-11", "2026-12-01"]))
+    out = normalise_window_counts(frame, as_of, date(2026, 10, 1))
+    assert out["orders_30d"].tolist() == [9.0, 3.0]  # 10 of 30 days observed on the first row
+    assert out["orders_7d"].tolist() == [1.0, 1.0]
+    assert out["cart_to_order_rate_30d"].tolist() == [0.5, 0.5] and out["tenure_days"].tolist() == [100.0, 100.0]
+    assert normalise_window_counts(frame, as_of, None) is frame
+
+
+def test_candidate_names_climb_the_ladder():
+    from ml.selection import candidate_names, complexity
+
+    names = candidate_names(ARMS, np.array([True, False, True]))
+    assert names[0] == "none" and "blanket:promo_a" in names and "blanket:promo_b" not in names
+    assert [complexity(n) for n in names] == sorted(complexity(n) for n in names)
+    with pytest.raises(KeyError):
+        complexity("mystery")
