@@ -10,18 +10,25 @@ boundary (CRM back office, support tools), like the warehouse itself; it must
 not be exposed to the public internet or to marketing tools, which get the
 export keyed by ``user_key`` instead.
 
+Every request needs ``Authorization: Bearer <PROMO_API_TOKEN>`` (compared in
+constant time; 401 otherwise); the API refuses to start without a token. A
+``user_id`` longer than 128 characters or with characters other than letters,
+digits and ``_ . @ : + -`` is refused with 422 before the warehouse is queried.
+
 Run it with ``uvicorn --factory promoflow.api:create_app`` (settings from the
 environment, as everywhere else).
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 from datetime import date
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Path
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from promoflow import feature_store
 from promoflow.settings import Settings
@@ -54,13 +61,38 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+USER_ID_PATTERN = r"^[\w.@:+-]+$"  # \w is Unicode-aware: non-ASCII letters and digits are fine
+USER_ID_MAX_LENGTH = 128
+
+
+class MissingTokenError(RuntimeError):
+    """The read API was asked to start without a bearer token."""
+
+
 def create_app(settings: Settings | None = None, project: str = feature_store.FEAST_PROJECT) -> FastAPI:
     """The API for ``settings`` (from the environment when None)."""
     settings = settings or Settings.from_env()
+    if not settings.api_token:
+        raise MissingTokenError(
+            "PROMO_API_TOKEN is empty: the read API serves raw user ids and behaviour features and does not start "
+            "without a bearer token. Set PROMO_API_TOKEN from your secret manager "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))') and start it again."
+        )
+    expected_token = settings.api_token.encode()
+    bearer = HTTPBearer(auto_error=False)
+
+    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = credentials.credentials.encode() if credentials and credentials.scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, expected_token):
+            raise HTTPException(
+                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
     app = FastAPI(
         title="promoflow read API",
         description="Last night's promotion decision per user, with the online features it was based on. "
-        "Internal: takes raw user_id (inside the warehouse's trust boundary).",
+        "Internal: takes raw user_id (inside the warehouse's trust boundary). Needs a bearer token.",
+        dependencies=[Depends(require_token)],
     )
     store_lock = threading.Lock()
     store_holder: dict[str, Any] = {}
@@ -74,7 +106,9 @@ def create_app(settings: Settings | None = None, project: str = feature_store.FE
             return store_holder["store"]
 
     @app.get("/users/{user_id}/offer")
-    def user_offer(user_id: str) -> dict:
+    def user_offer(
+        user_id: str = Path(min_length=1, max_length=USER_ID_MAX_LENGTH, pattern=USER_ID_PATTERN),
+    ) -> dict:
         """The user's assignment in the latest published run, plus its online features."""
         # One short connection per request: DuckDB allows one writer process, and the
         # nightly publish must not wait on a connection the API keeps open.
@@ -86,9 +120,13 @@ def create_app(settings: Settings | None = None, project: str = feature_store.FE
             if latest is None:
                 raise HTTPException(status_code=503, detail="no run has been published yet: table promo_assignments is empty")
             rows = wh.query(
-                f"select {', '.join(ASSIGNMENT_FIELDS)} from {schema}.promo_assignments where run_date = ? and user_id = ?",
+                f"select user_id, {', '.join(ASSIGNMENT_FIELDS)} from {schema}.promo_assignments where run_date = ? and user_id = ?",
                 [latest, user_id],
             )
+        # Defence in depth: only ever the asked user's row (never a collation's or a duplicate's look-alike).
+        rows = [r[1:] for r in rows if r[0] == user_id]
+        if len(rows) > 1:
+            raise HTTPException(status_code=500, detail=f"{len(rows)} rows for one user in run_date {latest.isoformat()}")
         if not rows:
             raise HTTPException(
                 status_code=404,

@@ -3,23 +3,70 @@
 ``python -m promoflow.cli run --date D [--conf JSON]`` wraps
 ``airflow dags test promo_nightly D --conf JSON`` and exits non-zero when the run failed.
 ``python -m promoflow.cli summary --date D`` prints the summary the run wrote.
+
+Two runs sharing one ``AIRFLOW_HOME`` would share its SQLite metadata database, which
+takes one writer at a time; ``run`` holds an exclusive lock on
+``$AIRFLOW_HOME/promoflow-run.lock`` for the whole run, and a second one exits with
+code 75 and a message naming the run that holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
 import sys
-from datetime import date
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from promoflow.settings import Settings
 
 
 def _airflow() -> str:
     return str(Path(sys.executable).with_name("airflow"))
+
+
+EXIT_AIRFLOW_HOME_BUSY = 75  # EX_TEMPFAIL: try again later
+
+
+class AirflowHomeBusyError(RuntimeError):
+    """Another ``promoflow.cli run`` holds this AIRFLOW_HOME."""
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser().resolve()
+
+
+@contextmanager
+def airflow_home_lock(run_date: date, home: Path | None = None) -> Iterator[Path]:
+    """Hold ``$AIRFLOW_HOME/promoflow-run.lock`` (flock, released even if the process is killed)."""
+    home = home or airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "promoflow-run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "a process that did not say which run"
+        os.close(fd)
+        raise AirflowHomeBusyError(
+            f"AIRFLOW_HOME={home} is in use by another run ({holder}); its SQLite metadata database takes one run "
+            f"at a time, so promo_nightly {run_date} was not started. Wait for that run to finish, or give this one "
+            "its own Airflow home: AIRFLOW_HOME=/path/to/other make run DATE=... (make creates and migrates it)."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.pwrite(fd, f"pid {os.getpid()}, promo_nightly {run_date}, started {started}".encode(), 0)
+        yield path
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def check_settings(conf: dict) -> str | None:
@@ -35,8 +82,13 @@ def run_night(run_date: date, conf: dict) -> int:
     cmd = [_airflow(), "dags", "test", "promo_nightly", run_date.isoformat()]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
-    print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, env=os.environ.copy())
+    try:
+        with airflow_home_lock(run_date):
+            print("+", " ".join(cmd), flush=True)
+            return subprocess.call(cmd, env=os.environ.copy())
+    except AirflowHomeBusyError as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_AIRFLOW_HOME_BUSY
 
 
 def print_summary(run_date: date) -> int:
@@ -53,6 +105,10 @@ def print_summary(run_date: date) -> int:
     print(f"budget used:     {s['budget_used']:.2f} of {s['budget']:.2f}")
     print(f"expected incremental margin: {s['expected_incremental_margin']:.2f}")
     print(f"quarantined rows: {s['quarantined_rows'] or 'none'}")
+    if s.get("late_partitions"):
+        print(f"late partitions (landed after their night, ingested tonight): {s['late_partitions']}")
+    if s.get("dropped_users_with_live_offer"):
+        print(f"users dropped by the users snapshot while holding a live offer: {s['dropped_users_with_live_offer']}")
     print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
     assign = s.get("assign") or {}
     print(f"policy:          {assign.get('status', 'none')} {assign.get('policy', 'none')}: {assign.get('policy_description', '')}")
@@ -82,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"promo_nightly {args.date} not started: {problem}", file=sys.stderr)
             return 2
         code = run_night(args.date, conf)
-        if code != 0:
+        if code not in (0, EXIT_AIRFLOW_HOME_BUSY):
             print(f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
                   "Published assignments of earlier nights are untouched.", file=sys.stderr)
         return code

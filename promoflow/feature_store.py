@@ -206,14 +206,60 @@ def apply_and_materialize(settings: Settings, run_date: date, project: str = FEA
             log.info("feature view %s: not materialising %s: %s", view_name, run_date, skipped[view_name])
             continue
         materialized.append(view_name)
-    if materialized:
-        store.materialize(start_date=start, end_date=end, feature_views=materialized)
-    return {
+    summary = {
         "exported_files": len(exported),
         "materialized_views": materialized,
         "skipped_views": skipped,
         "interval": [start.isoformat(), end.isoformat()],
     }
+    if materialized:
+        try:
+            store.materialize(start_date=start, end_date=end, feature_views=materialized)
+        except Exception as err:
+            if not _online_store_unreachable(err):
+                raise
+            summary["materialized_views"] = []
+            summary["online_store_skipped"] = _online_store_failure(settings, run_date, err)
+    return summary
+
+
+class OnlineStoreUnavailableError(RuntimeError):
+    """The online store could not be written and PROMO_ONLINE_STORE_ON_FAILURE=fail."""
+
+
+def _online_store_unreachable(err: BaseException) -> bool:
+    import redis
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _online_store_failure(settings: Settings, run_date: date, err: BaseException) -> str:
+    """``fail``: raise one paragraph; ``skip``: log it as a warning and return it (the offline path carries on)."""
+    where = f"Redis at {settings.redis_url}" if settings.feast_online_store == "redis" else f"the {settings.feast_online_store} online store"
+    message = (
+        f"feature_store {run_date}: {where} is unreachable while materialising ({type(err).__name__}: "
+        f"{' '.join(str(err).split())[:300]}). "
+    )
+    if settings.online_store_on_failure == "skip":
+        message += (
+            "PROMO_ONLINE_STORE_ON_FAILURE=skip: the online store keeps the previous night's values; assign scores "
+            "every user from the offline store, so the night publishes as usual. Re-run feature_store for this date "
+            "once the online store is back, to refresh what the read API serves."
+        )
+        log.warning(message)
+        return message
+    if settings.online_store_on_failure != "fail":
+        raise ValueError(f"PROMO_ONLINE_STORE_ON_FAILURE={settings.online_store_on_failure!r}: use 'fail' or 'skip'") from err
+    raise OnlineStoreUnavailableError(
+        message + "PROMO_ONLINE_STORE_ON_FAILURE=fail stops the night here, before anything is published; the last "
+        "published night is untouched. Start the online store and re-run the date, or set "
+        "PROMO_ONLINE_STORE_ON_FAILURE=skip to publish from the offline store without refreshing the online one."
+    ) from err
 
 
 # ------------------------------------------------------------------------------- reads

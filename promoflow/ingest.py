@@ -43,7 +43,7 @@ from promoflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RULES_VERSION = "ingest-rules-v1"
+RULES_VERSION = "ingest-rules-v2"
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "app_open")
 PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
 CHANNELS = ("email", "push", "sms", "in_app")
@@ -141,6 +141,9 @@ TABLES: dict[str, TableSpec] = {
         required_not_null=("order_id", "user_id", "order_ts", "gross_amount", "discount_amount", "cogs", "shipping_fee", "n_items"),
         rules=(
             ("negative_amount", "gross_amount < 0 or discount_amount < 0 or cogs < 0 or shipping_fee < 0"),
+            # A free-shipping offer's waived fee is part of discount_amount, so the discount may reach
+            # gross + shipping fee, never more.
+            ("discount_over_gross", "discount_amount > gross_amount + shipping_fee"),
             ("non_positive_n_items", "n_items <= 0"),
             *_ts_in_day("order_ts"),
             ("unknown_user_id", "user_id not in (select user_id from known_users)"),
@@ -188,6 +191,8 @@ class PartitionReport:
     rows_quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)
     skipped_unchanged: bool = False
+    # ingested before under other files (a re-delivery), as opposed to new tonight
+    redelivered: bool = False
 
 
 def user_key(user_id: str, secret: str) -> str:
@@ -195,13 +200,22 @@ def user_key(user_id: str, secret: str) -> str:
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def user_key_id(secret: str) -> str:
+    """Names the HMAC key without revealing it: a rotated key changes it (and re-keys the users snapshot)."""
+    return hmac.new(secret.encode(), b"promoflow user_key key id", hashlib.sha256).hexdigest()[:12]
+
+
 def _lake(settings: Settings, *parts: str) -> Path:
     return Path(settings.lake_dir).joinpath(*parts)
 
 
-def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: storage.Storage, scratch: Path) -> list[tuple[str, pa.Table]]:
-    """Read every landing file of one partition; stop on unreadable files or missing columns."""
-    tables = []
+def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: storage.Storage, scratch: Path) -> list[pa.Table]:
+    """Read every landing file of one partition; stop on unreadable files or missing columns.
+
+    Returns one Arrow table per distinct file schema (10,000 tiny files of one export become
+    one table, not 10,000 SQL views), each with ``_source_file`` and ``_source_row``.
+    """
+    by_schema: dict[pa.Schema, list[pa.Table]] = {}
     for info in files:
         local = scratch / uuid.uuid4().hex
         if storage.is_s3(info.uri):
@@ -210,13 +224,21 @@ def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: s
             local = Path(info.uri)
         try:
             if info.name.endswith(".csv"):
-                data = pacsv.read_csv(local, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+                # Every contract column as text: type inference would turn user id "007" into 7;
+                # TRY_CAST in DuckDB types them (and quarantines what does not cast).
+                data = pacsv.read_csv(
+                    local,
+                    convert_options=pacsv.ConvertOptions(
+                        strings_can_be_null=True, column_types={c: pa.string() for c in table.columns}
+                    ),
+                )
             elif info.name.endswith(".parquet"):
                 data = pq.read_table(local)
             else:
                 raise DataQualityError(
                     f"{info.uri}: unexpected file in the landing zone; the contract allows *.parquet (and *.csv with a header). "
-                    "Move the file out of the partition folder and re-run the date."
+                    "Move the file out of the partition folder and re-run the date. "
+                    "The previously published assignments and exports were not touched."
                 )
         except DataQualityError:
             raise
@@ -234,28 +256,32 @@ def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: s
                 "The previously published assignments and exports were not touched."
             )
         data = data.select(list(table.columns))
-        tables.append((info.uri, data.append_column("_source_row", pa.array(range(data.num_rows), pa.int64()))))
-    return tables
+        data = data.append_column("_source_file", pa.array([info.uri] * data.num_rows, pa.string()))
+        data = data.append_column("_source_row", pa.array(range(data.num_rows), pa.int64()))
+        by_schema.setdefault(data.schema, []).append(data)
+    return [pa.concat_tables(group) for group in by_schema.values()]
 
 
 def _check_rows(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, sources: list[tuple[str, pa.Table]],
+    con: duckdb.DuckDBPyConnection, table: TableSpec, sources: list[pa.Table],
     partition: str, run_date: date, day: date | None,
 ) -> tuple[pa.Table, pa.Table]:
     """Split rows into (clean, quarantined) with SQL rules; returns Arrow tables."""
     selects = []
-    for i, (uri, data) in enumerate(sources):
+    for i, data in enumerate(sources):
         con.register(f"src_{i}", data)
-        selects.append(f"select *, '{uri}' as _source_file from src_{i}")
+        selects.append(f"select * from src_{i}")
     union = " union all by name ".join(selects)
     casts = ",\n".join(f"try_cast({c} as {t}) as {c}" for c, t in table.columns.items())
     bad_type = [
         (f"invalid_{c}", f"{c} is null and _raw_{c} is not null") for c in table.columns
     ]
+    # NaN and +-inf cast to DOUBLE fine and compare oddly (NaN > every number): a row rule of their own.
+    non_finite = [(f"non_finite_{c}", f"not isfinite({c})") for c, t in table.columns.items() if t == "DOUBLE"]
     not_null = [(f"missing_{c}", f"{c} is null") for c in table.required_not_null]
     key_list = ", ".join(table.key)
     duplicate = [(f"duplicate_{'_'.join(table.key)}", "_key_rank > 1")]
-    rules = [*bad_type, *not_null, *duplicate, *table.rules]
+    rules = [*bad_type, *non_finite, *not_null, *duplicate, *table.rules]
     case = "case\n" + "\n".join(f"  when {cond} then '{reason}'" for reason, cond in rules) + "\n  else null end"
     raw_cols = ", ".join(f"cast({c} as varchar) as _raw_{c}" for c in table.columns)
     params = {"run_start": f"{run_date.isoformat()} 00:00:00+00"}
@@ -332,8 +358,8 @@ def _write_parquet(data: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _fingerprint(files: list[storage.FileInfo]) -> str:
-    payload = json.dumps([RULES_VERSION, [(f.name, f.size, f.version) for f in files]])
+def _fingerprint(files: list[storage.FileInfo], extra: str = "") -> str:
+    payload = json.dumps([RULES_VERSION, extra, [(f.name, f.size, f.version) for f in files]])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -343,7 +369,7 @@ def _manifest_path(settings: Settings, table: str, partition: str) -> Path:
 
 def landing_partitions(settings: Settings, table: str, before: date) -> list[date]:
     """``dt=`` partitions of a landing table strictly before ``before`` (never the run date or later)."""
-    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url, settings)
     days = []
     for name in store.list_dirs(storage.join(settings.raw_uri, table)):
         if not name.startswith("dt="):
@@ -353,7 +379,7 @@ def landing_partitions(settings: Settings, table: str, before: date) -> list[dat
         except ValueError:
             raise DataQualityError(
                 f"{storage.join(settings.raw_uri, table, name)}: partition folder name is not dt=YYYY-MM-DD. "
-                "Rename or remove it and re-run the date."
+                "Rename or remove it and re-run the date. The previously published assignments and exports were not touched."
             ) from None
         if day < before:
             days.append(day)
@@ -369,13 +395,14 @@ class _CheckedPartition:
     quarantine_path: Path
     manifest_path: Path
     fingerprint: str
+    source_files: str
 
 
 def _check_partition(
     settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, day: date | None, scratch: Path,
 ) -> PartitionReport | _CheckedPartition:
     """Check one partition; an unchanged, already ingested partition returns its stored report."""
-    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url)
+    store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url, settings)
     partition = f"dt={day.isoformat()}" if day else "snapshot"
     folder = storage.join(settings.raw_uri, table.name, partition if day else "")
     files = store.list_files(folder)
@@ -386,15 +413,19 @@ def _check_partition(
             + ". An empty or missing partition means the upstream export did not land; re-deliver it and re-run the date. "
             "The previously published assignments and exports were not touched."
         )
-    fingerprint = _fingerprint(files)
+    # The users snapshot carries user_key: a rotated HMAC key must re-key it even if the files did not change.
+    fingerprint = _fingerprint(files, user_key_id(settings.user_key_secret) if table.name == "users" else "")
+    source_files = _fingerprint(files)
     manifest = _manifest_path(settings, table.name, partition)
+    redelivered = False
     if manifest.exists():
         previous = json.loads(manifest.read_text())
         if previous["fingerprint"] == fingerprint:
             return PartitionReport(**{**previous["report"], "skipped_unchanged": True})
+        redelivered = previous.get("source_files", source_files) != source_files
 
     sources = _read_source_files(table, files, store, scratch)
-    rows_in = sum(t.num_rows for _, t in sources)
+    rows_in = sum(t.num_rows for t in sources)
     if rows_in == 0:
         raise DataQualityError(
             f"{folder}: table {table.name!r} {partition} has files but zero rows. An empty partition means the upstream "
@@ -404,15 +435,15 @@ def _check_partition(
     reasons: dict[str, int] = {}
     for reason in quarantined.column("quarantine_reason").to_pylist():
         reasons[reason] = reasons.get(reason, 0) + 1
-    report = PartitionReport(table.name, partition, rows_in, clean.num_rows, quarantined.num_rows, reasons)
+    report = PartitionReport(table.name, partition, rows_in, clean.num_rows, quarantined.num_rows, reasons, redelivered=redelivered)
     # Duplicates are extra copies of rows that also arrive clean: they do not count against the threshold.
     bad = sum(n for r, n in reasons.items() if not r.startswith("duplicate_"))
     if bad / rows_in > settings.max_bad_row_share:
         raise DataQualityError(
             f"{folder}: {bad} of {rows_in} rows of table {table.name!r} {partition} break the contract "
             f"({bad / rows_in:.1%} > max_bad_row_share {settings.max_bad_row_share:.1%}); reasons {reasons}. "
-            "That is a table-level problem (a schema or export change), not a few bad rows: fix the source and re-run the date. "
-            "The previously published assignments and exports were not touched."
+            + _offending_rows_advice(table, quarantined, rows_in, folder)
+            + "The previously published assignments and exports were not touched."
         )
     if table.name == "users":
         keys = [user_key(u, settings.user_key_secret) for u in clean.column("user_id").to_pylist()]
@@ -423,8 +454,28 @@ def _check_partition(
         clean_path = _lake(settings, "clean", table.name, table.snapshot_file)
     return _CheckedPartition(
         report, clean, quarantined, clean_path,
-        _lake(settings, "quarantine", table.name, partition, "part-0.parquet"), manifest, fingerprint,
+        _lake(settings, "quarantine", table.name, partition, "part-0.parquet"), manifest, fingerprint, source_files,
     )
+
+
+SMALL_SNAPSHOT_ROWS = 100  # a snapshot this small: one bad row can pass the share, so name the rows
+
+
+def _offending_rows_advice(table: TableSpec, quarantined: pa.Table, rows_in: int, folder: str) -> str:
+    """What to fix: for a small snapshot (the catalogue) the offending rows by key; else the table's source."""
+    if table.partitioned or rows_in > SMALL_SNAPSHOT_ROWS:
+        return ("That is a table-level problem (a schema or export change), not a few bad rows: "
+                "fix the source and re-run the date. ")
+    named = []
+    for row in quarantined.to_pylist():
+        if row["quarantine_reason"].startswith("duplicate_"):
+            continue
+        record = json.loads(row["record"])
+        key = ", ".join(f"{k}={record.get(k)!r}" for k in table.key)
+        named.append(f"{key} ({row['quarantine_reason']})")
+    shown = "; ".join(named[:10]) + (f"; and {len(named) - 10} more" if len(named) > 10 else "")
+    return (f"Offending rows: {shown}. In a {rows_in}-row snapshot every bad row counts: the {table.name} snapshot "
+            f"({storage.join(folder, table.snapshot_file)}) is what to fix; correct or remove these rows and re-run the date. ")
 
 
 def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_CheckedPartition]) -> None:
@@ -444,7 +495,7 @@ def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_Che
     for c in checked:
         c.manifest_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = c.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": c.fingerprint, "report": c.report.__dict__}, indent=1))
+        tmp.write_text(json.dumps({"fingerprint": c.fingerprint, "source_files": c.source_files, "report": c.report.__dict__}, indent=1))
         os.replace(tmp, c.manifest_path)
 
 
@@ -476,13 +527,16 @@ def ingest(settings: Settings, run_date: date) -> dict:
             "land it and re-run the date. The previously published assignments and exports were not touched."
         )
     reports: list[PartitionReport] = []
+    ingested_before = {name: any(_lake(settings, "clean", "_manifest", name).glob("dt=*.json")) for name in PARTITIONED}
     with tempfile.TemporaryDirectory(prefix="promoflow-ingest-") as tmp:
         scratch = Path(tmp)
         con = duckdb.connect()
         con.execute("set TimeZone='UTC'")
+        previous_users = _previous_user_ids(con, settings)
         for name in SNAPSHOTS:
             reports += _ingest_table(settings, con, TABLES[name], run_date, [None], scratch)
         _register_known_keys(con, settings)
+        dropped = _dropped_users_with_live_offer(con, settings, run_date, previous_users)
         events_window_start = run_date - timedelta(days=settings.feature_lookback_days)
         for name in PARTITIONED:
             days = [d for d in landing_partitions(settings, name, run_date) if name != "events" or d >= events_window_start]
@@ -491,19 +545,85 @@ def ingest(settings: Settings, run_date: date) -> dict:
             reports += _ingest_table(settings, con, TABLES[name], run_date, days, scratch)
         con.close()
     quality.build_data_docs(settings.data_dir)
-    return summarise(reports)
+    summary = summarise(reports)
+    _report_late_partitions(summary, ingested_before, latest_day)
+    summary["users"]["dropped_users_with_live_offer"] = dropped
+    return summary
+
+
+def _report_late_partitions(summary: dict, ingested_before: dict[str, bool], latest_day: date) -> None:
+    """Name partitions older than yesterday that arrived (or were re-delivered) after their night ran."""
+    for name in PARTITIONED:
+        t = summary.get(name)
+        if t is None:
+            continue
+        late = [p for p in t["ingested"] if ingested_before[name] and p < f"dt={latest_day.isoformat()}"]
+        t["late"] = [p for p in late if p not in t["redelivered"]]
+        for partition in t["late"]:
+            log.warning(
+                "%s %s landed late (after the night that needed it ran): ingested tonight; tonight's features and "
+                "training use it, earlier nights' published assignments are not recomputed", name, partition,
+            )
+        for partition in t["redelivered"]:
+            log.warning("%s %s was re-delivered with other files: re-checked and replaced in the lake tonight", name, partition)
+
+
+def _previous_user_ids(con: duckdb.DuckDBPyConnection, settings: Settings) -> set[str]:
+    path = _lake(settings, "clean", "users", "users.parquet")
+    if not path.exists():
+        return set()
+    return {r[0] for r in con.execute("select user_id from read_parquet(?)", [str(path)]).fetchall()}
+
+
+def _dropped_users_with_live_offer(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_date: date, previous_users: set[str],
+) -> int:
+    """Users the new snapshot dropped while an offer sent to them is still redeemable; logged, counted, not fatal.
+
+    Their later events, orders and exposures are quarantined as ``unknown_user_id`` until they come back.
+    """
+    exposures = sorted(_lake(settings, "clean", "exposures").glob("dt=*/part-0.parquet"))
+    if not previous_users or not exposures:
+        return 0
+    current = {r[0] for r in con.execute("select user_id from known_users").fetchall()}
+    dropped = previous_users - current
+    if not dropped:
+        return 0
+    con.register("_dropped", pa.table({"user_id": sorted(dropped)}))
+    rows = con.execute(
+        """select count(distinct e.user_id) from read_parquet(?) e
+           join read_parquet(?) p using (promo_id)
+           where e.user_id in (select user_id from _dropped)
+             and e.sent_ts + to_days(p.valid_days) > ?::timestamptz""",
+        [[str(f) for f in exposures], str(_lake(settings, "clean", "promotions", "promotions.parquet")),
+         f"{run_date.isoformat()} 00:00:00+00"],
+    ).fetchall()
+    con.unregister("_dropped")
+    live = int(rows[0][0])
+    if live:
+        log.warning(
+            "users snapshot dropped %d of %d users; %d of them hold an offer that is still redeemable. They get no "
+            "assignment tonight, their published rows of earlier nights stay, and their new events, orders and "
+            "exposures are quarantined as unknown_user_id until the snapshot lists them again",
+            len(dropped), len(previous_users), live,
+        )
+    return live
 
 
 def summarise(reports: list[PartitionReport]) -> dict:
     summary: dict[str, dict] = {}
     for r in reports:
         t = summary.setdefault(
-            r.table, {"partitions": 0, "partitions_ingested": 0, "rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {}, "ingested": []}
+            r.table,
+            {"partitions": 0, "partitions_ingested": 0, "rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {},
+             "ingested": [], "redelivered": []},
         )
         t["partitions"] += 1
         if not r.skipped_unchanged:
             t["partitions_ingested"] += 1
             t["ingested"].append(r.partition)
+            if r.redelivered:
+                t["redelivered"].append(r.partition)
         t["rows_in"] += r.rows_in
         t["rows_clean"] += r.rows_clean
         t["rows_quarantined"] += r.rows_quarantined

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from promoflow import quality, storage
 from promoflow.decisions import NONE_ARM, staged_assignments_path
 from promoflow.settings import Settings
-from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS, RAW_SCHEMA, Warehouse
+from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS, RAW_SCHEMA, Warehouse, WarehouseUnavailableError
 
 EXPORT_COLUMNS = [c for c in PROMO_ASSIGNMENTS_COLUMNS if c != "user_id"]  # raw ids never leave the warehouse
 HOLDOUT_TOLERANCE = 0.03
@@ -86,10 +86,22 @@ def run_record(settings: Settings, run_date: date, staged: pa.Table) -> dict:
 
 
 def publish(settings: Settings, run_date: date) -> dict:
+    """GX gate, then the warehouse (one transaction), then the export (``_SUCCESS`` last).
+
+    A failure before the warehouse commit publishes nothing; a failure of the export after
+    it leaves the export folder without ``_SUCCESS``; either way the task fails with one
+    paragraph and its retry (or a re-run of the date) completes both.
+    """
     staged = pq.read_table(staged_assignments_path(settings, run_date))
-    validate_assignments(settings, run_date, staged)
-    with Warehouse(settings) as wh:
-        wh.replace_assignments(run_date, staged, run_record(settings, run_date, staged))
+    try:
+        validate_assignments(settings, run_date, staged)
+        with Warehouse(settings) as wh:
+            wh.replace_assignments(run_date, staged, run_record(settings, run_date, staged))
+    except WarehouseUnavailableError as err:
+        raise WarehouseUnavailableError(
+            f"publish {run_date} failed: {err} Nothing was published for {run_date}: promo_assignments and promo_runs "
+            "keep their previous rows and the export was not written."
+        ) from err
     target = export_uri(settings, run_date)
     export = staged.select(EXPORT_COLUMNS)
     with tempfile.TemporaryDirectory(prefix="promoflow-export-") as tmp:
@@ -98,7 +110,14 @@ def publish(settings: Settings, run_date: date) -> dict:
         pq.write_table(export, folder / "promo_assignments.parquet")
         pacsv.write_csv(export, folder / "promo_assignments.csv")
         (folder / "_SUCCESS").write_bytes(b"")
-        storage.storage_for(target, settings.s3_endpoint_url).publish_dir(folder, target)
+        try:
+            storage.storage_for(target, settings.s3_endpoint_url, settings).publish_dir(folder, target)
+        except storage.StorageUnavailableError as err:
+            raise storage.StorageUnavailableError(
+                f"publish {run_date}: the warehouse holds the night's rows, but the marketing export failed: {err} "
+                f"{target} has no _SUCCESS marker, so readers must not use it; re-run the publish task "
+                "(it replaces the warehouse rows and the export of this date as a whole)."
+            ) from err
     promo_ids = staged.column("promo_id").to_pylist()
     per_promo: dict[str, int] = {}
     for p in promo_ids:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -101,8 +101,8 @@ class Settings:
     spark_shuffle_partitions: int
     s3_endpoint_url: str  # empty = AWS default; set for MinIO / moto
 
-    # --- privacy
-    user_key_secret: str
+    # --- privacy (never in repr, so never in a log line that prints the settings)
+    user_key_secret: str = field(repr=False)
 
     # --- decision policy
     holdout_share: float
@@ -124,6 +124,12 @@ class Settings:
     demo_users: int
     demo_days: int
     demo_seed: int
+
+    # --- reliability and security (issue 20)
+    api_token: str = field(default="", repr=False)  # bearer token of the read API; empty = the API refuses to start
+    s3_max_attempts: int = 5  # attempts per S3 request (standard retry mode: exponential backoff with jitter)
+    s3_timeout_s: float = 30.0  # connect and read timeout per S3 request
+    online_store_on_failure: str = "fail"  # "fail" or "skip": what feature_store does when the online store is down
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -212,6 +218,10 @@ class Settings:
             demo_users=int(get("demo_users", "5000")),
             demo_days=int(get("demo_days", "30")),
             demo_seed=int(get("demo_seed", "7")),
+            api_token=get("api_token", ""),
+            s3_max_attempts=int(get("s3_max_attempts", "5")),
+            s3_timeout_s=float(get("s3_timeout_s", "30")),
+            online_store_on_failure=get("online_store_on_failure", "fail"),
         )
         return settings.with_overrides(overrides)
 

@@ -135,7 +135,12 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
 
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
-    summary = {**parts["publish"], "quarantined_rows": quarantined, "model": parts["train"], "assign": parts["assign"]}
+    late = {t: s["late"] for t, s in parts["ingest"].items() if s.get("late")}  # landed after their night ran
+    summary = {
+        **parts["publish"], "quarantined_rows": quarantined, "late_partitions": late,
+        "dropped_users_with_live_offer": parts["ingest"].get("users", {}).get("dropped_users_with_live_offer", 0),
+        "model": parts["train"], "assign": parts["assign"],
+    }
     if parts.get("recommend") is not None:
         summary["recommender"] = parts["recommend"]
     # the fairness audit with tonight's published rows in it (dbt_marts ran before publish)

@@ -4,16 +4,27 @@ The landing zone, the marketing export and the model store may each be a local
 folder or ``s3://bucket/prefix``. S3 goes through boto3 (endpoint from
 ``PROMO_S3_ENDPOINT_URL`` for MinIO or a moto server); Spark never reads S3
 directly here: callers stage what Spark needs into the local lake first.
+
+Every S3 request is retried with exponential backoff (botocore's standard mode,
+``PROMO_S3_MAX_ATTEMPTS`` attempts, ``PROMO_S3_TIMEOUT_S`` connect and read
+timeout); when the attempts are spent the call raises
+:class:`StorageUnavailableError`, one paragraph naming the object and the fix.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
+
+class StorageUnavailableError(RuntimeError):
+    """An S3 request failed after its retries (endpoint down, timeouts, 5xx, denied)."""
 
 
 def is_s3(uri: str) -> bool:
@@ -74,9 +85,11 @@ class Storage(ABC):
 
         Locally: copy to a sibling temp folder, then swap with two renames, so a
         reader sees the old folder, the new one or (for the instant between the
-        renames) none, never a mix. On S3: upload every
-        file (each PUT replaces one object atomically), then delete objects that
-        the new version no longer has; ``_SUCCESS`` is written last.
+        renames) none, never a mix. On S3: delete ``_SUCCESS``, upload every
+        file (each PUT replaces one object atomically), delete objects that the
+        new version no longer has, and write ``_SUCCESS`` last: a folder with
+        ``_SUCCESS`` is always complete; one without it is being (or failed
+        being) written and must not be read.
         """
         ...
 
@@ -147,11 +160,41 @@ class LocalStorage(Storage):
             shutil.rmtree(retired)
 
 
-class S3Storage(Storage):
-    def __init__(self, endpoint_url: str | None = None):
-        import boto3
+def _s3_errors(method: Callable) -> Callable:
+    """Turn botocore / boto3 failures (after botocore's own retries) into one readable paragraph."""
 
-        self._client = boto3.client("s3", endpoint_url=endpoint_url or None)
+    @functools.wraps(method)
+    def wrapper(self: "S3Storage", uri: Any, *args, **kwargs):
+        import boto3.exceptions
+        import botocore.exceptions
+
+        try:
+            return method(self, uri, *args, **kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, boto3.exceptions.Boto3Error) as err:
+            target = args[0] if method.__name__ in ("upload", "publish_dir") and args else uri
+            cause = getattr(err, "last_exception", None) or err  # s3transfer wraps the last attempt's error
+            raise StorageUnavailableError(
+                f"S3 {method.__name__} of {target} failed after {self.max_attempts} attempt(s) with backoff "
+                f"({type(cause).__name__}: {' '.join(str(cause).split())}). Check the endpoint "
+                f"({self.endpoint_url or 'AWS'}), credentials and network, then re-run the date; "
+                "a partition or export is only ever marked complete after all of its files are through."
+            ) from err
+
+    return wrapper
+
+
+class S3Storage(Storage):
+    def __init__(self, endpoint_url: str | None = None, max_attempts: int = 5, timeout_s: float = 30.0):
+        import boto3
+        from botocore.config import Config
+
+        self.endpoint_url = endpoint_url or None
+        self.max_attempts = max_attempts
+        config = Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=timeout_s, read_timeout=timeout_s,
+        )
+        self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
 
     @staticmethod
     def _split(uri: str) -> tuple[str, str]:
@@ -169,6 +212,7 @@ class S3Storage(Storage):
         for page in paginator.paginate(**kwargs):
             yield bucket, prefix, page
 
+    @_s3_errors
     def list_dirs(self, uri: str) -> list[str]:
         names = []
         for _, prefix, page in self._list(uri, delimiter=True):
@@ -178,6 +222,7 @@ class S3Storage(Storage):
                     names.append(name)
         return sorted(names)
 
+    @_s3_errors
     def list_files(self, uri: str) -> list[FileInfo]:
         out = []
         for bucket, prefix, page in self._list(uri, delimiter=True):
@@ -187,37 +232,45 @@ class S3Storage(Storage):
                     out.append(FileInfo(f"s3://{bucket}/{obj['Key']}", name, int(obj["Size"]), obj["ETag"].strip('"')))
         return sorted(out, key=lambda f: f.name)
 
+    @_s3_errors
     def exists(self, uri: str) -> bool:
         bucket, key = self._split(uri)
         resp = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return resp.get("KeyCount", 0) > 0
 
+    @_s3_errors
     def download(self, uri: str, local_path: Path) -> None:
         bucket, key = self._split(uri)
         local_path.parent.mkdir(parents=True, exist_ok=True)
         self._client.download_file(bucket, key, str(local_path))
 
+    @_s3_errors
     def upload(self, local_path: Path, uri: str) -> None:
         bucket, key = self._split(uri)
         self._client.upload_file(str(local_path), bucket, key)
 
+    @_s3_errors
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = self._split(uri)
         return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    @_s3_errors
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._split(uri)
         self._client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    @_s3_errors
     def delete_prefix(self, uri: str) -> None:
         for bucket, _, page in self._list(uri, delimiter=False):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:
                 self._client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
 
+    @_s3_errors
     def publish_dir(self, local_dir: Path, uri: str) -> None:
         bucket, key = self._split(uri)
         prefix = key.rstrip("/") + "/"
+        self._client.delete_object(Bucket=bucket, Key=prefix + "_SUCCESS")  # incomplete from here until the end
         new_keys = set()
         files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != "_SUCCESS")
         for path in files:
@@ -231,7 +284,11 @@ class S3Storage(Storage):
         self._client.put_object(Bucket=bucket, Key=prefix + "_SUCCESS", Body=b"")
 
 
-def storage_for(uri: str, s3_endpoint_url: str = "") -> Storage:
+def storage_for(uri: str, s3_endpoint_url: str = "", settings: Any = None) -> Storage:
+    """The storage of ``uri``; ``settings`` (a :class:`promoflow.settings.Settings`) gives S3's retries and timeouts."""
     if is_s3(uri):
-        return S3Storage(endpoint_url=s3_endpoint_url or os.environ.get("PROMO_S3_ENDPOINT_URL") or None)
+        return S3Storage(
+            endpoint_url=s3_endpoint_url or os.environ.get("PROMO_S3_ENDPOINT_URL") or None,
+            max_attempts=getattr(settings, "s3_max_attempts", 5), timeout_s=getattr(settings, "s3_timeout_s", 30.0),
+        )
     return LocalStorage()

@@ -4,6 +4,14 @@ Loads validated lake data into schema ``raw`` (snapshots replaced, dated
 partitions delete+insert inside one transaction, so a re-run never duplicates
 and a crash leaves the previous version), and owns the contract's output table
 ``promo_assignments`` in the default schema.
+
+Concurrency: on Postgres every replace takes a transaction-scoped advisory lock
+on what it replaces (a table, a table's partition, a run date), so two runs of
+the same date queue instead of both deleting nothing and both inserting (which
+would duplicate rows), and runs of different dates proceed side by side; DDL
+(``create ... if not exists``) is serialised on one lock. DuckDB allows one
+writer process per file: a second one gets :class:`WarehouseUnavailableError`
+saying the file is busy.
 """
 
 from __future__ import annotations
@@ -26,6 +34,22 @@ import pyarrow.parquet as pq
 from promoflow.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class WarehouseUnavailableError(RuntimeError):
+    """The warehouse cannot be reached (or was lost mid-transaction): nothing of the failed step was written."""
+
+
+def _redacted(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(f"promoflow:{name}".encode()).digest()[:8], "big", signed=True)
 
 RAW_SCHEMA = "raw"
 ANALYTICS_SCHEMA = "analytics"
@@ -104,21 +128,37 @@ class Warehouse:
         self.kind = settings.warehouse_kind
         self.default_schema = "main" if self.kind == "duckdb" else "public"
         self.raw_schema = RAW_SCHEMA
+        self.url = _redacted(settings.warehouse_url)
         if self.kind == "duckdb":
             import duckdb
 
             path = Path(settings.duckdb_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(path))
+            try:
+                self._con = duckdb.connect(str(path))
+            except duckdb.IOException as err:
+                raise WarehouseUnavailableError(
+                    f"warehouse {self.url}: the DuckDB file is in use by another process ({str(err).splitlines()[0]}). "
+                    "DuckDB allows one writer at a time: wait for the other run (or stop the process holding the file) "
+                    "and re-run the date. Nothing was written by this step; published nights are untouched."
+                ) from err
             self._con.execute("set TimeZone='UTC'")
         else:
             import psycopg2
 
             url = urlparse(settings.warehouse_url)
-            self._con = psycopg2.connect(
-                host=url.hostname or "127.0.0.1", port=url.port or 5432,
-                user=url.username or "postgres", password=url.password, dbname=(url.path or "/postgres").lstrip("/"),
-            )
+            try:
+                self._con = psycopg2.connect(
+                    host=url.hostname or "127.0.0.1", port=url.port or 5432,
+                    user=url.username or "postgres", password=url.password, dbname=(url.path or "/postgres").lstrip("/"),
+                    connect_timeout=10, application_name="promoflow",
+                )
+            except psycopg2.OperationalError as err:
+                raise WarehouseUnavailableError(
+                    f"warehouse {self.url}: cannot connect to PostgreSQL ({' '.join(str(err).split())}). "
+                    "Nothing was read or written by this step; published nights are untouched. Start the database or "
+                    "fix PROMO_WAREHOUSE_URL, then re-run the date."
+                ) from err
             self._con.autocommit = True
             with self._con.cursor() as cur:
                 cur.execute("set timezone = 'UTC'")
@@ -166,7 +206,8 @@ class Warehouse:
         return rows[0][0] > 0
 
     @contextmanager
-    def transaction(self) -> Iterator["Warehouse"]:
+    def transaction(self, lock: str | None = None) -> Iterator["Warehouse"]:
+        """One transaction; on Postgres ``lock`` names an advisory lock held until it ends (others wait)."""
         if self.kind == "duckdb":
             self._con.execute("begin transaction")
             try:
@@ -175,17 +216,32 @@ class Warehouse:
                 self._con.execute("rollback")
                 raise
             self._con.execute("commit")
-        else:
+            return
+        import psycopg2
+
+        try:
             self._con.autocommit = False
             try:
+                if lock is not None:
+                    self.execute("select pg_advisory_xact_lock(?)", [_lock_key(lock)])
                 yield self
             except BaseException:
-                self._con.rollback()
+                try:
+                    self._con.rollback()
+                except psycopg2.Error:
+                    pass  # the connection is gone: the server rolled the transaction back
                 raise
             else:
                 self._con.commit()
             finally:
-                self._con.autocommit = True
+                if not self._con.closed:
+                    self._con.autocommit = True
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as err:
+            raise WarehouseUnavailableError(
+                f"warehouse {self.url}: the connection was lost inside a transaction ({' '.join(str(err).split())}); "
+                "PostgreSQL rolled it back, so none of it was written and the previous rows stay. "
+                "Check the database, then re-run the date."
+            ) from err
 
     # ------------------------------------------------------------------ loads
     def _create_table_like(self, qualified: str, schema: pa.Schema) -> None:
@@ -224,9 +280,11 @@ class Warehouse:
         """Replace the rows of ``schema.table`` matching ``where`` (all rows when None) with ``data``, atomically."""
         data = to_warehouse_arrow(data)
         qualified = f"{schema}.{table}"
-        self.execute(f"create schema if not exists {schema}")
-        self._create_table_like(qualified, data.schema)
-        with self.transaction():
+        with self.transaction(lock="ddl"):
+            self.execute(f"create schema if not exists {schema}")
+            self._create_table_like(qualified, data.schema)
+        lock = f"{qualified}:" + json.dumps({k: _param(v) for k, v in (where or {}).items()}, sort_keys=True, default=str)
+        with self.transaction(lock=lock):
             if where:
                 clause = " and ".join(f'"{c}" = ?' for c in where)
                 self.execute(f"delete from {qualified} where {clause}", [_param(v) for v in where.values()])
@@ -236,10 +294,11 @@ class Warehouse:
 
     # ---------------------------------------------------------- load tracking
     def _load_log_fingerprint(self, table: str, partition: str) -> str | None:
-        self.execute(f"create schema if not exists {self.raw_schema}")
-        self.execute(
-            f"create table if not exists {self.raw_schema}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
-        )
+        with self.transaction(lock="ddl"):
+            self.execute(f"create schema if not exists {self.raw_schema}")
+            self.execute(
+                f"create table if not exists {self.raw_schema}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
+            )
         rows = self.query(
             f"select fingerprint from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition]
         )
@@ -261,7 +320,7 @@ class Warehouse:
             if name not in data.column_names:
                 data = data.append_column(name, pa.array([value] * data.num_rows))
         self.replace_rows(self.raw_schema, table, data, where)
-        with self.transaction():
+        with self.transaction(lock=f"_load_log:{table}:{partition}"):
             self.execute(f"delete from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition])
             self.execute(
                 f"insert into {self.raw_schema}._load_log values (?, ?, ?, current_timestamp)", [table, partition, fingerprint]
@@ -271,11 +330,13 @@ class Warehouse:
     # ------------------------------------------------------- published output
     def ensure_promo_assignments(self) -> None:
         cols = ", ".join(f"{c} {t}" for c, t in PROMO_ASSIGNMENTS_COLUMNS.items())
-        self.execute(f"create table if not exists {self.default_schema}.promo_assignments ({cols})")
+        with self.transaction(lock="ddl"):
+            self.execute(f"create table if not exists {self.default_schema}.promo_assignments ({cols})")
 
     def ensure_promo_runs(self) -> None:
         cols = ", ".join(f"{c} {t}" for c, t in PROMO_RUNS_COLUMNS.items())
-        self.execute(f"create table if not exists {self.default_schema}.promo_runs ({cols})")
+        with self.transaction(lock="ddl"):
+            self.execute(f"create table if not exists {self.default_schema}.promo_runs ({cols})")
 
     def replace_assignments(self, run_date: date, rows: pa.Table, run: dict | None = None) -> None:
         """Replace one run_date of ``promo_assignments`` (and its ``promo_runs`` row) in one transaction.
@@ -285,7 +346,8 @@ class Warehouse:
         self.ensure_promo_assignments()
         self.ensure_promo_runs()
         rows = rows.select(list(PROMO_ASSIGNMENTS_COLUMNS))
-        with self.transaction():
+        # Same date: the second run waits here, then replaces the first one's rows (never adds to them).
+        with self.transaction(lock=f"promo_assignments:{run_date.isoformat()}"):
             self.execute(f"delete from {self.default_schema}.promo_assignments where run_date = ?", [run_date])
             self._insert_arrow(f"{self.default_schema}.promo_assignments", to_warehouse_arrow(rows))
             if run is not None:

@@ -220,3 +220,29 @@ def test_bad_landing(case: Case, published_night, tmp_path):
         assert _quarantined_tonight(root) == _nonzero(expected)
     assert published_rows(_env(root), PUBLISHED) == published_night["rows"]
     assert export_files(root, PUBLISHED) == published_night["export"]
+
+
+def test_redis_down_with_skip_still_publishes_from_the_offline_store(published_night, tmp_path):
+    """Redis unreachable during materialisation with PROMO_ONLINE_STORE_ON_FAILURE=skip: the night publishes."""
+    import json
+    import socket
+
+    root = tmp_path / "night"
+    shutil.copytree(published_night["root"], root, symlinks=True)
+    for table in DAY_TABLES:
+        shutil.copytree(published_night["aside"] / table, root / "raw" / table / NEW_DAY)
+    with socket.socket() as s:  # a port nobody listens on: Redis is down
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        **_env(root), "PROMO_FEAST_ONLINE_STORE": "redis", "PROMO_REDIS_URL": f"127.0.0.1:{closed}",
+        "PROMO_ONLINE_STORE_ON_FAILURE": "skip",
+    }
+    with restored_environ(env):
+        assert run_night(published_night["dag"], NEXT, env) == "success"
+    rows = published_rows(env, NEXT)
+    assert len(rows) == len(published_night["rows"])  # every user has tonight's row
+    summary = json.loads((root / "data" / "runs" / f"run_date={NEXT.isoformat()}" / "summary.json").read_text())
+    assert summary["users"] == len(rows)
+    assert published_rows(_env(root), PUBLISHED) == published_night["rows"]
+    assert export_files(root, PUBLISHED) == published_night["export"]

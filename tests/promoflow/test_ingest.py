@@ -20,7 +20,7 @@ def test_clean_landing_ingests_every_partition_and_keys_users(tmp_path, settings
     summary = ingest(settings, lf.RUN_DATE)
     assert summary["events"] == {
         "partitions": 2, "partitions_ingested": 2, "rows_in": 8, "rows_clean": 8, "rows_quarantined": 0, "reasons": {},
-        "ingested": ["dt=2026-10-01", "dt=2026-10-02"],
+        "ingested": ["dt=2026-10-01", "dt=2026-10-02"], "redelivered": [], "late": [],
     }
     users = pq.read_table(f"{settings.lake_dir}/clean/users/users.parquet")
     assert users.column("user_key").to_pylist()[0] == user_key("u1", "test-secret")
@@ -111,3 +111,38 @@ def test_data_at_or_after_run_date_is_never_read(tmp_path, settings_for):
     (future / "part-0.parquet").write_bytes(b"not parquet at all")
     summary = ingest(settings_for(raw), lf.RUN_DATE)
     assert summary["events"]["partitions"] == 2
+
+
+def test_rotating_the_user_key_secret_rekeys_every_user_on_the_next_run(tmp_path, settings_for):
+    import dataclasses
+
+    from promoflow.load import load_lake
+    from promoflow.warehouse import Warehouse
+
+    settings = settings_for(lf.write_landing(tmp_path / "raw"))
+    ingest(settings, lf.RUN_DATE)
+    load_lake(settings, lf.RUN_DATE)
+    rotated = dataclasses.replace(settings, user_key_secret="rotated-secret")
+    summary = ingest(rotated, lf.RUN_DATE)  # the landing did not change; the key did
+    assert summary["users"]["partitions_ingested"] == 1 and summary["events"]["partitions_ingested"] == 0
+    load_lake(rotated, lf.RUN_DATE)
+    with Warehouse(rotated) as wh:
+        keys = dict(wh.query("select user_id, user_key from raw.users"))
+    assert keys == {u: user_key(u, "rotated-secret") for u in ("u1", "u2", "u3")}
+    assert ingest(rotated, lf.RUN_DATE)["users"]["partitions_ingested"] == 0  # and only once
+
+
+def test_the_user_key_secret_is_never_logged_or_written(tmp_path, settings_for, caplog):
+    import logging
+
+    from promoflow.load import load_lake
+
+    secret = "s3cr3t-" + "x" * 20
+    settings = settings_for(lf.write_landing(tmp_path / "raw"), user_key_secret=secret)
+    with caplog.at_level(logging.DEBUG):
+        summary = ingest(settings, lf.RUN_DATE)
+        load_lake(settings, lf.RUN_DATE)
+        logging.getLogger("promoflow").info("settings: %r", settings)
+    assert secret not in caplog.text and secret not in repr(settings) and secret not in str(summary)
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
