@@ -287,8 +287,8 @@ def render_response_card(payload: dict) -> str:
         "",
         "## Rule",
         "",
-        "The candidate with the highest lower bound (value - z x stderr) leads; a simpler candidate within one standard",
-        "error of it (paired) and itself above 0 replaces it. Published when the bound is above 0; a positive but",
+        "The candidate with the highest lower bound (value - z x stderr, the smaller of DR and IPS) leads; a simpler",
+        "candidate within one standard error of its value and itself above 0 replaces it. Published when the bound is above 0; a positive but",
         "inconclusive best goes out as a staged rollout to a random share; otherwise nothing is sent (ml.selection).",
         "",
     ]

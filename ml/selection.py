@@ -12,8 +12,9 @@
 3. The rule, fixed before any result is seen (:func:`select`): the **leader** is the candidate
    with the highest lower confidence bound ``value - z x stderr`` (the smaller of the DR and the
    IPS bound). A simpler candidate whose
-   own bound is above 0 and whose value is within one standard error of the paired difference
-   of the leader's replaces it (the one-standard-error rule, simplest first). The winner is
+   own bound is above 0 and whose value is within one standard error of the leader's value
+   replaces it (the one-standard-error rule of CART, simplest first; among equally simple
+   ones, the best bound). The winner is
    published when its bound is above 0. When no candidate's bound is, the candidate with the
    best bound among those whose DR and IPS estimates are both at least ``ROLLOUT_Z`` standard
    errors above 0 goes out as a **staged rollout** — that candidate for a random share of users, the fallback
@@ -348,9 +349,7 @@ def select(results: dict[str, CandidateResult], z: float, rollout_share: float) 
         for simpler in sorted(results.values(), key=lambda r: (complexity(r.name), -r.lower_bound(z))):
             if complexity(simpler.name) >= complexity(leader.name) or simpler.name == "none" or simpler.lower_bound(z) <= 0:
                 continue
-            diff = leader.value.row_terms - simpler.value.row_terms
-            se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-            if float(diff.mean()) <= se:
+            if simpler.value.estimate >= leader.value.estimate - leader.value.stderr:
                 chosen = simpler
                 break
         why = "" if chosen is leader else f" (within one standard error of {leader.name}, and simpler)"
