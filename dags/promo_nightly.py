@@ -136,11 +136,14 @@ def promo_nightly():
 
         return stages.train_model(ds, params)
 
-    @task(queue="gpu")
+    @task(queue="gpu", pool="gpu")
     def train_recommender(ds=None, params=None) -> dict:
-        """Train the two-tower recommender on the lake's item events before the run date (D-1 held out);
-        store `recommender/{version}` with its model card. Featured items come from it tonight only if
-        its held-out recall@10 beats the category rule's (the card and the run summary say which)."""
+        """Train the two-tower recommender; featured items come from it tonight only if its held-out recall@10
+        beats the category rule's (the card and the run summary say which).
+
+        Runs on the `gpu` queue and pool. **Reads** the lake's item events before the run date (D-1 held out)
+        and `raw.items`. **Writes** `recommender/{version}` with its model card in `model_store_uri`.
+        **Re-run**: clear; same data + `training_seed` give the same model."""
         from promoflow import stages
 
         return stages.train_recommender(ds, params)
