@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -140,8 +141,6 @@ def test_the_spark_job_ran_on_the_standalone_master(production, nights):
     assert [a["name"] for a in apps].count("promoflow") >= 1, apps
     assert all(a["state"] != "FAILED" for a in apps)
     lake = _settings(production).lake_dir
-    from pathlib import Path
-
     assert list((Path(lake) / "features" / "user_features" / f"as_of={NIGHT.isoformat()}").glob("*.parquet"))
 
 
