@@ -18,7 +18,7 @@ import logging
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
@@ -78,6 +78,8 @@ def repo_config(
             "type": "postgres", "host": url.hostname or "127.0.0.1", "port": url.port or 5432,
             "database": (url.path or "/postgres").lstrip("/"), "db_schema": ANALYTICS_SCHEMA,
             "user": url.username or "postgres", "password": url.password or "",
+            # Feast defaults to sslmode=require; follow the URL (?sslmode=...) and else libpq's default
+            "sslmode": parse_qs(url.query).get("sslmode", ["prefer"])[0],
         }
     else:
         offline = {"type": "duckdb"}

@@ -96,7 +96,7 @@ class Settings:
     model_store_uri: str  # folder or s3://bucket/prefix
     feast_repo: str
     feast_online_store: str  # "sqlite" (embedded) or "redis"
-    redis_url: str  # host:port, used when feast_online_store == "redis"
+    redis_url: str  # host:port[,db=N], used when feast_online_store == "redis"
     spark_master: str
     spark_shuffle_partitions: int
     s3_endpoint_url: str  # empty = AWS default; set for MinIO / moto

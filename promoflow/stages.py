@@ -53,9 +53,11 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None, inges
     window_start = day - timedelta(days=TRAINING_WINDOW_DAYS)
     backfill = [d for d in exposure_days if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()]
     # One Spark pass for every date: the daily partitions once, one roll-up job per feature table.
+    # Past dates get user_features only: training reads nothing else as of an exposure date.
     summary = nightly.run_many(
         settings.lake_dir, [*backfill, day], spark_master=settings.spark_master,
         shuffle_partitions=settings.spark_shuffle_partitions, lookback_days=settings.feature_lookback_days,
+        user_features_only=backfill,
     )
     tonight = {
         "run_date": day.isoformat(),

@@ -16,7 +16,8 @@ Reads ``{lake}/clean`` and writes ``{lake}/features`` (docs/ARCHITECTURE.md):
 
 ``run_many`` does the same for several as_of dates at once (a first night's backfill
 of the past dates training needs): the daily partitions of the union of the windows
-are computed once, and one Spark job per feature table rolls up every date.
+are computed once, and one Spark job per feature table rolls up every date. Past
+dates that only training reads get user_features alone (``user_features_only``).
 
 Re-run a night with the same command; it is idempotent. To force recomputing the
 daily partitions, delete ``features/_state/daily_manifest.json``.
@@ -335,6 +336,7 @@ def run_many(
     spark_master: str | None = "local[*]",
     shuffle_partitions: int = 8,
     lookback_days: int = 90,
+    user_features_only: Iterable[date] = (),
 ) -> dict:
     """Build the features as of each of ``as_of_dates`` at once (a first night's backfill).
 
@@ -344,12 +346,23 @@ def run_many(
     partitioned by date to a hidden temp folder whose partitions are renamed into
     place as ``as_of=D`` (replacing an existing one; other dates are left alone).
 
+    ``user_features_only``: dates of ``as_of_dates`` that get user_features alone (a
+    first night's past dates, which only training reads, and only user_features):
+    user_category_features, user_sequences and item_features, whose cost grows with
+    every date they are rolled up for, are built for the other dates.
+
     Returns the dt partitions computed, the daily rows written and, under ``as_of``,
-    the rows and folder of each date's user_features and item_features.
+    the rows and folder of each date's tables.
     """
     dates = sorted({date.fromisoformat(d) if isinstance(d, str) else d for d in as_of_dates})
     if not dates:
         raise ValueError("as_of_dates is empty: give at least one as_of date")
+    partial = {date.fromisoformat(d) if isinstance(d, str) else d for d in user_features_only}
+    full_dates = [d for d in dates if d not in partial]
+    if partial - set(dates) or not full_dates:
+        raise ValueError(
+            f"user_features_only {sorted(map(str, partial))} must be a proper subset of as_of_dates {[str(d) for d in dates]}"
+        )
     lake = Path(lake_dir)
     clean = lake / "clean"
     features = lake / "features"
@@ -428,24 +441,23 @@ def run_many(
     user_features_df = roll_up_user_features_for_dates(user_daily_df, category_daily_df, users, dates)
     user_features_paths = _publish_as_of_dates(user_features_df, features / "user_features", dates, "user_id")
     category_paths = _publish_as_of_dates(
-        user_category_features_for_dates(category_daily_df, dates), features / "user_category_features", dates,
-        ("user_id", "rank"),
+        user_category_features_for_dates(category_daily_df, full_dates), features / "user_category_features",
+        full_dates, ("user_id", "rank"),
     )
     sequence_paths = _publish_as_of_dates(
-        user_sequences_for_dates(user_daily_df, users, dates), features / "user_sequences", dates, "user_id"
+        user_sequences_for_dates(user_daily_df, users, full_dates), features / "user_sequences", full_dates, "user_id"
     )
     segments = _publish_segments(spark, features, max(dates))
 
     # Clean events partitions hold the events of their own UTC day (ingest quarantines
     # the others), so reading the union of the 30-day windows loses nothing per date.
-    item_days = _window_days(dates, ITEM_WINDOW_DAYS)
+    item_days = _window_days(full_dates, ITEM_WINDOW_DAYS)
     item_events = _read_partitions(
         spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
     )
     item_features_paths = _publish_as_of_dates(
-        item_features_with_neighbours_for_dates(item_events, items, dates, neighbour_dates=[max(dates)]), features / "item_features", dates,
-        "item_id",
-        keep_as_of=False,
+        item_features_with_neighbours_for_dates(item_events, items, full_dates, neighbour_dates=[max(dates)]),
+        features / "item_features", full_dates, "item_id", keep_as_of=False,
     )
 
     return {
@@ -456,13 +468,19 @@ def run_many(
         "as_of": {
             d.isoformat(): {
                 "user_features_rows": _parquet_rows(user_features_paths[d]),
-                "item_features_rows": _parquet_rows(item_features_paths[d]),
-                "user_category_features_rows": _parquet_rows(category_paths[d]),
-                "user_sequences_rows": _parquet_rows(sequence_paths[d]),
                 "user_features_path": str(user_features_paths[d]),
-                "item_features_path": str(item_features_paths[d]),
-                "user_category_features_path": str(category_paths[d]),
-                "user_sequences_path": str(sequence_paths[d]),
+                **(
+                    {
+                        "item_features_rows": _parquet_rows(item_features_paths[d]),
+                        "user_category_features_rows": _parquet_rows(category_paths[d]),
+                        "user_sequences_rows": _parquet_rows(sequence_paths[d]),
+                        "item_features_path": str(item_features_paths[d]),
+                        "user_category_features_path": str(category_paths[d]),
+                        "user_sequences_path": str(sequence_paths[d]),
+                    }
+                    if d in item_features_paths
+                    else {}
+                ),
                 **(segments if d == max(dates) else {}),
             }
             for d in dates

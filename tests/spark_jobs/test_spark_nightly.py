@@ -385,6 +385,26 @@ def test_run_many_rerun_is_idempotent(batch):
         f.split("/")[0] for f in batch["first_files"]["user_features"]]  # no temp folders left behind
 
 
+def test_run_many_builds_only_user_features_for_user_features_only_dates(batch, tmp_path):
+    """A first night's past dates (only training reads them) get user_features alone, the same rows."""
+    lake = tmp_path / "lake"
+    _build_lake(lake)
+    _add_day_2024_03_10(lake)
+    _restate_orders_2024_03_09(lake)
+    summary = nightly.run_many(str(lake), [date(2024, 3, 6), date(2024, 3, 11)], spark_master="local[1]",
+                               shuffle_partitions=2, user_features_only=[date(2024, 3, 6)])
+    features, ref = lake / "features", batch["ref_features"]
+    for d in ("2024-03-06", "2024-03-11"):
+        assert _read(features / "user_features" / f"as_of={d}").equals(_read(ref / "user_features" / f"as_of={d}")), d
+    for table in ("item_features", "user_category_features", "user_sequences"):
+        assert _read(features / table / "as_of=2024-03-11").equals(_read(ref / table / "as_of=2024-03-11")), table
+        assert sorted(p.name for p in (features / table).iterdir()) == ["as_of=2024-03-11"], table
+    assert set(summary["as_of"]["2024-03-06"]) == {"user_features_rows", "user_features_path"}
+    assert summary["as_of"]["2024-03-11"]["item_features_rows"] == 4
+    with pytest.raises(ValueError, match="proper subset"):
+        nightly.run_many(str(lake), [date(2024, 3, 6)], spark_master="local[1]", user_features_only=[date(2024, 3, 6)])
+
+
 def test_publish_as_of_dates_writes_an_empty_folder_for_a_date_without_rows(spark, tmp_path):
     d1, d2 = date(2024, 3, 6), date(2024, 3, 7)
     df = spark.createDataFrame([("u2", d1), ("u1", d1)], "user_id string, as_of date")
