@@ -29,7 +29,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender
+.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -85,7 +85,15 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
+
+# The production topology on loopback (Celery + gpu worker, Postgres, Redis, Spark standalone, moto S3): ~20 min here.
+test-cluster: install
+	$(PY) -m pytest -q -m cluster tests/cluster
+
+# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium.
+test-browser: install browser
+	$(PY) -m pytest -q tests/ui
 
 # Decision quality on the demo generator's ground truth, on seeds make demo never uses.
 EVAL_SEEDS ?= 101 202
