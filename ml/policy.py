@@ -300,9 +300,12 @@ class Exploration:
     cost_cap: float  # most expected cost an exploration draw may carry
 
 
-def _salted_uniform(user_ids: np.ndarray, salt: str) -> np.ndarray:
+def salted_uniform(user_ids: np.ndarray, salt: str) -> np.ndarray:
     """A uniform [0, 1) number per user from a salted hash (reproducible per salt)."""
     return _salted_hashes(user_ids, salt).astype(np.float64) / 2.0**64
+
+
+_salted_uniform = salted_uniform
 
 
 def explore(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ml.feature_spec import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.predictions import NONE_ARM
-from ml.selection import FOLDS, PolicyData, candidate_names, crossfit_reward_model, evaluate_and_select  # noqa: F401
+from ml.selection import FOLDS, PolicyData, candidate_names, evaluate_and_select
 from ml.training_data import normalise_arms
 from ml.uplift import ArmScores, UpliftModel, propensity_or_uniform
 

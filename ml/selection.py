@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,12 +108,15 @@ class PolicyData:
 
 
 def stable_uniform(keys: Sequence, salt: str) -> np.ndarray:
-    """A reproducible uniform [0, 1) number per key (salted blake2b)."""
-    out = np.empty(len(keys))
-    for i, key in enumerate(keys):
-        digest = hashlib.blake2b(f"{salt}/{key}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") / 2.0**64
-    return out
+    """A reproducible uniform [0, 1) number per key (``ml.policy.salted_uniform``)."""
+    from ml.policy import salted_uniform
+
+    return salted_uniform(np.asarray(list(keys), dtype=object), salt)
+
+
+def _tiebreak(groups: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+    """Per row, a reproducible uniform that breaks ties in serving order."""
+    return stable_uniform(list(pd.Series(groups).astype(str) + "#" + pd.Series(rows).astype(str)), f"tie-{seed}")
 
 
 def crossfit_reward_model(design: np.ndarray, logged: LoggedOutcomes, folds: int = REWARD_FOLDS, seed: int = 0, penalty: float = 100.0) -> np.ndarray:
@@ -383,7 +386,7 @@ def training_context(data: PolicyData, budget_per_user: float | None, eligible_a
     logged = data.logged
     q = crossfit_reward_model(shared.design.with_intercept(data.features), logged, seed=seed)
     budget = None if budget_per_user is None else budget_per_user * len(data.arm_index)
-    tiebreak = stable_uniform(list(pd.Series(data.groups).astype(str) + "#" + pd.Series(np.arange(len(data.groups))).astype(str)), f"tie-{seed}")
+    tiebreak = _tiebreak(data.groups, np.arange(len(data.groups)), seed)
     return TrainingContext(data, shared, dr_scores(data, q), shared.cost(data.features, data), budget, eligible_arms, tiebreak, seed, options or {})
 
 
@@ -425,7 +428,7 @@ def evaluate_and_select(
         test = data.take(test_rows)
         cost = ctx.shared.cost(test.features, test)
         budget = None if budget_per_user is None else budget_per_user * len(test_rows)
-        tiebreak = stable_uniform(list(pd.Series(test.groups).astype(str) + "#" + pd.Series(test_rows).astype(str)), f"tie-{seed}")
+        tiebreak = _tiebreak(test.groups, test_rows, seed)
         p_order = ctx.shared.p_order(test.features, test.arm_window)
         predicted_cost[test_rows] = ctx.shared.cost_model.cost(p_order)[np.arange(len(test_rows)), test.arm_index]
         evaluated[test_rows] = True
@@ -457,7 +460,7 @@ def evaluate_and_select(
         "status": selection.status, "chosen": selection.chosen, "leader": selection.leader, "message": selection.message,
         "rollout_share": selection.rollout_share, "cost_calibration": selection.cost_calibration,
     }
-    tiebreak = stable_uniform(list(pd.Series(data.groups).astype(str) + "#" + pd.Series(np.arange(n)).astype(str)), f"tie-{seed}")
+    tiebreak = _tiebreak(data.groups, np.arange(n), seed)
     budget = None if budget_per_user is None else budget_per_user * n
     ctx = TrainingContext(data, shared_all, gamma_all, shared_all.cost(data.features, data), budget, eligible_arms, tiebreak, seed, options or {})
     fitted = None
@@ -466,5 +469,3 @@ def evaluate_and_select(
         metrics["chosen_description"] = fitted.describe()
     return selection, fitted, ctx, metrics
 
-
-Decider = Callable[..., np.ndarray]
