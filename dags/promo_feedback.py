@@ -45,7 +45,11 @@ SETTINGS_PARAMS = {
     tags=["promoflow", "feedback"],
     params=SETTINGS_PARAMS,
     doc_md=__doc__,
-    default_args={"owner": "data-engineering", "retries": int(os.environ.get("PROMO_TASK_RETRIES", "2")), "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "data-engineering",
+        "retries": int(os.environ.get("PROMO_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+    },
 )
 def promo_feedback():
     @task

@@ -169,7 +169,9 @@ def promo_nightly():
         return stages.publish(ds, params)
 
     @task
-    def summarise(ingested: dict, trained: dict, recommended: dict, assigned: dict, published: dict, ds=None, params=None) -> dict:
+    def summarise(
+        ingested: dict, trained: dict, recommended: dict, assigned: dict, published: dict, ds=None, params=None
+    ) -> dict:
         """Write and log the night's summary and campaign report (users, offers, budget used, policy, featured items' source).
 
         **Reads** the tasks' results, `promo_assignments`, `analytics.promo_performance`, `analytics.fairness_audit`.
@@ -177,7 +179,13 @@ def promo_nightly():
         `campaign report:` line links it. **Re-run**: clear; replaces both."""
         from promoflow import stages
 
-        parts = {"ingest": ingested, "train": trained, "recommend": recommended, "assign": assigned, "publish": published}
+        parts = {
+            "ingest": ingested,
+            "train": trained,
+            "recommend": recommended,
+            "assign": assigned,
+            "publish": published,
+        }
         return stages.write_run_summary(ds, parts, params)
 
     ingested = ingest_validate()

@@ -48,12 +48,16 @@ def offline_export_dir(settings: Settings, table: str = "user_features") -> Path
     return Path(settings.lake_dir) / "feast" / table
 
 
-def _nightly_source(settings: Settings, *, name: str, postgres_query: str, export_table: str, timestamp_field: str, description: str):
+def _nightly_source(
+    settings: Settings, *, name: str, postgres_query: str, export_table: str, timestamp_field: str, description: str
+):
     """Postgres warehouse: query the table directly; DuckDB: the nightly Parquet exports of it."""
     if settings.warehouse_kind == "postgres":
         from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
-        return PostgreSQLSource(name=name, query=postgres_query, timestamp_field=timestamp_field, description=description)
+        return PostgreSQLSource(
+            name=name, query=postgres_query, timestamp_field=timestamp_field, description=description
+        )
     return FileSource(
         name=name,
         path=str(offline_export_dir(settings, export_table) / "*.parquet"),
@@ -65,13 +69,21 @@ def _nightly_source(settings: Settings, *, name: str, postgres_query: str, expor
 
 def user_features_source(settings: Settings):
     return _nightly_source(
-        settings, name="user_features_mart", postgres_query="select * from analytics.user_features",
-        export_table="user_features", timestamp_field=USER_FEATURES_TIMESTAMP, description="the dbt mart analytics.user_features",
+        settings,
+        name="user_features_mart",
+        postgres_query="select * from analytics.user_features",
+        export_table="user_features",
+        timestamp_field=USER_FEATURES_TIMESTAMP,
+        description="the dbt mart analytics.user_features",
     )
 
 
 def item_features_source(settings: Settings):
     return _nightly_source(
-        settings, name="item_features_daily", postgres_query=f"select {ITEM_FEATURES_SELECT} from raw.item_features",
-        export_table="item_features", timestamp_field=ITEM_FEATURES_TIMESTAMP, description="raw.item_features (Spark item features)",
+        settings,
+        name="item_features_daily",
+        postgres_query=f"select {ITEM_FEATURES_SELECT} from raw.item_features",
+        export_table="item_features",
+        timestamp_field=ITEM_FEATURES_TIMESTAMP,
+        description="raw.item_features (Spark item features)",
     )

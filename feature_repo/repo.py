@@ -21,11 +21,22 @@ def definitions(settings: Settings) -> list:
     user_behaviour = user_behaviour_view(user_source)
     item_popularity = item_popularity_view(item_source)
     return [
-        user, item, user_source, item_source, user_behaviour, item_popularity,
-        promo_response_service(user_behaviour), recommender_service(user_behaviour, item_popularity),
+        user,
+        item,
+        user_source,
+        item_source,
+        user_behaviour,
+        item_popularity,
+        promo_response_service(user_behaviour),
+        recommender_service(user_behaviour, item_popularity),
     ]
 
 
 (
-    user_features_mart, item_features_daily, user_behaviour, item_popularity, promo_response_v1, recommender_v1,
+    user_features_mart,
+    item_features_daily,
+    user_behaviour,
+    item_popularity,
+    promo_response_v1,
+    recommender_v1,
 ) = definitions(Settings.from_env())[2:]

@@ -34,7 +34,9 @@ TREE_DEPTH = 2
 TREE_MIN_LEAF_SHARE = 0.05
 
 
-def fill_in_order(order: np.ndarray, arm: np.ndarray, cost: np.ndarray, budget: float | None, limit: int | None = None) -> np.ndarray:
+def fill_in_order(
+    order: np.ndarray, arm: np.ndarray, cost: np.ndarray, budget: float | None, limit: int | None = None
+) -> np.ndarray:
     """Users in ``order`` get ``arm[user]`` (none where ``arm`` is -1) while the cumulative cost
     stays within ``budget`` and at most ``limit`` users are served; everyone else -1."""
     chosen = np.full(len(arm), -1, dtype=np.int64)
@@ -79,7 +81,9 @@ class FittedBlanket:
 
     def decide(self, features, cost, budget, eligible, tiebreak) -> np.ndarray:
         arm = np.where(eligible[:, self.arm], self.arm, -1)
-        return _with_none(fill_in_order(np.argsort(tiebreak, kind="stable"), arm, cost, budget), self.arms.index(NONE_ARM))
+        return _with_none(
+            fill_in_order(np.argsort(tiebreak, kind="stable"), arm, cost, budget), self.arms.index(NONE_ARM)
+        )
 
     def estimate(self, features) -> np.ndarray:
         out = np.zeros((len(features), len(self.arms)))
@@ -109,7 +113,9 @@ class FittedRankedRule:
     def decide(self, features, cost, budget, eligible, tiebreak) -> np.ndarray:
         arm = np.where(eligible[:, self.arm], self.arm, -1)
         limit = int(np.floor(self.share * len(features) + 1e-9))
-        return _with_none(fill_in_order(self._order(features, tiebreak), arm, cost, budget, limit), self.arms.index(NONE_ARM))
+        return _with_none(
+            fill_in_order(self._order(features, tiebreak), arm, cost, budget, limit), self.arms.index(NONE_ARM)
+        )
 
     def estimate(self, features) -> np.ndarray:
         out = np.zeros((len(features), len(self.arms)))
@@ -121,8 +127,18 @@ class FittedRankedRule:
         return f"{self.arms[self.arm]} to the {self.share:.0%} of users with the {side} {self.feature}"
 
 
-def fit_ranked_rule(arms, features: pd.DataFrame, feature_names, gamma: np.ndarray, cost: np.ndarray, budget: float | None,
-                    eligible_arms: np.ndarray, tiebreak: np.ndarray, seed: int = 0, resamples: int = RULE_RESAMPLES) -> FittedRankedRule | None:
+def fit_ranked_rule(
+    arms,
+    features: pd.DataFrame,
+    feature_names,
+    gamma: np.ndarray,
+    cost: np.ndarray,
+    budget: float | None,
+    eligible_arms: np.ndarray,
+    tiebreak: np.ndarray,
+    seed: int = 0,
+    resamples: int = RULE_RESAMPLES,
+) -> FittedRankedRule | None:
     """The (arm, feature, direction, share) rule that most often carries the most doubly robust value
     on Poisson-bootstrap reweightings of these rows under ``budget`` (stability selection: one argmax
     over dozens of noisy rule values picks noise; the rule that wins across resamples does not);
@@ -202,21 +218,30 @@ def tree_inputs(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
     for j, column in enumerate(columns):
         if "=" in column:
             name, level = column.split("=", 1)
-            out[:, j] = (features[name].astype("object").fillna("unknown").astype(str) == level).to_numpy(dtype=np.float64)
+            out[:, j] = (features[name].astype("object").fillna("unknown").astype(str) == level).to_numpy(
+                dtype=np.float64
+            )
         else:
             out[:, j] = pd.to_numeric(features[column], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
     return out
 
 
-def fit_policy_tree(arms, features: pd.DataFrame, columns: list[str], gamma: np.ndarray, eligible_arms: np.ndarray, seed: int) -> FittedPolicyTree:
+def fit_policy_tree(
+    arms, features: pd.DataFrame, columns: list[str], gamma: np.ndarray, eligible_arms: np.ndarray, seed: int
+) -> FittedPolicyTree:
     from econml.policy import PolicyTree
 
     treatments = [k for k in range(len(arms)) if eligible_arms[k]]
     x = tree_inputs(features, columns)
     tree = PolicyTree(
-        max_depth=TREE_DEPTH, min_samples_leaf=max(20, int(TREE_MIN_LEAF_SHARE * len(x))), honest=True, random_state=seed,
+        max_depth=TREE_DEPTH,
+        min_samples_leaf=max(20, int(TREE_MIN_LEAF_SHARE * len(x))),
+        honest=True,
+        random_state=seed,
     ).fit(x, gamma[:, treatments])
-    return FittedPolicyTree(list(arms), tree, list(columns), treatments, _tree_rules(tree, columns, [arms[t] for t in treatments]))
+    return FittedPolicyTree(
+        list(arms), tree, list(columns), treatments, _tree_rules(tree, columns, [arms[t] for t in treatments])
+    )
 
 
 def _tree_rules(tree, columns: list[str], names: list[str]) -> list[str]:

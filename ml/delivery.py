@@ -70,7 +70,9 @@ def render_message(
     category = str(promo["category"]) if _present(promo.get("category")) else None
 
     if language == "zh":
-        return _render_zh(promo_type, value, min_spend, max_discount, category, expiry_date, featured_item_names, currency)
+        return _render_zh(
+            promo_type, value, min_spend, max_discount, category, expiry_date, featured_item_names, currency
+        )
     scope = f"{category} items" if category else "everything"
     on_orders = f" on {category} orders" if category else " on your next order"
     threshold = f" when you spend {_money(min_spend, currency)} or more" if min_spend > 0 else ""
@@ -200,7 +202,9 @@ def choose_channels(
     codes, uniques = pd.factorize(promo_channels)
     fixed = np.array([_fixed_channel(u) for u in uniques] + [None], dtype=object)[codes]
     device_codes, device_values = pd.factorize(np.asarray(devices, dtype=object))
-    default = np.array([_default_channel(d) for d in device_values] + [_default_channel(None)], dtype=object)[device_codes]
+    default = np.array([_default_channel(d) for d in device_values] + [_default_channel(None)], dtype=object)[
+        device_codes
+    ]
     channel = default.copy()
     columns = [c for c in CHANNELS if c in (engagement or {})]
     open_rows = np.flatnonzero(np.equal(fixed, None))
@@ -281,7 +285,12 @@ def delivery_columns(
         dtype=object,
     )
     which = np.select(
-        [np.asarray(is_holdout, dtype=bool), is_exploration, np.full(n, not gate_passed), ~np.asarray(has_features, dtype=bool)],
+        [
+            np.asarray(is_holdout, dtype=bool),
+            is_exploration,
+            np.full(n, not gate_passed),
+            ~np.asarray(has_features, dtype=bool),
+        ],
         [0, 1, 2, 3],
         default=4,
     )
@@ -300,7 +309,9 @@ def delivery_columns(
         categories = [p.get("category") for p in offered]
         user_items_first = np.array([not c for c in categories], dtype=bool)
         own_items = np.array([top_by_category.get(c, top_overall) if c else None for c in categories], dtype=object)
-        user_items = features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
+        user_items = (
+            features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
+        )
         items = np.where(user_items_first[promo_codes], user_items, own_items[promo_codes])
         if featured_item_ids is not None:
             recommended = np.asarray(featured_item_ids, dtype=object)[offers]
@@ -343,5 +354,11 @@ def delivery_columns(
             )
         ]
     return pd.DataFrame(
-        {"channel": channel, "message": message, "featured_item_ids": featured, "reason": reason, "send_hour": send_hour}
+        {
+            "channel": channel,
+            "message": message,
+            "featured_item_ids": featured,
+            "reason": reason,
+            "send_hour": send_hour,
+        }
     )

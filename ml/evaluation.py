@@ -57,7 +57,8 @@ def incremental_policy_value(
         n=n,
         effective_sample_size=float(matched.sum() ** 2 / squares) if squares > 0 else 0.0,
         row_terms=terms,
-        log_id="incremental:" + hashlib.blake2b(logged.margin_per_day.tobytes() + logged.arm_index.tobytes(), digest_size=12).hexdigest(),
+        log_id="incremental:"
+        + hashlib.blake2b(logged.margin_per_day.tobytes() + logged.arm_index.tobytes(), digest_size=12).hexdigest(),
     )
 
 

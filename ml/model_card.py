@@ -55,12 +55,20 @@ def _recommender_section(m: dict) -> list[str]:
         [
             ("run date (data before)", m.get("as_of")),
             ("training window", f"{train.get('start', '?')} .. {train.get('end_exclusive', '?')} (exclusive)"),
-            ("held-out window", f"{holdout['start']} .. {holdout['end_exclusive']} (exclusive)" if holdout else "none (trained on every day)"),
+            (
+                "held-out window",
+                f"{holdout['start']} .. {holdout['end_exclusive']} (exclusive)"
+                if holdout
+                else "none (trained on every day)",
+            ),
             ("users in training pairs", m.get("n_users_train")),
             ("items in corpus", m.get("n_items")),
             ("items seen in training", m.get("n_items_seen_in_training")),
             ("training pairs (user, day, item)", m.get("n_training_pairs")),
-            ("positive event weights", ", ".join(f"{k}={v:g}" for k, v in (m.get("positive_event_weights") or {}).items())),
+            (
+                "positive event weights",
+                ", ".join(f"{k}={v:g}" for k, v in (m.get("positive_event_weights") or {}).items()),
+            ),
             ("user features", m.get("user_numeric_columns")),
             ("item features", m.get("item_numeric_columns")),
         ],
@@ -78,7 +86,9 @@ def _recommender_section(m: dict) -> list[str]:
             "|---|---|---|---|---|",
         ]
         category_popularity = m.get("category_popularity") or {}
-        for name in sorted(model, key=lambda n: (n.split("_at_")[0], int(n.split("_at_")[1]) if n.split("_at_")[-1].isdigit() else 0)):
+        for name in sorted(
+            model, key=lambda n: (n.split("_at_")[0], int(n.split("_at_")[1]) if n.split("_at_")[-1].isdigit() else 0)
+        ):
             a, b = model.get(name), popularity.get(name)
             diff = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
             lines.append(
@@ -86,14 +96,22 @@ def _recommender_section(m: dict) -> list[str]:
             )
         factorized = [(k, v) for k, v in m.items() if k.startswith("factorized_top_k_at_")]
         if factorized:
-            lines += ["", "tfrs FactorizedTopK over the whole corpus, per held-out (user, item) pair "
-                      f"({_fmt(m.get('n_holdout_pairs'))} pairs): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in factorized)]
+            lines += [
+                "",
+                "tfrs FactorizedTopK over the whole corpus, per held-out (user, item) pair "
+                f"({_fmt(m.get('n_holdout_pairs'))} pairs): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in factorized),
+            ]
         versus = m.get("versus_category_popularity") or {}
         if versus:
-            lines += ["", "Two-tower - top-category popularity, paired over the same users (mean ± standard error): " + ", ".join(
-                f"recall@{k} {versus[f'recall_at_{k}_difference']:+.4f} ± {_fmt(versus.get(f'recall_at_{k}_difference_stderr'))}"
-                for k in (10, 50) if f"recall_at_{k}_difference" in versus
-            )]
+            lines += [
+                "",
+                "Two-tower - top-category popularity, paired over the same users (mean ± standard error): "
+                + ", ".join(
+                    f"recall@{k} {versus[f'recall_at_{k}_difference']:+.4f} ± {_fmt(versus.get(f'recall_at_{k}_difference_stderr'))}"
+                    for k in (10, 50)
+                    if f"recall_at_{k}_difference" in versus
+                ),
+            ]
     else:
         lines.append("No offline evaluation (no held-out day, or no positive interactions on it).")
     selection = m.get("selection") or {}
@@ -111,7 +129,10 @@ def _recommender_section(m: dict) -> list[str]:
             ("mixed precision", m.get("mixed_precision")),
             ("seed", m.get("seed")),
             ("deterministic ops", m.get("deterministic")),
-            ("TensorFlow / TFRS", f"{m.get('tensorflow_version', '?')} / {m.get('tensorflow_recommenders_version', '?')}"),
+            (
+                "TensorFlow / TFRS",
+                f"{m.get('tensorflow_version', '?')} / {m.get('tensorflow_recommenders_version', '?')}",
+            ),
         ],
         ("training", ""),
     )
@@ -143,7 +164,9 @@ def render_model_card(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_model_card(path, recommender_metrics: dict | None = None, response_metrics: dict | None = None, **kwargs: Any):
+def write_model_card(
+    path, recommender_metrics: dict | None = None, response_metrics: dict | None = None, **kwargs: Any
+):
     """Render and write the card to ``path`` (a file, conventionally ``model_card.md``)."""
     from pathlib import Path
 

@@ -63,7 +63,9 @@ def _sha256(data: bytes) -> str:
 
 def _check_model_name(model_name: str) -> str:
     if not _MODEL_NAME_PATTERN.match(str(model_name)):
-        raise ValueError(f"model_name={model_name!r}: expected lower-case letters, digits and _ (e.g. promo_response, recommender)")
+        raise ValueError(
+            f"model_name={model_name!r}: expected lower-case letters, digits and _ (e.g. promo_response, recommender)"
+        )
     return model_name
 
 
@@ -82,7 +84,9 @@ def _verify(local_dir: Path, manifest: dict) -> None:
     for entry in manifest["files"]:
         data = (local_dir / entry["path"]).read_bytes()
         if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
-            raise IOError(f"{local_dir / entry['path']}: content differs from the version's manifest; the copy is corrupt")
+            raise IOError(
+                f"{local_dir / entry['path']}: content differs from the version's manifest; the copy is corrupt"
+            )
 
 
 def _is_s3(uri: str) -> bool:
@@ -172,7 +176,9 @@ class _S3Store:
         for entry in manifest["files"]:
             self.client.upload_file(str(model_dir / entry["path"]), self.bucket, self._key(version, entry["path"]))
         # The manifest goes last: a version without one is incomplete and never read.
-        self.client.put_object(Bucket=self.bucket, Key=self._key(version, MANIFEST_FILE), Body=json.dumps(manifest, indent=2).encode())
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(version, MANIFEST_FILE), Body=json.dumps(manifest, indent=2).encode()
+        )
 
     def write_latest(self, version: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(LATEST_FILE), Body=(version + "\n").encode())
@@ -235,7 +241,9 @@ def save_model_version(
     return version
 
 
-def latest_model_version(store_uri: str, *, endpoint_url: str | None = None, model_name: str = MODEL_NAME) -> str | None:
+def latest_model_version(
+    store_uri: str, *, endpoint_url: str | None = None, model_name: str = MODEL_NAME
+) -> str | None:
     """The version ``LATEST`` points at, or None for an empty store."""
     return _store(str(store_uri), endpoint_url, model_name).read_latest()
 

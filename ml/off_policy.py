@@ -118,12 +118,20 @@ def _validated_log(arms, rewards, propensities, target_policy):
         raise ValueError(f"arms: {n} logged rows; a value and its standard error need at least 2")
     if arms.dtype.kind not in "iu":
         as_float = arms.astype(np.float64)
-        if arms.dtype.kind not in "fb" or not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
-            raise ValueError(f"arms: dtype {arms.dtype}; expected integer arm positions (column index of the policy matrix)")
+        if (
+            arms.dtype.kind not in "fb"
+            or not np.all(np.isfinite(as_float))
+            or not np.all(as_float == np.round(as_float))
+        ):
+            raise ValueError(
+                f"arms: dtype {arms.dtype}; expected integer arm positions (column index of the policy matrix)"
+            )
         arms = as_float.astype(np.int64)
     rewards = _as_1d("rewards", rewards, n).astype(np.float64)
     if not np.all(np.isfinite(rewards)):
-        raise ValueError(f"rewards: {int((~np.isfinite(rewards)).sum())} NaN or infinite values; every logged row needs an observed reward")
+        raise ValueError(
+            f"rewards: {int((~np.isfinite(rewards)).sum())} NaN or infinite values; every logged row needs an observed reward"
+        )
     propensities = _as_1d("propensities", propensities, n).astype(np.float64)
     bad = ~((propensities > 0) & (propensities <= 1))  # NaN fails both comparisons
     if bad.any():
@@ -156,7 +164,9 @@ def _validated_log(arms, rewards, propensities, target_policy):
 def _validated_reward_model(reward_model, shape) -> np.ndarray:
     q_hat = np.asarray(reward_model, dtype=np.float64)
     if q_hat.shape != shape:
-        raise ValueError(f"reward_model has shape {q_hat.shape}; expected {shape} like target_policy (predicted reward per row and arm)")
+        raise ValueError(
+            f"reward_model has shape {q_hat.shape}; expected {shape} like target_policy (predicted reward per row and arm)"
+        )
     if not np.all(np.isfinite(q_hat)):
         raise ValueError("reward_model: NaN or infinite predictions; predict a finite reward for every row and arm")
     return q_hat
@@ -188,7 +198,9 @@ def _effective_sample_size(weights: np.ndarray) -> float:
     return float(weights.sum()) ** 2 / squares if squares > 0 else 0.0
 
 
-def _from_terms(estimator: str, estimate: float, terms: np.ndarray, weights: np.ndarray, log_id: str) -> PolicyValueEstimate:
+def _from_terms(
+    estimator: str, estimate: float, terms: np.ndarray, weights: np.ndarray, log_id: str
+) -> PolicyValueEstimate:
     n = terms.shape[0]
     return PolicyValueEstimate(
         estimator=estimator,
@@ -259,7 +271,9 @@ def evaluate_policy(
     return PolicyEvaluation(
         ips=ips_value(arms, rewards, propensities, target_policy, max_weight),
         snips=snips_value(arms, rewards, propensities, target_policy, max_weight),
-        dr=None if reward_model is None else dr_value(arms, rewards, propensities, target_policy, reward_model, max_weight),
+        dr=None
+        if reward_model is None
+        else dr_value(arms, rewards, propensities, target_policy, reward_model, max_weight),
     )
 
 

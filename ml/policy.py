@@ -88,7 +88,9 @@ def allocate(
     usable &= margin > 0
     usable[:, none_index] = False
     if np.any(usable & (cost < 0)):
-        raise ValueError("cost: negative expected cost on an eligible arm; expected_cost is P(order) x E[discount] >= 0")
+        raise ValueError(
+            "cost: negative expected cost on an eligible arm; expected_cost is P(order) x E[discount] >= 0"
+        )
     # none (and everything unusable) gets margin -inf here; choose() maps "nothing positive" to none.
     usable_margin = np.where(usable, margin, -np.inf)
     usable_cost = np.where(usable, cost, 0.0)
@@ -120,7 +122,9 @@ def _lagrangian_choice(usable_margin: np.ndarray, usable_cost: np.ndarray, lam: 
     return np.where(positive, best, none_index)
 
 
-def _bisect_multiplier(usable, usable_margin, usable_cost, budget, none_index, chosen_at_zero=None) -> tuple[np.ndarray, float]:
+def _bisect_multiplier(
+    usable, usable_margin, usable_cost, budget, none_index, chosen_at_zero=None
+) -> tuple[np.ndarray, float]:
     """Smallest multiplier (to tolerance) whose Lagrangian choice fits the budget.
 
     Returns (choice at that multiplier, multiplier). A user's Lagrangian choice moves
@@ -148,7 +152,9 @@ def _bisect_multiplier(usable, usable_margin, usable_cost, budget, none_index, c
         )
         probes = [estimate * 1.02, estimate / 1.02, estimate * 1.2, estimate / 1.2]
     chosen_lo = (
-        _lagrangian_choice(usable_margin, usable_cost, lo, none_index) if chosen_at_zero is None else chosen_at_zero.copy()
+        _lagrangian_choice(usable_margin, usable_cost, lo, none_index)
+        if chosen_at_zero is None
+        else chosen_at_zero.copy()
     )
     # At ``hi`` only free arms score > 0: the best free arm if it has positive margin.
     free_margin = np.where(usable & (usable_cost == 0), usable_margin, -np.inf)

@@ -48,7 +48,9 @@ def estimated_basket(features: pd.DataFrame, fallback: float) -> np.ndarray:
     return np.where(np.isnan(basket), fallback, basket)
 
 
-def arm_mechanics(features: pd.DataFrame, arm: str, arms: list[str], catalogue: pd.DataFrame | None, basket_fallback: float) -> np.ndarray:
+def arm_mechanics(
+    features: pd.DataFrame, arm: str, arms: list[str], catalogue: pd.DataFrame | None, basket_fallback: float
+) -> np.ndarray:
     """[n, k] description of sending ``arm`` to each user; all zeros for ``none``.
 
     Columns: one indicator per non-none arm, then (with a catalogue) promo-type indicators,
@@ -83,7 +85,9 @@ def arm_mechanics(features: pd.DataFrame, arm: str, arms: list[str], catalogue: 
     category = row.get("category")
     limited = category is not None and not (isinstance(category, float) and np.isnan(category)) and str(category) != ""
     if limited and CATEGORY_FEATURE in features.columns:
-        match = (features[CATEGORY_FEATURE].astype("object").fillna("").astype(str) == str(category)).to_numpy(dtype=np.float64)
+        match = (features[CATEGORY_FEATURE].astype("object").fillna("").astype(str) == str(category)).to_numpy(
+            dtype=np.float64
+        )
     else:
         match = np.full(n, 0.0 if limited else 1.0)
     return np.c_[onehot, types, depth, gap, np.full(n, float(limited)), match]
@@ -105,7 +109,14 @@ class CostModel:
             self.calibration = np.ones(len(self.arms))
 
     @classmethod
-    def fit(cls, arm_index: np.ndarray, converted: np.ndarray, discount: np.ndarray, arms: list[str], prior_rows: float = 20.0) -> "CostModel":
+    def fit(
+        cls,
+        arm_index: np.ndarray,
+        converted: np.ndarray,
+        discount: np.ndarray,
+        arms: list[str],
+        prior_rows: float = 20.0,
+    ) -> "CostModel":
         none = arms.index(NONE_ARM)
         offer_conv = (arm_index != none) & (converted > 0)
         pooled = float(discount[offer_conv].mean()) if offer_conv.any() else 0.0
@@ -123,7 +134,9 @@ class CostModel:
         cost[:, self.arms.index(NONE_ARM)] = 0.0
         return cost
 
-    def calibrate(self, predicted: np.ndarray, realised: np.ndarray, arm_index: np.ndarray, prior: float = 20.0) -> dict:
+    def calibrate(
+        self, predicted: np.ndarray, realised: np.ndarray, arm_index: np.ndarray, prior: float = 20.0
+    ) -> dict:
         """Per arm, ratio realised / predicted discount on held-out rows, shrunk towards 1 by ``prior``
         pseudo-sends at the arm's mean prediction; returns the check per arm."""
         report = {}
@@ -170,10 +183,14 @@ class PooledResponse:
     """Fitted :func:`fit_pooled_response`: scores ``[n, arms]`` incremental margin and P(order)."""
 
     kind = "pooled_response"
-    train_base_logit: np.ndarray | None = None  # the training rows' cross-fitted baseline log-odds (not needed to score)
+    train_base_logit: np.ndarray | None = (
+        None  # the training rows' cross-fitted baseline log-odds (not needed to score)
+    )
     control_window: float | None = None  # mean logged window of the 'none' rows
 
-    def __init__(self, *, arms, design, baseline, logistic, basket, basket_cap, catalogue, basket_fallback, interactions):
+    def __init__(
+        self, *, arms, design, baseline, logistic, basket, basket_cap, catalogue, basket_fallback, interactions
+    ):
         self.arms = list(arms)
         self.design = design  # callable features -> standardised user matrix (no intercept)
         self.baseline = baseline
@@ -199,13 +216,17 @@ class PooledResponse:
     def _p_arm(self, features: pd.DataFrame, u: np.ndarray, k: int, window: np.ndarray) -> np.ndarray:
         log_window = np.log(np.maximum(np.asarray(window, dtype=np.float64), 1e-3))
         m = arm_mechanics(features, self.arms[k], self.arms, self.catalogue, self.basket_fallback)
-        return self.logistic.predict_proba(self._logistic_design(u, self._baseline_logit(u, log_window), log_window, m))[:, 1]
+        return self.logistic.predict_proba(
+            self._logistic_design(u, self._baseline_logit(u, log_window), log_window, m)
+        )[:, 1]
 
     def p_order(self, features: pd.DataFrame, window: np.ndarray, u=None) -> np.ndarray:
         """[n, arms] P(order within ``window[a]`` days | arm) (``window`` [arms])."""
         u = self.design(features) if u is None else u
         window = np.asarray(window, dtype=np.float64)
-        return np.stack([self._p_arm(features, u, k, np.full(len(u), window[k])) for k in range(len(self.arms))], axis=1)
+        return np.stack(
+            [self._p_arm(features, u, k, np.full(len(u), window[k])) for k in range(len(self.arms))], axis=1
+        )
 
     def expected_basket(self, features: pd.DataFrame, window: np.ndarray, u=None) -> np.ndarray:
         u = self.design(features) if u is None else u
@@ -226,10 +247,17 @@ class PooledResponse:
         # Not being sent anything earns at a steady rate: E[margin over W | none] = W x the rate over the
         # control's own logged window (no extrapolation of P(order | none) to windows it never had).
         control = self.control_window or float(np.max(window))
-        control_margin = self._p_arm(features, u, none, np.full(len(u), control)) * self.expected_basket(
-            features, np.full(len(self.arms), control), u=u)[:, 0]
+        control_margin = (
+            self._p_arm(features, u, none, np.full(len(u), control))
+            * self.expected_basket(features, np.full(len(self.arms), control), u=u)[:, 0]
+        )
         cost = cost_model.cost(p_arm)
-        incremental = p_arm * basket - (control_margin / control)[:, None] * window[None, :] - cost - np.asarray(send_cost)[None, :]
+        incremental = (
+            p_arm * basket
+            - (control_margin / control)[:, None] * window[None, :]
+            - cost
+            - np.asarray(send_cost)[None, :]
+        )
         incremental[:, none] = 0.0
         return incremental, cost
 
@@ -238,8 +266,18 @@ def _lightgbm_classifier(seed: int):
     import lightgbm as lgb
 
     return lgb.LGBMClassifier(
-        n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=100, subsample=0.8, subsample_freq=1,
-        colsample_bytree=0.8, reg_lambda=10.0, random_state=seed, n_jobs=1, verbose=-1, deterministic=True,
+        n_estimators=150,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=100,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        reg_lambda=10.0,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+        deterministic=True,
     )
 
 
@@ -287,13 +325,24 @@ def fit_pooled_response(
             if y[fit].min(initial=1) == y[fit].max(initial=0):
                 continue
             model = _lightgbm_classifier(seed).fit(baseline_x[fit], y[fit])
-            p = np.clip(model.predict_proba(np.c_[u[~fit], log_window[~fit], np.zeros((int((~fit).sum()), len(offers)))])[:, 1], 1e-6, 1 - 1e-6)
+            p = np.clip(
+                model.predict_proba(np.c_[u[~fit], log_window[~fit], np.zeros((int((~fit).sum()), len(offers)))])[:, 1],
+                1e-6,
+                1 - 1e-6,
+            )
             base_logit[~fit] = np.log(p / (1 - p))
         baseline = _lightgbm_classifier(seed).fit(baseline_x, y)
 
     model = PooledResponse(
-        arms=arms, design=design, baseline=baseline, logistic=None, basket=None, basket_cap=np.inf,
-        catalogue=catalogue, basket_fallback=basket_fallback, interactions=interactions,
+        arms=arms,
+        design=design,
+        baseline=baseline,
+        logistic=None,
+        basket=None,
+        basket_cap=np.inf,
+        catalogue=catalogue,
+        basket_fallback=basket_fallback,
+        interactions=interactions,
     )
     model.train_base_logit = base_logit
     control_rows = arm_index == none

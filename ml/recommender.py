@@ -161,11 +161,15 @@ def _item_events(interactions: pd.DataFrame) -> pd.DataFrame:
     """
     missing = [c for c in ("user_id", "item_id", "event_ts", "event_type") if c not in interactions.columns]
     if missing:
-        raise ValueError(f"interactions: missing columns {missing}; expected user_id, item_id, event_ts, event_type (+ weight, event_id optional)")
+        raise ValueError(
+            f"interactions: missing columns {missing}; expected user_id, item_id, event_ts, event_type (+ weight, event_id optional)"
+        )
     events = interactions.loc[interactions["item_id"].notna() & (interactions["item_id"].astype(str) != "")]
     if "event_id" in events.columns:
         events = events.drop_duplicates("event_id")
-    columns = ["user_id", "item_id", "event_ts", "event_type"] + [c for c in ("weight", "event_id") if c in events.columns]
+    columns = ["user_id", "item_id", "event_ts", "event_type"] + [
+        c for c in ("weight", "event_id") if c in events.columns
+    ]
     events = events[columns].copy()
     events["user_id"] = events["user_id"].astype(str)
     events["item_id"] = events["item_id"].astype(str)
@@ -175,7 +179,9 @@ def _item_events(interactions: pd.DataFrame) -> pd.DataFrame:
     return events.sort_values(sort_by, kind="stable").reset_index(drop=True).drop(columns="_row")
 
 
-def last_item_sequences(interactions: pd.DataFrame, as_of: dt.date | str, length: int = SEQUENCE_LENGTH) -> pd.DataFrame:
+def last_item_sequences(
+    interactions: pd.DataFrame, as_of: dt.date | str, length: int = SEQUENCE_LENGTH
+) -> pd.DataFrame:
     """``user_id, last_item_ids``: each user's last ``length`` item ids, oldest first.
 
     Uses only events with an ``item_id`` (any event type: view, click, add_to_cart,
@@ -204,7 +210,9 @@ def training_pairs(
     of those events when the interactions carry one.
     """
     events = _item_events(interactions)
-    events = events.loc[(events["event_ts"] >= start) & (events["event_ts"] < end) & events["event_type"].isin(list(event_weights))]
+    events = events.loc[
+        (events["event_ts"] >= start) & (events["event_ts"] < end) & events["event_type"].isin(list(event_weights))
+    ]
     weight = events["event_type"].map(event_weights).astype(float)
     if "weight" in events.columns:
         weight = weight * pd.to_numeric(events["weight"], errors="coerce").fillna(1.0)
@@ -221,7 +229,9 @@ def _microseconds(values: pd.Series | np.ndarray) -> np.ndarray:
     return ts.to_numpy("datetime64[us]").astype(np.int64)
 
 
-def _sequences_at_day_starts(events: pd.DataFrame, queries: pd.DataFrame, item_index: dict[str, int], length: int) -> np.ndarray:
+def _sequences_at_day_starts(
+    events: pd.DataFrame, queries: pd.DataFrame, item_index: dict[str, int], length: int
+) -> np.ndarray:
     """[n_queries, length] int32 item codes (0 = padding, i + 1 = item i; padding first,
     newest item last) of each query user's last items strictly before ``queries.day``.
 
@@ -247,7 +257,9 @@ def _sequences_at_day_starts(events: pd.DataFrame, queries: pd.DataFrame, item_i
     event_key = np.searchsorted(user_names, users).astype(np.int64) * span + (ts - t0)
     query_key = rank.astype(np.int64) * span + (q_ts - t0)
     start = user_first[rank]
-    cutoff = np.clip(np.searchsorted(event_key, query_key, side="left"), start, user_end[rank])  # first event at/after the day
+    cutoff = np.clip(
+        np.searchsorted(event_key, query_key, side="left"), start, user_end[rank]
+    )  # first event at/after the day
 
     padded = np.concatenate([np.zeros(length, dtype=np.int64), codes])
     windows = np.lib.stride_tricks.sliding_window_view(padded, length)  # windows[c] = codes[c - length : c]
@@ -282,11 +294,15 @@ def user_numeric_columns(user_features: pd.DataFrame) -> list[str]:
     return [
         c
         for c in user_features.columns
-        if c not in _USER_KEY_COLUMNS and pd.api.types.is_numeric_dtype(user_features[c]) and not pd.api.types.is_bool_dtype(user_features[c])
+        if c not in _USER_KEY_COLUMNS
+        and pd.api.types.is_numeric_dtype(user_features[c])
+        and not pd.api.types.is_bool_dtype(user_features[c])
     ]
 
 
-def _user_numeric_matrix(user_ids: Sequence[str], user_features: pd.DataFrame | None, columns: list[str], fill: np.ndarray) -> np.ndarray:
+def _user_numeric_matrix(
+    user_ids: Sequence[str], user_features: pd.DataFrame | None, columns: list[str], fill: np.ndarray
+) -> np.ndarray:
     """[n, F] float32 signed_log1p numerics per user id; missing users/values get ``fill``."""
     n = len(user_ids)
     if not columns:
@@ -296,9 +312,19 @@ def _user_numeric_matrix(user_ids: Sequence[str], user_features: pd.DataFrame | 
         return matrix
     missing = [c for c in columns if c not in user_features.columns]
     if missing:
-        raise ValueError(f"user_features: missing columns {missing} that the recommender was trained with; pass the same user_features columns")
-    table = user_features.assign(_uid=user_features["user_id"].astype(str)).drop_duplicates("_uid", keep="last").set_index("_uid")
-    aligned = table.reindex(pd.Index([str(u) for u in user_ids]))[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        raise ValueError(
+            f"user_features: missing columns {missing} that the recommender was trained with; pass the same user_features columns"
+        )
+    table = (
+        user_features.assign(_uid=user_features["user_id"].astype(str))
+        .drop_duplicates("_uid", keep="last")
+        .set_index("_uid")
+    )
+    aligned = (
+        table.reindex(pd.Index([str(u) for u in user_ids]))[columns]
+        .apply(pd.to_numeric, errors="coerce")
+        .to_numpy(np.float64)
+    )
     transformed = _signed_log1p(np.nan_to_num(aligned, nan=0.0, posinf=0.0, neginf=0.0))
     present = np.isfinite(aligned)
     matrix[present] = transformed[present]
@@ -309,7 +335,9 @@ def _items_table(items: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Items deduplicated by item_id (sorted), and the numeric feature columns beyond price."""
     missing = [c for c in ("item_id", "category", "price") if c not in items.columns]
     if missing:
-        raise ValueError(f"items: missing columns {missing}; expected item_id, category, price (+ numeric item features)")
+        raise ValueError(
+            f"items: missing columns {missing}; expected item_id, category, price (+ numeric item features)"
+        )
     table = items.drop_duplicates("item_id", keep="last").copy()
     table["item_id"] = table["item_id"].astype(str)
     table["category"] = table["category"].fillna("unknown").astype(str)
@@ -317,7 +345,10 @@ def _items_table(items: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     numeric = [
         c
         for c in table.columns
-        if c not in _ITEM_KEY_COLUMNS and c != "price" and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+        if c not in _ITEM_KEY_COLUMNS
+        and c != "price"
+        and pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
     ]
     return table, numeric
 
@@ -357,15 +388,24 @@ def build_user_tower(
     if n_numeric:
         parts.append(
             keras.layers.Normalization(
-                axis=-1, mean=np.asarray(numeric_mean).tolist(), variance=np.asarray(numeric_variance).tolist(), name="numeric_normalisation"
+                axis=-1,
+                mean=np.asarray(numeric_mean).tolist(),
+                variance=np.asarray(numeric_variance).tolist(),
+                name="numeric_normalisation",
             )(numeric)
         )
-    sequence_embeddings = keras.layers.Embedding(n_items + 1, config.sequence_embedding_dim, name="sequence_item_embedding")(sequence)
+    sequence_embeddings = keras.layers.Embedding(
+        n_items + 1, config.sequence_embedding_dim, name="sequence_item_embedding"
+    )(sequence)
     parts.append(MaskedMeanPooling(name="sequence_mean")([sequence_embeddings, sequence]))
     if item_attributes is not None:
         table = np.vstack([np.zeros((1, item_attributes.shape[1])), item_attributes]).astype(np.float32)
         attributes = keras.layers.Embedding(
-            n_items + 1, table.shape[1], embeddings_initializer=keras.initializers.Constant(table), trainable=False, name="sequence_item_attributes"
+            n_items + 1,
+            table.shape[1],
+            embeddings_initializer=keras.initializers.Constant(table),
+            trainable=False,
+            name="sequence_item_attributes",
         )(sequence)
         parts.append(MaskedMeanPooling(name="sequence_attribute_mean")([attributes, sequence]))
     x = keras.layers.Concatenate(name="user_input")(parts) if len(parts) > 1 else parts[0]
@@ -374,7 +414,9 @@ def build_user_tower(
     return keras.Model(inputs={"numeric": numeric, "sequence": sequence}, outputs=output, name="user_tower")
 
 
-def build_item_tower(item_category_codes: np.ndarray, n_categories: int, item_numeric: np.ndarray, config: RecommenderConfig) -> keras.Model:
+def build_item_tower(
+    item_category_codes: np.ndarray, n_categories: int, item_numeric: np.ndarray, config: RecommenderConfig
+) -> keras.Model:
     """item index [n] int32 -> [n, embedding_dim] float32; category and (normalised) numeric
     item features are constant tables inside the tower."""
     index = keras.Input(shape=(), dtype="int32", name="item_index")
@@ -383,9 +425,13 @@ def build_item_tower(item_category_codes: np.ndarray, n_categories: int, item_nu
     category_table = tf.constant(np.asarray(item_category_codes, dtype=np.int32))
     numeric_table = tf.constant(np.asarray(item_numeric, dtype=np.float32))
     category = keras.layers.Lambda(lambda i: tf.gather(category_table, i), name="item_category")(index)
-    category_embedding = keras.layers.Embedding(n_categories, config.category_embedding_dim, name="category_embedding")(category)
+    category_embedding = keras.layers.Embedding(n_categories, config.category_embedding_dim, name="category_embedding")(
+        category
+    )
     numeric = keras.layers.Lambda(lambda i: tf.gather(numeric_table, i), name="item_numeric")(index)
-    x = keras.layers.Concatenate(name="item_input")([id_embedding, category_embedding, keras.layers.Activation("linear", name="item_numeric_cast")(numeric)])
+    x = keras.layers.Concatenate(name="item_input")(
+        [id_embedding, category_embedding, keras.layers.Activation("linear", name="item_numeric_cast")(numeric)]
+    )
     output = keras.layers.Dense(config.embedding_dim, dtype="float32", name="item_embedding")(x)
     return keras.Model(inputs=index, outputs=output, name="item_tower")
 
@@ -397,11 +443,15 @@ class TwoTowerModel(tfrs.Model):
     a LossScaleOptimizer scales the loss under mixed precision.
     """
 
-    def __init__(self, user_tower: keras.Model, item_tower: keras.Model, item_log_probability: np.ndarray | None, **kwargs: Any):
+    def __init__(
+        self, user_tower: keras.Model, item_tower: keras.Model, item_log_probability: np.ndarray | None, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.user_tower = user_tower
         self.item_tower = item_tower
-        self._item_log_probability = None if item_log_probability is None else tf.constant(np.asarray(item_log_probability, np.float32))
+        self._item_log_probability = (
+            None if item_log_probability is None else tf.constant(np.asarray(item_log_probability, np.float32))
+        )
         # The task in float32 under mixed precision: a mixed_float16 layer casts its first
         # input (the query embeddings) to float16, and the score matmul then meets float32
         # candidates; scores and the softmax loss belong in float32 anyway.
@@ -413,7 +463,9 @@ class TwoTowerModel(tfrs.Model):
             keras.mixed_precision.set_global_policy(previous_policy)
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
-        user_embeddings = self.user_tower({"numeric": features["numeric"], "sequence": features["sequence"]}, training=training)
+        user_embeddings = self.user_tower(
+            {"numeric": features["numeric"], "sequence": features["sequence"]}, training=training
+        )
         item_index = tf.cast(features["item_index"], tf.int32)
         item_embeddings = self.item_tower(item_index, training=training)
         sampling_probability = None
@@ -431,7 +483,9 @@ class TwoTowerModel(tfrs.Model):
     def train_step(self, inputs):
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
-            regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) if self.losses else tf.constant(0.0)
+            regularization_loss = (
+                tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) if self.losses else tf.constant(0.0)
+            )
             total_loss = loss + regularization_loss
         self.optimizer.minimize(total_loss, self.trainable_variables, tape=tape)
         metrics = {metric.name: metric.result() for metric in self.metrics}
@@ -459,12 +513,23 @@ class Recommender:
     def user_numeric_columns(self) -> list[str]:
         return list(self.metadata["user_numeric_columns"])
 
-    def user_embeddings(self, user_ids: Sequence[str], user_features: pd.DataFrame | None, user_sequences: pd.DataFrame | None) -> np.ndarray:
+    def user_embeddings(
+        self, user_ids: Sequence[str], user_features: pd.DataFrame | None, user_sequences: pd.DataFrame | None
+    ) -> np.ndarray:
         """[n, embedding_dim] float32 for ``user_ids`` (features/sequences looked up by user_id)."""
         user_ids = [str(u) for u in user_ids]
-        numeric = _user_numeric_matrix(user_ids, user_features, self.user_numeric_columns, np.asarray(self.metadata["user_numeric_mean"], np.float32))
+        numeric = _user_numeric_matrix(
+            user_ids,
+            user_features,
+            self.user_numeric_columns,
+            np.asarray(self.metadata["user_numeric_mean"], np.float32),
+        )
         if user_sequences is not None and len(user_sequences):
-            lookup = user_sequences.assign(user_id=user_sequences["user_id"].astype(str)).drop_duplicates("user_id", keep="last").set_index("user_id")["last_item_ids"]
+            lookup = (
+                user_sequences.assign(user_id=user_sequences["user_id"].astype(str))
+                .drop_duplicates("user_id", keep="last")
+                .set_index("user_id")["last_item_ids"]
+            )
             raw = lookup.reindex(user_ids).tolist()
         else:
             raw = [None] * len(user_ids)
@@ -474,7 +539,9 @@ class Recommender:
     def _embed(self, numeric: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         if len(numeric) == 0:
             return np.zeros((0, self.item_embeddings.shape[1]), dtype=np.float32)
-        dataset = tf.data.Dataset.from_tensor_slices({"numeric": numeric, "sequence": sequences}).batch(int(self.metadata["config"]["score_batch_size"]))
+        dataset = tf.data.Dataset.from_tensor_slices({"numeric": numeric, "sequence": sequences}).batch(
+            int(self.metadata["config"]["score_batch_size"])
+        )
         return np.asarray(self.user_tower.predict(dataset, verbose=0), dtype=np.float32)
 
     def save(self, local_dir: str | Path) -> Path:
@@ -494,30 +561,45 @@ class Recommender:
         local_dir = Path(local_dir)
         for name in (USER_TOWER_FILE, ITEM_EMBEDDINGS_FILE, METADATA_FILE):
             if not (local_dir / name).exists():
-                raise FileNotFoundError(f"{local_dir / name}: missing; a recommender folder holds {USER_TOWER_FILE}, {ITEM_EMBEDDINGS_FILE} and {METADATA_FILE}")
+                raise FileNotFoundError(
+                    f"{local_dir / name}: missing; a recommender folder holds {USER_TOWER_FILE}, {ITEM_EMBEDDINGS_FILE} and {METADATA_FILE}"
+                )
         metadata = json.loads((local_dir / METADATA_FILE).read_text())
         if metadata.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{local_dir / METADATA_FILE}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"{local_dir / METADATA_FILE}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}"
+            )
         user_tower = keras.models.load_model(local_dir / USER_TOWER_FILE, compile=False)
         item_embeddings = np.load(local_dir / ITEM_EMBEDDINGS_FILE, allow_pickle=False)
         return cls(user_tower, item_embeddings, metadata)
 
 
 # ---------------------------------------------------------------------------- scoring
-def _category_masks(model: Recommender, categories: Sequence[str | None] | str | None, n_users: int) -> np.ndarray | None:
+def _category_masks(
+    model: Recommender, categories: Sequence[str | None] | str | None, n_users: int
+) -> np.ndarray | None:
     """[n_users] int category code per user (-1 = no limit, -2 = a category with no items)."""
     if categories is None:
         return None
     if isinstance(categories, str):
         categories = [categories] * n_users
     if len(categories) != n_users:
-        raise ValueError(f"categories: {len(categories)} entries for {n_users} users; give one category (or None) per user, or one for all")
+        raise ValueError(
+            f"categories: {len(categories)} entries for {n_users} users; give one category (or None) per user, or one for all"
+        )
     vocabulary = {c: i for i, c in enumerate(sorted(set(model.item_categories)))}
-    codes = np.array([-1 if (c is None or (isinstance(c, float) and np.isnan(c)) or c == "") else vocabulary.get(str(c), -2) for c in categories])
+    codes = np.array(
+        [
+            -1 if (c is None or (isinstance(c, float) and np.isnan(c)) or c == "") else vocabulary.get(str(c), -2)
+            for c in categories
+        ]
+    )
     return codes
 
 
-def _rank(model: Recommender, user_embeddings: np.ndarray, k: int, category_codes: np.ndarray | None, batch_size: int = 4096) -> list[list[str]]:
+def _rank(
+    model: Recommender, user_embeddings: np.ndarray, k: int, category_codes: np.ndarray | None, batch_size: int = 4096
+) -> list[list[str]]:
     """Brute-force top-k item ids per user row: scores = U @ V.T; items outside the user's
     category limit never appear (a user gets fewer than k when the category has fewer)."""
     k = int(k)
@@ -534,7 +616,11 @@ def _rank(model: Recommender, user_embeddings: np.ndarray, k: int, category_code
             codes = category_codes[lo : lo + batch_size]
             allowed = (codes[:, None] == -1) | (item_codes[None, :] == codes[:, None])
             scores = np.where(allowed, scores, -np.inf)
-        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n_items else np.tile(np.arange(n_items), (len(scores), 1))
+        top = (
+            np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            if k_eff < n_items
+            else np.tile(np.arange(n_items), (len(scores), 1))
+        )
         top_scores = np.take_along_axis(scores, top, axis=1)
         # Highest score first; ties by item position (item ids are sorted) for stable output.
         order = np.lexsort((top, -top_scores), axis=1)
@@ -575,11 +661,16 @@ def featured_items(
 ) -> list[str]:
     """Comma-separated top-``k`` item ids per user (the ``featured_item_ids`` format of the
     assign step); ``categories`` as in :func:`top_k_items` (an offer's category, or None)."""
-    return [SEQUENCE_SEPARATOR.join(items) for items in top_k_items(model, user_ids, user_features, user_sequences, k, categories)]
+    return [
+        SEQUENCE_SEPARATOR.join(items)
+        for items in top_k_items(model, user_ids, user_features, user_sequences, k, categories)
+    ]
 
 
 # ---------------------------------------------------------------------------- evaluation
-def recall_metrics(recommended: Sequence[Sequence[str]], held_out: Sequence[set[str]], ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
+def recall_metrics(
+    recommended: Sequence[Sequence[str]], held_out: Sequence[set[str]], ks: Sequence[int] = RECALL_KS
+) -> dict[str, float]:
     """recall_at_k (mean over users of |top-k ∩ held-out| / |held-out|) and hit_rate_at_k."""
     out: dict[str, float] = {}
     for k in ks:
@@ -595,18 +686,25 @@ def recall_metrics(recommended: Sequence[Sequence[str]], held_out: Sequence[set[
 
 def per_user_recall(recommended: Sequence[Sequence[str]], held_out: Sequence[set[str]], k: int) -> np.ndarray:
     """|top-k ∩ held-out| / |held-out| per user (the terms whose mean is recall_at_k)."""
-    return np.array([len(set(items[:k]) & truth) / len(truth) for items, truth in zip(recommended, held_out)], dtype=np.float64)
+    return np.array(
+        [len(set(items[:k]) & truth) / len(truth) for items, truth in zip(recommended, held_out)], dtype=np.float64
+    )
 
 
 def paired_recall_difference(
-    recommended: Sequence[Sequence[str]], baseline: Sequence[Sequence[str]], held_out: Sequence[set[str]], ks: Sequence[int] = RECALL_KS
+    recommended: Sequence[Sequence[str]],
+    baseline: Sequence[Sequence[str]],
+    held_out: Sequence[set[str]],
+    ks: Sequence[int] = RECALL_KS,
 ) -> dict[str, float]:
     """Mean per-user recall@k difference (model - baseline) and its standard error, per k."""
     out: dict[str, float] = {}
     for k in ks:
         difference = per_user_recall(recommended, held_out, k) - per_user_recall(baseline, held_out, k)
         out[f"recall_at_{k}_difference"] = float(difference.mean()) if len(difference) else float("nan")
-        out[f"recall_at_{k}_difference_stderr"] = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else float("nan")
+        out[f"recall_at_{k}_difference_stderr"] = (
+            float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else float("nan")
+        )
     return out
 
 
@@ -629,12 +727,24 @@ def choose_featured_source(metrics: dict, min_z: float = SELECTION_MIN_Z) -> dic
         "n_users_evaluated": metrics.get("n_users_evaluated", 0),
     }
     if difference is None or stderr is None or not np.isfinite(difference) or not np.isfinite(stderr):
-        return {**decided, "source": "category_rule", "reason": "no held-out evaluation (too few users with held-out items): the category rule stays"}
+        return {
+            **decided,
+            "source": "category_rule",
+            "reason": "no held-out evaluation (too few users with held-out items): the category rule stays",
+        }
     z = difference / stderr if stderr > 0 else (np.inf if difference > 0 else -np.inf)
     decided["z"] = float(z)
     if difference > 0 and z >= min_z:
-        return {**decided, "source": "recommender", "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} beats the category rule's {decided['category_rule']:.3f} by {z:.1f} se"}
-    return {**decided, "source": "category_rule", "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} vs the category rule's {decided['category_rule']:.3f} ({z:+.1f} se, needs +{min_z:g}): the rule stays"}
+        return {
+            **decided,
+            "source": "recommender",
+            "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} beats the category rule's {decided['category_rule']:.3f} by {z:.1f} se",
+        }
+    return {
+        **decided,
+        "source": "category_rule",
+        "reason": f"held-out {SELECTION_METRIC} {decided['recommender']:.3f} vs the category rule's {decided['category_rule']:.3f} ({z:+.1f} se, needs +{min_z:g}): the rule stays",
+    }
 
 
 def popularity_ranking(pairs: pd.DataFrame) -> list[str]:
@@ -643,7 +753,9 @@ def popularity_ranking(pairs: pd.DataFrame) -> list[str]:
     return counts.sort_values(["n", "item_id"], ascending=[False, True], kind="stable")["item_id"].tolist()
 
 
-def category_popularity_rankings(pairs: pd.DataFrame, users: Sequence[str], item_categories: dict[str, str], k: int) -> list[list[str]]:
+def category_popularity_rankings(
+    pairs: pd.DataFrame, users: Sequence[str], item_categories: dict[str, str], k: int
+) -> list[list[str]]:
     """Per user: the most popular items of the user's top category (most training pairs of
     that user), then the overall most popular items — what the assign step featured before
     this model (``top_category`` x ``popularity_rank_in_category``). Users without
@@ -652,8 +764,16 @@ def category_popularity_rankings(pairs: pd.DataFrame, users: Sequence[str], item
     by_category: dict[str, list[str]] = {}
     for item in overall:
         by_category.setdefault(item_categories.get(item, "unknown"), []).append(item)
-    user_category = pairs.assign(category=pairs["item_id"].map(item_categories)).groupby(["user_id", "category"]).size().rename("n").reset_index()
-    user_category = user_category.sort_values(["user_id", "n", "category"], ascending=[True, False, True], kind="stable").drop_duplicates("user_id")
+    user_category = (
+        pairs.assign(category=pairs["item_id"].map(item_categories))
+        .groupby(["user_id", "category"])
+        .size()
+        .rename("n")
+        .reset_index()
+    )
+    user_category = user_category.sort_values(
+        ["user_id", "n", "category"], ascending=[True, False, True], kind="stable"
+    ).drop_duplicates("user_id")
     top = dict(zip(user_category["user_id"], user_category["category"]))
     out = []
     for user in users:
@@ -673,7 +793,12 @@ def _dataset(inputs: dict[str, np.ndarray], batch_size: int, seed: int, shuffle:
 
 def _check_sequences_agree(user_sequences: pd.DataFrame, reference: pd.DataFrame) -> float:
     """Share of users whose given last_item_ids differ from the pandas reference."""
-    merged = reference.merge(user_sequences[["user_id", "last_item_ids"]].astype({"user_id": str}), on="user_id", how="left", suffixes=("", "_given"))
+    merged = reference.merge(
+        user_sequences[["user_id", "last_item_ids"]].astype({"user_id": str}),
+        on="user_id",
+        how="left",
+        suffixes=("", "_given"),
+    )
     differ = merged["last_item_ids"] != merged["last_item_ids_given"].fillna("")
     return float(differ.mean()) if len(merged) else 0.0
 
@@ -719,9 +844,14 @@ def train_recommender(
     category_codes = item_table["category"].map({c: i for i, c in enumerate(categories)}).to_numpy(np.int32)
     item_numeric_raw = np.column_stack(
         [np.log1p(pd.to_numeric(item_table["price"], errors="coerce").fillna(0.0).clip(lower=0).to_numpy(np.float64))]
-        + [_signed_log1p(pd.to_numeric(item_table[c], errors="coerce").fillna(0.0).to_numpy(np.float64)) for c in item_numeric_columns]
+        + [
+            _signed_log1p(pd.to_numeric(item_table[c], errors="coerce").fillna(0.0).to_numpy(np.float64))
+            for c in item_numeric_columns
+        ]
     )
-    item_numeric = ((item_numeric_raw - item_numeric_raw.mean(axis=0)) / np.maximum(item_numeric_raw.std(axis=0), 1e-6)).astype(np.float32)
+    item_numeric = (
+        (item_numeric_raw - item_numeric_raw.mean(axis=0)) / np.maximum(item_numeric_raw.std(axis=0), 1e-6)
+    ).astype(np.float32)
 
     events = _item_events(interactions)
     events = events.loc[events["event_ts"] < as_of_start].reset_index(drop=True)
@@ -739,21 +869,38 @@ def train_recommender(
     pair_sequences = _sequences_at_day_starts(events, pairs, item_index, config.sequence_length)
 
     numeric_columns = user_numeric_columns(user_features) if user_features is not None else []
-    user_ids_in_features = user_features["user_id"].astype(str).unique() if user_features is not None and len(user_features) else np.array([], dtype=str)
-    raw_feature_matrix = _user_numeric_matrix(list(user_ids_in_features), user_features, numeric_columns, np.zeros(len(numeric_columns), np.float32))
-    numeric_mean = raw_feature_matrix.mean(axis=0) if len(raw_feature_matrix) else np.zeros(len(numeric_columns), np.float32)
-    numeric_variance = np.maximum(raw_feature_matrix.var(axis=0), 1e-6) if len(raw_feature_matrix) else np.ones(len(numeric_columns), np.float32)
+    user_ids_in_features = (
+        user_features["user_id"].astype(str).unique()
+        if user_features is not None and len(user_features)
+        else np.array([], dtype=str)
+    )
+    raw_feature_matrix = _user_numeric_matrix(
+        list(user_ids_in_features), user_features, numeric_columns, np.zeros(len(numeric_columns), np.float32)
+    )
+    numeric_mean = (
+        raw_feature_matrix.mean(axis=0) if len(raw_feature_matrix) else np.zeros(len(numeric_columns), np.float32)
+    )
+    numeric_variance = (
+        np.maximum(raw_feature_matrix.var(axis=0), 1e-6)
+        if len(raw_feature_matrix)
+        else np.ones(len(numeric_columns), np.float32)
+    )
     pair_numeric = _user_numeric_matrix(pairs["user_id"].tolist(), user_features, numeric_columns, numeric_mean)
 
     # log-Q correction: in-batch negatives are drawn in proportion to item frequency.
     item_frequency = np.bincount(pair_items, minlength=n_items).astype(np.float64)
-    item_log_probability = np.log(np.maximum(item_frequency, 0.5) / item_frequency.sum()) if config.logq_correction else None
+    item_log_probability = (
+        np.log(np.maximum(item_frequency, 0.5) / item_frequency.sum()) if config.logq_correction else None
+    )
 
     if user_sequences is not None:
         reference = last_item_sequences(events, as_of_start.date(), config.sequence_length)
         differ = _check_sequences_agree(user_sequences, reference)
         if differ > 0:
-            log.warning("recommender: user_sequences disagree with last_item_sequences(interactions) for %.1f%% of users; check the Spark job", 100 * differ)
+            log.warning(
+                "recommender: user_sequences disagree with last_item_sequences(interactions) for %.1f%% of users; check the Spark job",
+                100 * differ,
+            )
 
     strategy, mixed_precision = choose_strategy()
     previous_policy = keras.mixed_precision.global_policy()
@@ -761,8 +908,12 @@ def train_recommender(
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            item_attributes = np.column_stack([np.eye(len(categories), dtype=np.float32)[category_codes], item_numeric[:, :1]])
-            user_tower = build_user_tower(len(numeric_columns), numeric_mean, numeric_variance, n_items, config, item_attributes)
+            item_attributes = np.column_stack(
+                [np.eye(len(categories), dtype=np.float32)[category_codes], item_numeric[:, :1]]
+            )
+            user_tower = build_user_tower(
+                len(numeric_columns), numeric_mean, numeric_variance, n_items, config, item_attributes
+            )
             item_tower = build_item_tower(category_codes, len(categories), item_numeric, config)
             two_tower = TwoTowerModel(user_tower, item_tower, item_log_probability)
             optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -774,20 +925,36 @@ def train_recommender(
         keras.mixed_precision.set_global_policy(previous_policy)
 
     global_batch_size = config.batch_size * strategy.num_replicas_in_sync
-    train_inputs = {"numeric": pair_numeric, "sequence": pair_sequences, "item_index": pair_items, "weight": pairs["weight"].to_numpy(np.float32)}
+    train_inputs = {
+        "numeric": pair_numeric,
+        "sequence": pair_sequences,
+        "item_index": pair_items,
+        "weight": pairs["weight"].to_numpy(np.float32),
+    }
     train_data = _dataset(train_inputs, global_batch_size, seed, shuffle=True)
     started = time.perf_counter()
     history = two_tower.fit(train_data, epochs=epochs, verbose=0)
     train_seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))
 
-    item_embeddings = np.asarray(item_tower.predict(tf.data.Dataset.from_tensor_slices(np.arange(n_items, dtype=np.int32)).batch(config.score_batch_size), verbose=0), np.float32)
+    item_embeddings = np.asarray(
+        item_tower.predict(
+            tf.data.Dataset.from_tensor_slices(np.arange(n_items, dtype=np.int32)).batch(config.score_batch_size),
+            verbose=0,
+        ),
+        np.float32,
+    )
     gpus = tf.config.list_physical_devices("GPU")
     metrics: dict[str, Any] = {
         "model": MODEL_NAME,
         "as_of": as_of_start.date().isoformat(),
-        "training_window": {"start": window_start.date().isoformat(), "end_exclusive": holdout_start.date().isoformat()},
-        "holdout_window": {"start": holdout_start.date().isoformat(), "end_exclusive": as_of_start.date().isoformat()} if config.holdout_days else None,
+        "training_window": {
+            "start": window_start.date().isoformat(),
+            "end_exclusive": holdout_start.date().isoformat(),
+        },
+        "holdout_window": {"start": holdout_start.date().isoformat(), "end_exclusive": as_of_start.date().isoformat()}
+        if config.holdout_days
+        else None,
         "n_users_train": int(pairs["user_id"].nunique()),
         "n_items": n_items,
         "n_items_seen_in_training": int((item_frequency > 0).sum()),
@@ -821,7 +988,11 @@ def train_recommender(
     model = Recommender(user_tower, item_embeddings, metadata)
 
     if config.holdout_days:
-        metrics.update(_evaluate_holdout(model, two_tower, events, user_features, pairs, item_index, holdout_start, as_of_start, config, strategy))
+        metrics.update(
+            _evaluate_holdout(
+                model, two_tower, events, user_features, pairs, item_index, holdout_start, as_of_start, config, strategy
+            )
+        )
     metrics["total_seconds"] = time.perf_counter() - started_all
     log.info("recommender trained: %s", {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))})
     return model, metrics
@@ -847,7 +1018,9 @@ def _evaluate_holdout(
     users = truth.index.tolist()
     queries = pd.DataFrame({"user_id": users, "day": holdout_start})
     sequences = _sequences_at_day_starts(events, queries, item_index, config.sequence_length)
-    numeric = _user_numeric_matrix(users, user_features, model.user_numeric_columns, np.asarray(model.metadata["user_numeric_mean"], np.float32))
+    numeric = _user_numeric_matrix(
+        users, user_features, model.user_numeric_columns, np.asarray(model.metadata["user_numeric_mean"], np.float32)
+    )
     user_embeddings = model._embed(numeric, sequences)
     k_max = max(RECALL_KS)
     recommended = _rank(model, user_embeddings, k_max, None)
@@ -877,8 +1050,12 @@ def _evaluate_holdout(
             "sequence": sequences[rows],
             "item_index": pair_rows["item_id"].map(item_index).to_numpy(np.int32),
         }
-        results = two_tower.evaluate(_dataset(holdout_inputs, config.batch_size, 0, shuffle=False), return_dict=True, verbose=0)
-        factorized = {f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in ks}
+        results = two_tower.evaluate(
+            _dataset(holdout_inputs, config.batch_size, 0, shuffle=False), return_dict=True, verbose=0
+        )
+        factorized = {
+            f"factorized_top_k_at_{k}": float(results[f"factorized_top_k/top_{k}_categorical_accuracy"]) for k in ks
+        }
         factorized["n_holdout_pairs"] = int(len(pair_rows))
 
     return {

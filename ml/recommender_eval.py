@@ -97,7 +97,12 @@ def features_as_of(raw: dict[str, pd.DataFrame], day: dt.date) -> tuple[pd.DataF
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.recommender_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw-dir", required=True, type=Path)
-    parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="run date D: data before D 00:00 UTC; D-1 is held out")
+    parser.add_argument(
+        "--as-of",
+        required=True,
+        type=dt.date.fromisoformat,
+        help="run date D: data before D 00:00 UTC; D-1 is held out",
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument("--card", type=Path, help="write the first seed's model card here")
@@ -110,19 +115,36 @@ def main(argv: list[str] | None = None) -> int:
     raw = load_raw(args.raw_dir, args.as_of)
     holdout_day = args.as_of - dt.timedelta(days=1)
     user_features, item_features = features_as_of(raw, holdout_day)
-    interactions = raw["events"].loc[raw["events"]["item_id"].notna(), ["event_id", "user_id", "item_id", "event_ts", "event_type"]]
+    interactions = raw["events"].loc[
+        raw["events"]["item_id"].notna(), ["event_id", "user_id", "item_id", "event_ts", "event_type"]
+    ]
     sequences = last_item_sequences(interactions, args.as_of)
     results = []
     for i, seed in enumerate(args.seeds):
-        _, metrics = train_recommender(interactions, user_features, sequences, item_features, args.as_of, seed=seed, epochs=args.epochs)
+        _, metrics = train_recommender(
+            interactions, user_features, sequences, item_features, args.as_of, seed=seed, epochs=args.epochs
+        )
         results.append(metrics)
         metrics["selection"] = choose_featured_source(metrics)
         if i == 0 and args.card:
             write_model_card(args.card, metrics)
-        print(json.dumps({"seed": seed, "model": metrics.get("model"), "popularity": metrics.get("popularity"), "category_popularity": metrics.get("category_popularity"),
-                          "versus_category_popularity": metrics.get("versus_category_popularity"), "featured_items_source": metrics["selection"]["source"],
-                          "examples_per_second": metrics["examples_per_second"], "n_users_evaluated": metrics.get("n_users_evaluated"),
-                          "n_training_pairs": metrics["n_training_pairs"], "factorized": {k: v for k, v in metrics.items() if k.startswith("factorized")}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "model": metrics.get("model"),
+                    "popularity": metrics.get("popularity"),
+                    "category_popularity": metrics.get("category_popularity"),
+                    "versus_category_popularity": metrics.get("versus_category_popularity"),
+                    "featured_items_source": metrics["selection"]["source"],
+                    "examples_per_second": metrics["examples_per_second"],
+                    "n_users_evaluated": metrics.get("n_users_evaluated"),
+                    "n_training_pairs": metrics["n_training_pairs"],
+                    "factorized": {k: v for k, v in metrics.items() if k.startswith("factorized")},
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -33,7 +33,13 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
-from ml.feature_spec import CATEGORICAL_FEATURES, NUMERIC_FEATURES, categorical_column, feature_spec_dict, numeric_matrix
+from ml.feature_spec import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    categorical_column,
+    feature_spec_dict,
+    numeric_matrix,
+)
 from ml.predictions import NONE_ARM, ArmPredictions
 from ml.training_data import MAX_IPS_WEIGHT, PreparedTraining, per_arm_auc, prepare_training, time_ordered_split
 
@@ -99,13 +105,18 @@ def build_scoring_model(
     category = keras.Input(shape=(1,), dtype="string", name=_CATEGORY_FEATURE)
 
     x_numeric = keras.layers.Normalization(
-        axis=-1, mean=np.asarray(numeric_mean).tolist(), variance=np.asarray(numeric_variance).tolist(), name="numeric_normalisation"
+        axis=-1,
+        mean=np.asarray(numeric_mean).tolist(),
+        variance=np.asarray(numeric_variance).tolist(),
+        name="numeric_normalisation",
     )(numeric)
     category_ids = keras.layers.StringLookup(
         vocabulary=list(category_vocabulary), num_oov_indices=1, name="category_lookup"
     )(category)
     x_category = keras.layers.Flatten(name="category_flat")(
-        keras.layers.Embedding(len(category_vocabulary) + 1, config.category_embedding_dim, name="category_embedding")(category_ids)
+        keras.layers.Embedding(len(category_vocabulary) + 1, config.category_embedding_dim, name="category_embedding")(
+            category_ids
+        )
     )
     trunk = keras.layers.Concatenate(name="trunk_input")([x_numeric, x_category])
     for i, units in enumerate(config.trunk_units):
@@ -124,13 +135,20 @@ def build_scoring_model(
     # Outputs are float32 even under mixed precision: losses and money need the precision.
     order_logit = keras.layers.Activation("linear", dtype="float32", name="order_logit")(stack(logits, "order_logits"))
     p_order = keras.layers.Activation("sigmoid", dtype="float32", name="p_order")(order_logit)
-    margin = keras.layers.Rescaling(float(margin_scale), dtype="float32", name="margin_if_order")(stack(margins, "margins"))
+    margin = keras.layers.Rescaling(float(margin_scale), dtype="float32", name="margin_if_order")(
+        stack(margins, "margins")
+    )
     discount = keras.layers.Rescaling(float(discount_scale), dtype="float32", name="discount_if_order")(
         keras.layers.Activation("softplus", dtype="float32", name="discount_softplus")(stack(discounts, "discounts"))
     )
     return keras.Model(
         inputs={"numeric": numeric, _CATEGORY_FEATURE: category},
-        outputs={"order_logit": order_logit, "p_order": p_order, "margin_if_order": margin, "discount_if_order": discount},
+        outputs={
+            "order_logit": order_logit,
+            "p_order": p_order,
+            "margin_if_order": margin,
+            "discount_if_order": discount,
+        },
         name="promo_response",
     )
 
@@ -159,7 +177,9 @@ class ResponseTrainer(keras.Model):
         return self.scoring_model(inputs, training=training)
 
     def per_example_loss(self, batch: dict, training: bool) -> tf.Tensor:
-        outputs = self.scoring_model({"numeric": batch["numeric"], _CATEGORY_FEATURE: batch[_CATEGORY_FEATURE]}, training=training)
+        outputs = self.scoring_model(
+            {"numeric": batch["numeric"], _CATEGORY_FEATURE: batch[_CATEGORY_FEATURE]}, training=training
+        )
         arm = tf.cast(batch["arm_index"], tf.int32)[:, None]
         converted = batch["converted"]
 
@@ -168,10 +188,12 @@ class ResponseTrainer(keras.Model):
 
         order_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=converted, logits=logged("order_logit"))
         margin_loss = self._huber(
-            (batch["order_margin"] / self.margin_scale)[:, None], (logged("margin_if_order") / self.margin_scale)[:, None]
+            (batch["order_margin"] / self.margin_scale)[:, None],
+            (logged("margin_if_order") / self.margin_scale)[:, None],
         )
         discount_loss = self._huber(
-            (batch["discount_amount"] / self.discount_scale)[:, None], (logged("discount_if_order") / self.discount_scale)[:, None]
+            (batch["discount_amount"] / self.discount_scale)[:, None],
+            (logged("discount_if_order") / self.discount_scale)[:, None],
         )
         return batch["weight"] * (order_loss + converted * (margin_loss + discount_loss))
 
@@ -197,7 +219,9 @@ def _model_inputs(features: pd.DataFrame, numeric_features: Sequence[str]) -> di
     }
 
 
-def _training_dataset(inputs: dict, prepared: PreparedTraining, rows: np.ndarray, batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
+def _training_dataset(
+    inputs: dict, prepared: PreparedTraining, rows: np.ndarray, batch_size: int, seed: int, shuffle: bool
+) -> tf.data.Dataset:
     tensors = {name: values[rows] for name, values in inputs.items()}
     tensors.update(
         arm_index=prepared.arm_index[rows],
@@ -278,10 +302,14 @@ class ResponseModel:
         metadata_path, model_path = local_dir / METADATA_FILE, local_dir / MODEL_FILE
         for path in (metadata_path, model_path):
             if not path.exists():
-                raise FileNotFoundError(f"{path}: missing; a response model folder holds {MODEL_FILE} and {METADATA_FILE}")
+                raise FileNotFoundError(
+                    f"{path}: missing; a response model folder holds {MODEL_FILE} and {METADATA_FILE}"
+                )
         metadata = json.loads(metadata_path.read_text())
         if metadata.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{metadata_path}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"{metadata_path}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}"
+            )
         keras_model = keras.models.load_model(model_path, compile=False)
         return cls(keras_model, metadata)
 
@@ -313,7 +341,10 @@ def train_response_model(
     never_logged = [arm for k, arm in enumerate(arms) if not (prepared.arm_index == k).any()]
     if never_logged:
         # Their heads keep random initial weights: scores for them are not evidence of anything.
-        log.warning("response model: arms %s were never logged in the training data; their predictions are untrained", never_logged)
+        log.warning(
+            "response model: arms %s were never logged in the training data; their predictions are untrained",
+            never_logged,
+        )
     numeric_features = list(NUMERIC_FEATURES)
     inputs = _model_inputs(prepared.features, numeric_features)
     train_rows, validation_rows = time_ordered_split(prepared.n_rows, config.validation_share)
@@ -390,7 +421,9 @@ def train_response_model(
     validation_auc: dict[str, float | None] = {arm: None for arm in arms}
     if len(validation_rows):
         p_validation = model.predict(prepared.features.iloc[validation_rows]).p_order
-        validation_auc = per_arm_auc(arms, prepared.arm_index[validation_rows], prepared.converted[validation_rows], p_validation)
+        validation_auc = per_arm_auc(
+            arms, prepared.arm_index[validation_rows], prepared.converted[validation_rows], p_validation
+        )
     metadata["training_metrics"] = {
         "rows": prepared.n_rows,
         "train_rows": int(len(train_rows)),

@@ -47,7 +47,10 @@ def tf_arm_scores(
     logged = window if logged_window_days is None else np.asarray(logged_window_days, dtype=np.float64)
     arm_ratio = np.where((window > 0) & (logged > 0), window / np.where(logged > 0, logged, 1.0), 1.0)
     ratio = np.where(window > 0, window / control_window, 1.0)
-    incremental = predictions.expected_margin * arm_ratio[None, :] - predictions.expected_margin[:, none : none + 1] * ratio[None, :]
+    incremental = (
+        predictions.expected_margin * arm_ratio[None, :]
+        - predictions.expected_margin[:, none : none + 1] * ratio[None, :]
+    )
     incremental[:, none] = 0.0
     cost = predictions.expected_cost.copy()
     cost[:, none] = 0.0
@@ -115,7 +118,9 @@ class PolicyModel:
             "training_data_sha256": data_hash,
         }
         (local_dir / SELECTION_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-        (local_dir / "metrics.json").write_text(json.dumps(self.selection_metrics, indent=2, sort_keys=True, default=str))
+        (local_dir / "metrics.json").write_text(
+            json.dumps(self.selection_metrics, indent=2, sort_keys=True, default=str)
+        )
         (local_dir / "model_card.md").write_text(render_response_card(payload))
         return local_dir
 
@@ -127,7 +132,9 @@ def load(local_dir: str | Path) -> PolicyModel:
     local_dir = Path(local_dir)
     selection_path = local_dir / SELECTION_FILE
     if not selection_path.exists() or not (local_dir / POLICY_FILE).exists():
-        raise FileNotFoundError(f"{local_dir}: missing {SELECTION_FILE} or {POLICY_FILE}; this model version predates the candidate ladder")
+        raise FileNotFoundError(
+            f"{local_dir}: missing {SELECTION_FILE} or {POLICY_FILE}; this model version predates the candidate ladder"
+        )
     payload = json.loads(selection_path.read_text())
     stored = joblib.load(local_dir / POLICY_FILE)
     fitted = stored["fitted"]
@@ -147,8 +154,13 @@ def load(local_dir: str | Path) -> PolicyModel:
     )
 
 
-def policy_data(frame: pd.DataFrame, arms: Sequence[str], window_days: Mapping[str, float], catalogue: pd.DataFrame | None = None,
-                validation_candidates: np.ndarray | None = None) -> PolicyData:
+def policy_data(
+    frame: pd.DataFrame,
+    arms: Sequence[str],
+    window_days: Mapping[str, float],
+    catalogue: pd.DataFrame | None = None,
+    validation_candidates: np.ndarray | None = None,
+) -> PolicyData:
     """The training frame (see :func:`train_and_select`) as ``ml.selection.PolicyData``."""
     arms_list = normalise_arms(arms)
     arm_of = {a: i for i, a in enumerate(arms_list)}
@@ -156,13 +168,24 @@ def policy_data(frame: pd.DataFrame, arms: Sequence[str], window_days: Mapping[s
     if not known.all():
         log.warning("training: dropping %d rows of promos outside the arms", int((~known).sum()))
     frame = frame.loc[known].reset_index(drop=True)
-    evaluable = np.ones(len(frame), dtype=bool) if validation_candidates is None else np.asarray(validation_candidates, dtype=bool)[known.to_numpy()]
+    evaluable = (
+        np.ones(len(frame), dtype=bool)
+        if validation_candidates is None
+        else np.asarray(validation_candidates, dtype=bool)[known.to_numpy()]
+    )
     converted = pd.to_numeric(frame["converted"], errors="coerce").fillna(0).to_numpy(dtype=np.float64)
-    margin = np.where(converted > 0, pd.to_numeric(frame["order_margin"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64), 0.0)
-    discount = np.where(converted > 0, pd.to_numeric(frame["discount_amount"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64), 0.0)
+    margin = np.where(
+        converted > 0, pd.to_numeric(frame["order_margin"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64), 0.0
+    )
+    discount = np.where(
+        converted > 0,
+        pd.to_numeric(frame["discount_amount"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64),
+        0.0,
+    )
     full_discount = (
         pd.to_numeric(frame["full_discount_amount"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
-        if "full_discount_amount" in frame.columns else discount
+        if "full_discount_amount" in frame.columns
+        else discount
     )
     data = PolicyData(
         features=frame[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]].reset_index(drop=True),
@@ -215,8 +238,15 @@ def train_and_select(
     eligible = np.array([a == NONE_ARM or (active or {}).get(a, True) for a in arms_list])
     per_user = ["pooled_main", "pooled_response", "dr_ridge"] + (["tf_multihead"] if train_tf else [])
     selection, fitted, ctx, metrics = evaluate_and_select(
-        data, budget_per_user, eligible, names=candidate_names(arms_list, eligible, per_user), folds=folds, seed=seed,
-        z=gate_z, rollout_share=rollout_share, options={"uncertainty_penalty": uncertainty_penalty},
+        data,
+        budget_per_user,
+        eligible,
+        names=candidate_names(arms_list, eligible, per_user),
+        folds=folds,
+        seed=seed,
+        z=gate_z,
+        rollout_share=rollout_share,
+        options={"uncertainty_penalty": uncertainty_penalty},
     )
     chosen = metrics["candidates"].get(selection.chosen, {})
     gate = {
@@ -279,10 +309,17 @@ def render_response_card(payload: dict) -> str:
         )
     calibration = metrics.get("cost_calibration") or {}
     if calibration:
-        lines += ["", "## Cost calibration (held-out rows: realised full-window discount / predicted)", "",
-                  "| arm | rows | predicted | realised | ratio used |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Cost calibration (held-out rows: realised full-window discount / predicted)",
+            "",
+            "| arm | rows | predicted | realised | ratio used |",
+            "|---|---|---|---|---|",
+        ]
         for arm, entry in calibration.items():
-            lines.append(f"| {arm} | {entry['rows']} | {entry['predicted']:.1f} | {entry['realised']:.1f} | {entry['ratio']:.3f} |")
+            lines.append(
+                f"| {arm} | {entry['rows']} | {entry['predicted']:.1f} | {entry['realised']:.1f} | {entry['ratio']:.3f} |"
+            )
     lines += [
         "",
         "## Rule",

@@ -49,7 +49,14 @@ REWARD_FOLDS = 5
 MAX_WEIGHT = 50.0
 ROLLOUT_Z = 1.0
 COMPLEXITY = {
-    "none": 0, "blanket": 1, "ranked_rule": 2, "policy_tree": 3, "pooled_main": 4, "pooled_response": 5, "dr_ridge": 5, "tf_multihead": 6,
+    "none": 0,
+    "blanket": 1,
+    "ranked_rule": 2,
+    "policy_tree": 3,
+    "pooled_main": 4,
+    "pooled_response": 5,
+    "dr_ridge": 5,
+    "tf_multihead": 6,
 }
 
 
@@ -95,15 +102,30 @@ class PolicyData:
 
     @property
     def logged(self) -> LoggedOutcomes:
-        return LoggedOutcomes(self.arms, self.arm_index, self.margin / self.window_days, self.discount, np.maximum(self.propensity, 0.02))
+        return LoggedOutcomes(
+            self.arms, self.arm_index, self.margin / self.window_days, self.discount, np.maximum(self.propensity, 0.02)
+        )
 
     def take(self, rows: np.ndarray) -> "PolicyData":
         rows = np.asarray(rows)
         return PolicyData(
-            self.features.iloc[rows].reset_index(drop=True), self.arms, self.arm_index[rows], self.propensity[rows],
-            self.converted[rows], self.margin[rows], self.discount[rows], self.window_days[rows], self.arm_window,
-            self.send_cost, self.numeric_features, self.categorical_features, self.groups[rows], self.evaluable[rows],
-            self.catalogue, self.full_discount[rows], self.budget_cost,
+            self.features.iloc[rows].reset_index(drop=True),
+            self.arms,
+            self.arm_index[rows],
+            self.propensity[rows],
+            self.converted[rows],
+            self.margin[rows],
+            self.discount[rows],
+            self.window_days[rows],
+            self.arm_window,
+            self.send_cost,
+            self.numeric_features,
+            self.categorical_features,
+            self.groups[rows],
+            self.evaluable[rows],
+            self.catalogue,
+            self.full_discount[rows],
+            self.budget_cost,
         )
 
 
@@ -119,7 +141,9 @@ def _tiebreak(groups: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
     return stable_uniform(list(pd.Series(groups).astype(str) + "#" + pd.Series(rows).astype(str)), f"tie-{seed}")
 
 
-def crossfit_reward_model(design: np.ndarray, logged: LoggedOutcomes, folds: int = REWARD_FOLDS, seed: int = 0, penalty: float = 100.0) -> np.ndarray:
+def crossfit_reward_model(
+    design: np.ndarray, logged: LoggedOutcomes, folds: int = REWARD_FOLDS, seed: int = 0, penalty: float = 100.0
+) -> np.ndarray:
     """[rows, arms] reward model (outcome per day) cross-fitted in ``folds``: each row's prediction
     comes from a per-arm ridge outcome regression (``ml.uplift.outcome_coefficients``) fitted on
     the other folds, so it never sees the row's own outcome."""
@@ -130,7 +154,9 @@ def crossfit_reward_model(design: np.ndarray, logged: LoggedOutcomes, folds: int
     fold = np.random.default_rng(seed).permutation(n) % folds
     for k in range(folds):
         fit = fold != k
-        coefficients, _ = outcome_coefficients(design[fit], logged.margin_per_day[fit], logged.arm_index[fit], len(logged.arms), penalty)
+        coefficients, _ = outcome_coefficients(
+            design[fit], logged.margin_per_day[fit], logged.arm_index[fit], len(logged.arms), penalty
+        )
         q[~fit] = design[~fit] @ coefficients
     return q
 
@@ -158,8 +184,13 @@ def value_of(gamma: np.ndarray, chosen: np.ndarray, log_id: str = "") -> PolicyV
     terms = gamma[np.arange(len(chosen)), chosen]
     n = len(terms)
     return PolicyValueEstimate(
-        "dr", float(terms.mean()) if n else 0.0, float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf"),
-        n, float(n), terms, log_id,
+        "dr",
+        float(terms.mean()) if n else 0.0,
+        float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf"),
+        n,
+        float(n),
+        terms,
+        log_id,
     )
 
 
@@ -188,8 +219,15 @@ class SharedModels:
 def fit_shared(data: PolicyData, seed: int = 0) -> SharedModels:
     design = UserDesign.fit(data.features, data.numeric_features, data.categorical_features)
     pooled = fit_pooled_response(
-        data.features, design, data.arms, data.arm_index, data.converted, data.margin + data.discount, data.window_days,
-        catalogue=data.catalogue, seed=seed,
+        data.features,
+        design,
+        data.arms,
+        data.arm_index,
+        data.converted,
+        data.margin + data.discount,
+        data.window_days,
+        catalogue=data.catalogue,
+        seed=seed,
     )
     cost_model = CostModel.fit(data.arm_index, data.converted, data.discount, data.arms)
     return SharedModels(design, pooled, cost_model)
@@ -214,7 +252,9 @@ class PooledScorer:
         self.shared, self.arm_window, self.send_cost = shared, np.asarray(arm_window), np.asarray(send_cost)
 
     def __call__(self, features: pd.DataFrame):
-        incremental, _ = self.shared.pooled.incremental(features, self.arm_window, self.shared.cost_model, self.send_cost)
+        incremental, _ = self.shared.pooled.incremental(
+            features, self.arm_window, self.shared.cost_model, self.send_cost
+        )
         return incremental, incremental
 
 
@@ -225,13 +265,18 @@ class RidgeScorer:
     def __call__(self, features: pd.DataFrame):
         scores = self.model.score(features)
         none = self.model.arms.index(NONE_ARM)
-        decision, estimate = scores.decision_margin - self.send_cost, scores.expected_incremental_margin - self.send_cost
+        decision, estimate = (
+            scores.decision_margin - self.send_cost,
+            scores.expected_incremental_margin - self.send_cost,
+        )
         decision[:, none] = estimate[:, none] = 0.0
         return decision, estimate
 
 
 class TFScorer:
-    def __init__(self, model, arm_window: np.ndarray, control_window: float, logged_windows: np.ndarray, send_cost: np.ndarray):
+    def __init__(
+        self, model, arm_window: np.ndarray, control_window: float, logged_windows: np.ndarray, send_cost: np.ndarray
+    ):
         self.model, self.arm_window, self.control_window = model, np.asarray(arm_window), control_window
         self.logged_windows, self.send_cost = np.asarray(logged_windows), np.asarray(send_cost)
 
@@ -265,36 +310,76 @@ def fit_candidate(name: str, ctx: TrainingContext):
         k = arms.index(name.split(":", 1)[1])
         return cand.FittedBlanket(arms, k, float(ctx.gamma[:, k].mean()))
     if name == "ranked_rule":
-        rule = cand.fit_ranked_rule(arms, data.features, data.numeric_features, ctx.gamma, ctx.cost, ctx.budget, ctx.eligible_arms, ctx.tiebreak, seed=ctx.seed)
+        rule = cand.fit_ranked_rule(
+            arms,
+            data.features,
+            data.numeric_features,
+            ctx.gamma,
+            ctx.cost,
+            ctx.budget,
+            ctx.eligible_arms,
+            ctx.tiebreak,
+            seed=ctx.seed,
+        )
         return rule if rule is not None else cand.FittedNone(arms, name="ranked_rule")
     if name == "policy_tree":
         return cand.fit_policy_tree(arms, data.features, _tree_columns(data), ctx.gamma, ctx.eligible_arms, ctx.seed)
     if name == "pooled_response":
         return cand.FittedScores(arms, name, PooledScorer(ctx.shared, data.arm_window, data.send_cost))
-    if name == "pooled_main":  # the same model without mechanics x feature interactions: an arm shifts everyone's odds alike
+    if (
+        name == "pooled_main"
+    ):  # the same model without mechanics x feature interactions: an arm shifts everyone's odds alike
         main = fit_pooled_response(
-            data.features, ctx.shared.design, arms, data.arm_index, data.converted, data.margin + data.discount, data.window_days,
-            catalogue=data.catalogue, seed=ctx.seed, interactions=False, reuse=ctx.shared.pooled,
+            data.features,
+            ctx.shared.design,
+            arms,
+            data.arm_index,
+            data.converted,
+            data.margin + data.discount,
+            data.window_days,
+            catalogue=data.catalogue,
+            seed=ctx.seed,
+            interactions=False,
+            reuse=ctx.shared.pooled,
         )
-        return cand.FittedScores(arms, name, PooledScorer(SharedModels(ctx.shared.design, main, ctx.shared.cost_model), data.arm_window, data.send_cost))
+        return cand.FittedScores(
+            arms,
+            name,
+            PooledScorer(SharedModels(ctx.shared.design, main, ctx.shared.cost_model), data.arm_window, data.send_cost),
+        )
     if name == "dr_ridge":
         from ml.uplift import UpliftConfig, train_uplift_model
 
         frame = ctx.data.features.assign(
-            promo_id=np.asarray(arms, dtype=object)[data.arm_index], propensity=data.propensity, order_margin=data.margin,
-            discount_amount=data.discount, window_days=data.window_days,
+            promo_id=np.asarray(arms, dtype=object)[data.arm_index],
+            propensity=data.propensity,
+            order_margin=data.margin,
+            discount_amount=data.discount,
+            window_days=data.window_days,
         )
         windows = {a: float(w) for a, w in zip(arms, data.arm_window) if a != NONE_ARM}
-        config = UpliftConfig(uncertainty_penalty=ctx.options.get("uncertainty_penalty", UpliftConfig.uncertainty_penalty))
-        model = train_uplift_model(frame, [a for a in arms if a != NONE_ARM], windows, seed=ctx.seed, config=config,
-                                   numeric_features=data.numeric_features, categorical_features=data.categorical_features)
+        config = UpliftConfig(
+            uncertainty_penalty=ctx.options.get("uncertainty_penalty", UpliftConfig.uncertainty_penalty)
+        )
+        model = train_uplift_model(
+            frame,
+            [a for a in arms if a != NONE_ARM],
+            windows,
+            seed=ctx.seed,
+            config=config,
+            numeric_features=data.numeric_features,
+            categorical_features=data.categorical_features,
+        )
         return cand.FittedScores(arms, name, RidgeScorer(model, data.send_cost))
     if name == "tf_multihead":
         from ml.response_model import train_response_model
 
         frame = ctx.data.features.assign(
-            promo_id=np.asarray(arms, dtype=object)[data.arm_index], propensity=data.propensity, converted=data.converted,
-            order_margin=data.margin, discount_amount=data.discount,
+            promo_id=np.asarray(arms, dtype=object)[data.arm_index],
+            propensity=data.propensity,
+            converted=data.converted,
+            order_margin=data.margin,
+            discount_amount=data.discount,
         )
         model = train_response_model(frame, [a for a in arms if a != NONE_ARM], seed=ctx.seed, deterministic=True)
         logged = pd.Series(data.window_days).groupby(data.arm_index).mean()
@@ -304,7 +389,11 @@ def fit_candidate(name: str, ctx: TrainingContext):
     raise ValueError(f"unknown candidate {name!r}")
 
 
-def candidate_names(arms: Sequence[str], eligible_arms: np.ndarray, per_user: Sequence[str] = ("pooled_main", "pooled_response", "dr_ridge")) -> list[str]:
+def candidate_names(
+    arms: Sequence[str],
+    eligible_arms: np.ndarray,
+    per_user: Sequence[str] = ("pooled_main", "pooled_response", "dr_ridge"),
+) -> list[str]:
     blankets = [f"blanket:{a}" for a, ok in zip(arms, eligible_arms) if ok and a != NONE_ARM]
     return ["none", *blankets, "ranked_rule", "policy_tree", *per_user]
 
@@ -326,9 +415,15 @@ class CandidateResult:
 
     def as_dict(self, z: float) -> dict:
         return {
-            "value_per_row": self.value.estimate, "stderr": self.value.stderr, "lower_bound": self.lower_bound(z),
-            "ips_value_per_row": self.ips.estimate, "ips_stderr": self.ips.stderr, "offer_share": self.offer_share,
-            "complexity": complexity(self.name), "fit_seconds": round(self.fit_seconds, 2), "description": self.description,
+            "value_per_row": self.value.estimate,
+            "stderr": self.value.stderr,
+            "lower_bound": self.lower_bound(z),
+            "ips_value_per_row": self.ips.estimate,
+            "ips_stderr": self.ips.stderr,
+            "offer_share": self.offer_share,
+            "complexity": complexity(self.name),
+            "fit_seconds": round(self.fit_seconds, 2),
+            "description": self.description,
         }
 
 
@@ -350,7 +445,11 @@ def select(results: dict[str, CandidateResult], z: float, rollout_share: float) 
     if leader.name != "none" and leader.lower_bound(z) > 0:
         chosen = leader
         for simpler in sorted(results.values(), key=lambda r: (complexity(r.name), -r.lower_bound(z))):
-            if complexity(simpler.name) >= complexity(leader.name) or simpler.name == "none" or simpler.lower_bound(z) <= 0:
+            if (
+                complexity(simpler.name) >= complexity(leader.name)
+                or simpler.name == "none"
+                or simpler.lower_bound(z) <= 0
+            ):
                 continue
             if simpler.value.estimate >= leader.value.estimate - leader.value.stderr:
                 chosen = simpler
@@ -374,20 +473,38 @@ def select(results: dict[str, CandidateResult], z: float, rollout_share: float) 
         return Selection("rollout", best.name, leader.name, message, results, rollout_share)
     best = max((r for r in results.values() if r.name != "none"), key=lambda r: r.value.estimate, default=None)
     detail = f"; best was {best.name} at {best.value.estimate:.3f} ± {best.value.stderr:.3f} per user" if best else ""
-    return Selection("none", "none", leader.name, "fallback to 'none': no candidate's held-out value is above sending nothing" + detail, results)
+    return Selection(
+        "none",
+        "none",
+        leader.name,
+        "fallback to 'none': no candidate's held-out value is above sending nothing" + detail,
+        results,
+    )
 
 
 def _fold_of(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return (stable_uniform(list(pd.Series(groups).astype(str)), f"fold-{seed}") * folds).astype(np.int64)
 
 
-def training_context(data: PolicyData, budget_per_user: float | None, eligible_arms: np.ndarray, seed: int, options: dict | None = None) -> TrainingContext:
+def training_context(
+    data: PolicyData, budget_per_user: float | None, eligible_arms: np.ndarray, seed: int, options: dict | None = None
+) -> TrainingContext:
     shared = fit_shared(data, seed)
     logged = data.logged
     q = crossfit_reward_model(shared.design.with_intercept(data.features), logged, seed=seed)
     budget = None if budget_per_user is None else budget_per_user * len(data.arm_index)
     tiebreak = _tiebreak(data.groups, np.arange(len(data.groups)), seed)
-    return TrainingContext(data, shared, dr_scores(data, q), shared.cost(data.features, data), budget, eligible_arms, tiebreak, seed, options or {})
+    return TrainingContext(
+        data,
+        shared,
+        dr_scores(data, q),
+        shared.cost(data.features, data),
+        budget,
+        eligible_arms,
+        tiebreak,
+        seed,
+        options or {},
+    )
 
 
 def evaluate_and_select(
@@ -405,7 +522,9 @@ def evaluate_and_select(
 ):
     """Cross-fitted values of every candidate, the rule's choice, and (``refit``) the chosen
     candidate and shared models refitted on all rows. Returns (Selection, fitted, shared, metrics)."""
-    eligible_arms = np.ones(len(data.arms), dtype=bool) if eligible_arms is None else np.asarray(eligible_arms, dtype=bool)
+    eligible_arms = (
+        np.ones(len(data.arms), dtype=bool) if eligible_arms is None else np.asarray(eligible_arms, dtype=bool)
+    )
     names = list(names) if names is not None else candidate_names(data.arms, eligible_arms)
     n = len(data.arm_index)
     fold = _fold_of(data.groups, folds, seed)
@@ -446,26 +565,48 @@ def evaluate_and_select(
     log_id = "oof:" + hashlib.blake2b(data.margin[rows].tobytes(), digest_size=8).hexdigest()
     results = {
         name: CandidateResult(
-            name, value_of(gamma_all[rows], chosen[name][rows], log_id), value_of(gamma_ips[rows], chosen[name][rows], log_id),
-            float(np.mean(chosen[name][rows] != data.none_index)) if len(rows) else 0.0, seconds[name], descriptions.get(name, ""),
+            name,
+            value_of(gamma_all[rows], chosen[name][rows], log_id),
+            value_of(gamma_ips[rows], chosen[name][rows], log_id),
+            float(np.mean(chosen[name][rows] != data.none_index)) if len(rows) else 0.0,
+            seconds[name],
+            descriptions.get(name, ""),
         )
         for name in names
     }
     selection = select(results, z, rollout_share)
     if data.budget_cost == "discount" and len(rows):
-        selection.cost_calibration = shared_all.cost_model.calibrate(predicted_cost[rows], data.full_discount[rows], data.arm_index[rows])
+        selection.cost_calibration = shared_all.cost_model.calibrate(
+            predicted_cost[rows], data.full_discount[rows], data.arm_index[rows]
+        )
     metrics = {
-        "folds": folds, "rows": int(n), "evaluated_rows": int(len(rows)), "z": z,
+        "folds": folds,
+        "rows": int(n),
+        "evaluated_rows": int(len(rows)),
+        "z": z,
         "candidates": {name: r.as_dict(z) for name, r in results.items()},
-        "status": selection.status, "chosen": selection.chosen, "leader": selection.leader, "message": selection.message,
-        "rollout_share": selection.rollout_share, "cost_calibration": selection.cost_calibration,
+        "status": selection.status,
+        "chosen": selection.chosen,
+        "leader": selection.leader,
+        "message": selection.message,
+        "rollout_share": selection.rollout_share,
+        "cost_calibration": selection.cost_calibration,
     }
     tiebreak = _tiebreak(data.groups, np.arange(n), seed)
     budget = None if budget_per_user is None else budget_per_user * n
-    ctx = TrainingContext(data, shared_all, gamma_all, shared_all.cost(data.features, data), budget, eligible_arms, tiebreak, seed, options or {})
+    ctx = TrainingContext(
+        data,
+        shared_all,
+        gamma_all,
+        shared_all.cost(data.features, data),
+        budget,
+        eligible_arms,
+        tiebreak,
+        seed,
+        options or {},
+    )
     fitted = None
     if refit and selection.chosen != "none":
         fitted = fit_candidate(selection.chosen, ctx)
         metrics["chosen_description"] = fitted.describe()
     return selection, fitted, ctx, metrics
-

@@ -86,7 +86,9 @@ class PreparedTraining:
         return len(self.arm_index)
 
 
-def prepare_training(training: pd.DataFrame, arms: Sequence[str], max_ips_weight: float = MAX_IPS_WEIGHT) -> PreparedTraining:
+def prepare_training(
+    training: pd.DataFrame, arms: Sequence[str], max_ips_weight: float = MAX_IPS_WEIGHT
+) -> PreparedTraining:
     """Validate a training frame, encode logged arms, compute IPS weights, sort by time."""
     arms = normalise_arms(arms)
     check_feature_columns(training, NUMERIC_FEATURES, CATEGORICAL_FEATURES, what="training frame")
@@ -105,8 +107,11 @@ def prepare_training(training: pd.DataFrame, arms: Sequence[str], max_ips_weight
     unknown = arm_index.isna().to_numpy()
     if unknown.any():
         # Exposures of promos that left the catalogue cannot train a head that is never scored.
-        log.warning("training frame: dropping %d rows whose promo_id is not among the arms (e.g. %s)",
-                    int(unknown.sum()), sorted(set(logged[unknown]))[:5])
+        log.warning(
+            "training frame: dropping %d rows whose promo_id is not among the arms (e.g. %s)",
+            int(unknown.sum()),
+            sorted(set(logged[unknown]))[:5],
+        )
         frame = frame.loc[~unknown]
         arm_index = arm_index.loc[~unknown]
     if len(frame) == 0:
@@ -154,7 +159,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def per_arm_auc(arms: Sequence[str], arm_index: np.ndarray, converted: np.ndarray, p_order: np.ndarray) -> dict[str, float | None]:
+def per_arm_auc(
+    arms: Sequence[str], arm_index: np.ndarray, converted: np.ndarray, p_order: np.ndarray
+) -> dict[str, float | None]:
     """AUC of P(order | logged arm) on the rows that logged each arm."""
     result: dict[str, float | None] = {}
     for k, arm in enumerate(arms):

@@ -97,7 +97,9 @@ class ArmScores:
 MIN_LEVEL_ROWS = 30
 
 
-def categorical_levels(frame: pd.DataFrame, categorical_features: Sequence[str] = CATEGORICAL_FEATURES) -> dict[str, list[str]]:
+def categorical_levels(
+    frame: pd.DataFrame, categorical_features: Sequence[str] = CATEGORICAL_FEATURES
+) -> dict[str, list[str]]:
     """Per categorical feature, the levels frequent enough in ``frame`` to get an indicator."""
     levels = {}
     for name in categorical_features:
@@ -172,19 +174,31 @@ class LoggedOutcomes:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, arms: Sequence[str]) -> "LoggedOutcomes":
         arms = normalise_arms(arms)
-        missing = [c for c in ("promo_id", "propensity", "order_margin", "discount_amount", "window_days") if c not in frame.columns]
+        missing = [
+            c
+            for c in ("promo_id", "propensity", "order_margin", "discount_amount", "window_days")
+            if c not in frame.columns
+        ]
         if missing:
             raise ValueError(f"training frame: missing columns {missing} (see ml.uplift)")
         arm_of = {a: i for i, a in enumerate(arms)}
         arm_index = frame["promo_id"].map(arm_of)
         if arm_index.isna().any():
-            raise ValueError(f"training frame: promo_ids {sorted(set(frame.loc[arm_index.isna(), 'promo_id']))[:5]} are not among the arms")
+            raise ValueError(
+                f"training frame: promo_ids {sorted(set(frame.loc[arm_index.isna(), 'promo_id']))[:5]} are not among the arms"
+            )
         window = pd.to_numeric(frame["window_days"], errors="coerce").to_numpy(dtype=np.float64)
         if np.isnan(window).any() or (window <= 0).any():
             raise ValueError("training frame: window_days must be a positive number of days on every row")
         margin = pd.to_numeric(frame["order_margin"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
         discount = pd.to_numeric(frame["discount_amount"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
-        return cls(arms, arm_index.to_numpy(dtype=np.int64), margin / window, discount, propensity_or_uniform(frame["propensity"], len(arms)))
+        return cls(
+            arms,
+            arm_index.to_numpy(dtype=np.int64),
+            margin / window,
+            discount,
+            propensity_or_uniform(frame["propensity"], len(arms)),
+        )
 
 
 class UpliftModel:
@@ -211,8 +225,11 @@ class UpliftModel:
     def design(self, features: pd.DataFrame) -> np.ndarray:
         """The model's design matrix of ``features`` (intercept first, training standardisation)."""
         x, _, _ = design_matrix(
-            features, self.metadata["feature_spec"]["numeric_features"],
-            np.array(self.metadata["mean"]), np.array(self.metadata["scale"]), self.metadata.get("categorical_levels"),
+            features,
+            self.metadata["feature_spec"]["numeric_features"],
+            np.array(self.metadata["mean"]),
+            np.array(self.metadata["scale"]),
+            self.metadata.get("categorical_levels"),
         )
         return x
 
@@ -236,7 +253,10 @@ class UpliftModel:
         x = self.design(features)[:, 1:]
         coefficients = self.coefficients["uplift"].mean(axis=0)[1:, :]  # [features, arms]
         contribution = x * coefficients[:, np.asarray(chosen, dtype=np.int64)].T
-        names = np.array(feature_names(self.metadata["feature_spec"]["numeric_features"], self.metadata.get("categorical_levels")), dtype=object)
+        names = np.array(
+            feature_names(self.metadata["feature_spec"]["numeric_features"], self.metadata.get("categorical_levels")),
+            dtype=object,
+        )
         top = np.argsort(-np.abs(contribution), axis=1)[:, :k]
         rows = np.arange(len(x))[:, None]
         signs = np.where(contribution[rows, top] >= 0, "+", "-")
@@ -244,7 +264,11 @@ class UpliftModel:
         columns = [pd.Series(labelled[:, j], dtype=object) for j in range(labelled.shape[1])]
         if not columns:
             return np.full(len(x), "", dtype=object)
-        return columns[0].str.cat(columns[1:], sep=", ").to_numpy(dtype=object) if len(columns) > 1 else columns[0].to_numpy(dtype=object)
+        return (
+            columns[0].str.cat(columns[1:], sep=", ").to_numpy(dtype=object)
+            if len(columns) > 1
+            else columns[0].to_numpy(dtype=object)
+        )
 
     def save(self, local_dir: str | Path) -> Path:
         local_dir = Path(local_dir)
@@ -258,10 +282,14 @@ class UpliftModel:
         local_dir = Path(local_dir)
         for name in (MODEL_FILE, METADATA_FILE):
             if not (local_dir / name).exists():
-                raise FileNotFoundError(f"{local_dir / name}: missing; an uplift model folder holds {MODEL_FILE} and {METADATA_FILE}")
+                raise FileNotFoundError(
+                    f"{local_dir / name}: missing; an uplift model folder holds {MODEL_FILE} and {METADATA_FILE}"
+                )
         metadata = json.loads((local_dir / METADATA_FILE).read_text())
         if metadata.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{local_dir / METADATA_FILE}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"{local_dir / METADATA_FILE}: format_version {metadata.get('format_version')!r}; this code reads {FORMAT_VERSION}"
+            )
         with np.load(local_dir / MODEL_FILE) as stored:
             coefficients = {name: stored[name] for name in stored.files}
         return cls(coefficients, metadata)
@@ -299,9 +327,9 @@ def train_uplift_model(
             cost[:, k] = ridge(x[rows], logged.discount[rows], config.outcome_ridge)
         if k != none:
             n_k = float(rows.sum())
-            shrunk = (n_k * (float(logged.discount[rows].mean()) if n_k else 0.0) + config.cost_prior_rows * pooled_discount) / (
-                n_k + config.cost_prior_rows
-            )
+            shrunk = (
+                n_k * (float(logged.discount[rows].mean()) if n_k else 0.0) + config.cost_prior_rows * pooled_discount
+            ) / (n_k + config.cost_prior_rows)
             cost[0, k] = shrunk  # x is centred on the training rows (randomised arms): the intercept is the arm's mean
             cost_floor[k] = config.cost_floor_share * shrunk
 

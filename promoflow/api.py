@@ -35,9 +35,21 @@ from promoflow.settings import Settings
 from promoflow.warehouse import Warehouse
 
 ASSIGNMENT_FIELDS = [
-    "run_date", "user_key", "promo_id", "channel", "send_hour", "message", "featured_item_ids",
-    "expected_incremental_margin", "expected_cost", "propensity", "is_holdout", "is_exploration",
-    "reason", "policy_version", "model_version",
+    "run_date",
+    "user_key",
+    "promo_id",
+    "channel",
+    "send_hour",
+    "message",
+    "featured_item_ids",
+    "expected_incremental_margin",
+    "expected_cost",
+    "propensity",
+    "is_holdout",
+    "is_exploration",
+    "reason",
+    "policy_version",
+    "model_version",
 ]
 
 
@@ -115,10 +127,14 @@ def create_app(settings: Settings | None = None, project: str = feature_store.FE
         with Warehouse(settings) as wh:
             schema = wh.default_schema
             if not wh.table_exists(schema, "promo_assignments"):
-                raise HTTPException(status_code=503, detail="no run has been published yet: table promo_assignments does not exist")
+                raise HTTPException(
+                    status_code=503, detail="no run has been published yet: table promo_assignments does not exist"
+                )
             latest = wh.query(f"select max(run_date) from {schema}.promo_assignments")[0][0]
             if latest is None:
-                raise HTTPException(status_code=503, detail="no run has been published yet: table promo_assignments is empty")
+                raise HTTPException(
+                    status_code=503, detail="no run has been published yet: table promo_assignments is empty"
+                )
             rows = wh.query(
                 f"select user_id, {', '.join(ASSIGNMENT_FIELDS)} from {schema}.promo_assignments where run_date = ? and user_id = ?",
                 [latest, user_id],
@@ -126,7 +142,9 @@ def create_app(settings: Settings | None = None, project: str = feature_store.FE
         # Defence in depth: only ever the asked user's row (never a collation's or a duplicate's look-alike).
         rows = [r[1:] for r in rows if r[0] == user_id]
         if len(rows) > 1:
-            raise HTTPException(status_code=500, detail=f"{len(rows)} rows for one user in run_date {latest.isoformat()}")
+            raise HTTPException(
+                status_code=500, detail=f"{len(rows)} rows for one user in run_date {latest.isoformat()}"
+            )
         if not rows:
             raise HTTPException(
                 status_code=404,
@@ -134,9 +152,7 @@ def create_app(settings: Settings | None = None, project: str = feature_store.FE
             )
         offer = {name: _json_value(value) for name, value in zip(ASSIGNMENT_FIELDS, rows[0])}
         features = feature_store.online_features(settings, [user_id], store=online_store())
-        offer["features"] = {
-            name: _json_value(value) for name, value in features.iloc[0].items() if name != "user_id"
-        }
+        offer["features"] = {name: _json_value(value) for name, value in features.iloc[0].items() if name != "user_id"}
         return offer
 
     return app

@@ -109,11 +109,17 @@ def print_summary(run_date: date) -> int:
         print(f"late partitions (landed after their night, ingested tonight): {s['late_partitions']}")
     if s.get("dropped_users_with_live_offer"):
         print(f"users dropped by the users snapshot while holding a live offer: {s['dropped_users_with_live_offer']}")
-    print(f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})")
+    print(
+        f"model version:   {s['model'].get('model_version')} (production model: {s['model'].get('production_model')})"
+    )
     assign = s.get("assign") or {}
-    print(f"policy:          {assign.get('status', 'none')} {assign.get('policy', 'none')}: {assign.get('policy_description', '')}")
+    print(
+        f"policy:          {assign.get('status', 'none')} {assign.get('policy', 'none')}: {assign.get('policy_description', '')}"
+    )
     print(f"why:             {assign.get('gate')}")
-    print(f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)")
+    print(
+        f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)"
+    )
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
     for flag in s.get("fairness_flags", []):
@@ -139,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         code = run_night(args.date, conf)
         if code not in (0, EXIT_AIRFLOW_HOME_BUSY):
-            print(f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
-                  "Published assignments of earlier nights are untouched.", file=sys.stderr)
+            print(
+                f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
+                "Published assignments of earlier nights are untouched.",
+                file=sys.stderr,
+            )
         return code
     return print_summary(args.date)
 

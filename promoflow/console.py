@@ -72,7 +72,9 @@ def _wait_for(url: str, timeout_s: float, procs: list[subprocess.Popen]) -> None
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(proc.args[1:2])} exited with {proc.returncode} before {url} answered; see its log")
+                raise RuntimeError(
+                    f"{' '.join(proc.args[1:2])} exited with {proc.returncode} before {url} answered; see its log"
+                )
         try:
             with urllib.request.urlopen(url, timeout=10):
                 return
@@ -139,7 +141,9 @@ def stop(procs: list[subprocess.Popen], grace_s: float = 30) -> None:
         proc.wait()
 
 
-def start(port: int, log_dir: Path, parallelism: int = 2, env: dict | None = None) -> tuple[list[subprocess.Popen], str]:
+def start(
+    port: int, log_dir: Path, parallelism: int = 2, env: dict | None = None
+) -> tuple[list[subprocess.Popen], str]:
     """Migrate the metadata DB, create the gpu pool, start the three processes; return them and the URL once it answers."""
     env = airflow_env(port, parallelism=parallelism, base=env)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +155,9 @@ def start(port: int, log_dir: Path, parallelism: int = 2, env: dict | None = Non
     procs = []
     for component in COMPONENTS:
         log = open(log_dir / f"{component}.log", "ab")
-        args = [airflow, component] + (["--port", str(port), "--host", env["AIRFLOW__API__HOST"]] if component == "api-server" else [])
+        args = [airflow, component] + (
+            ["--port", str(port), "--host", env["AIRFLOW__API__HOST"]] if component == "api-server" else []
+        )
         procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     url = env["AIRFLOW__API__BASE_URL"]
     try:
@@ -184,13 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or `kill PID` (also when started in the background)
         signal.signal(signum, _interrupt)
     print(f"\nAirflow is up: {url}  (DAGs promo_nightly, promo_feedback; data {settings.data_dir})")
-    print(f"login: {ADMIN} / {password}" if generated else f"login: {ADMIN}, password in {home / 'simple_auth_manager_passwords.json.generated'}")
+    print(
+        f"login: {ADMIN} / {password}"
+        if generated
+        else f"login: {ADMIN}, password in {home / 'simple_auth_manager_passwords.json.generated'}"
+    )
     print(f"process logs: {home / 'logs' / 'console'}/   Ctrl-C stops Airflow.", flush=True)
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(1)
         dead = [c for c, p in zip(COMPONENTS, procs) if p.poll() is not None]
-        print(f"airflow {', '.join(dead)} exited; stopping the rest (logs in {home / 'logs' / 'console'})", file=sys.stderr)
+        print(
+            f"airflow {', '.join(dead)} exited; stopping the rest (logs in {home / 'logs' / 'console'})",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("\nstopping Airflow ...", flush=True)

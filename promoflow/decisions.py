@@ -71,9 +71,15 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     if drop_contaminated:
         outcomes = outcomes.loc[~under_live_offer].reset_index(drop=True)
     else:
-        log.warning("%d of %d matured exposures were sent under a live offer; keeping them all (see training_frame)",
-                    int(under_live_offer.sum()), len(outcomes))
-    attrs = {"rows_sent_under_live_offer": int(under_live_offer.sum()), "dropped_rows_sent_under_live_offer": bool(drop_contaminated)}
+        log.warning(
+            "%d of %d matured exposures were sent under a live offer; keeping them all (see training_frame)",
+            int(under_live_offer.sum()),
+            len(outcomes),
+        )
+    attrs = {
+        "rows_sent_under_live_offer": int(under_live_offer.sum()),
+        "dropped_rows_sent_under_live_offer": bool(drop_contaminated),
+    }
     if outcomes.empty:
         outcomes.attrs.update(attrs)
         return outcomes
@@ -88,7 +94,17 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
 
 # Count and sum features over a trailing window (the suffix says how many days): a shop's landing
 # holds only so much history, so at an early send these windows saw fewer days than they name.
-WINDOW_COUNT_PREFIXES = ("orders", "spend", "views", "carts", "sessions", "searches", "exposures", "events", "redemptions")
+WINDOW_COUNT_PREFIXES = (
+    "orders",
+    "spend",
+    "views",
+    "carts",
+    "sessions",
+    "searches",
+    "exposures",
+    "events",
+    "redemptions",
+)
 
 
 def normalise_window_counts(features: pd.DataFrame, as_of, history_start: date | None) -> pd.DataFrame:
@@ -149,7 +165,11 @@ def train(settings: Settings, run_date: date) -> dict:
     logged = set(frame["promo_id"])
     arms = [p for p in promos["promo_id"] if p in logged]
     if not arms or NONE_ARM not in logged:
-        return {"model_version": None, "reason": "the log lacks 'none' or every catalogue promo: no contrast to learn", "rows": int(len(frame))}
+        return {
+            "model_version": None,
+            "reason": "the log lacks 'none' or every catalogue promo: no contrast to learn",
+            "rows": int(len(frame)),
+        }
     window_days = {row.promo_id: float(row.valid_days) for row in promos.itertuples()}
     active = {row.promo_id: bool(row.active_from <= run_date <= row.active_to) for row in promos.itertuples()}
     # Held-out rows must have every arm's full window closed (see train_and_select): the
@@ -157,7 +177,9 @@ def train(settings: Settings, run_date: date) -> dict:
     # control_window_days), not the censored window_days.
     longest_window = max([*window_days.values(), float(frame["valid_days"].max())])
     sent = pd.to_datetime(frame["event_timestamp"], utc=True)
-    all_matured = (sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")).to_numpy()
+    all_matured = (
+        sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")
+    ).to_numpy()
     with Warehouse(settings) as wh:
         n_users = int(wh.query(f"select count(*) from {RAW_SCHEMA}.users")[0][0])
     trained = response_models.train_and_select(
@@ -176,19 +198,23 @@ def train(settings: Settings, run_date: date) -> dict:
     data_hash = _data_hash(frame)
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
         trained.save(tmp, run_date=run_date, data_hash=data_hash)
-        version = save_model_version(tmp, settings.model_store_uri, run_date, data_hash, endpoint_url=settings.s3_endpoint_url or None)
-    return json_safe({
-        "model_version": version,
-        "rows": int(len(frame)),
-        "rows_without_features": int(missing.sum()),
-        "rows_sent_under_live_offer": contamination.get("rows_sent_under_live_offer"),
-        "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
-        "arms": trained.arms,
-        "production_model": trained.production,
-        "status": trained.status,
-        "gate": trained.gate,
-        "selection": trained.selection_metrics,
-    })
+        version = save_model_version(
+            tmp, settings.model_store_uri, run_date, data_hash, endpoint_url=settings.s3_endpoint_url or None
+        )
+    return json_safe(
+        {
+            "model_version": version,
+            "rows": int(len(frame)),
+            "rows_without_features": int(missing.sum()),
+            "rows_sent_under_live_offer": contamination.get("rows_sent_under_live_offer"),
+            "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
+            "arms": trained.arms,
+            "production_model": trained.production,
+            "status": trained.status,
+            "gate": trained.gate,
+            "selection": trained.selection_metrics,
+        }
+    )
 
 
 def exploit_budget(settings: Settings) -> float:
@@ -219,7 +245,9 @@ def json_safe(value):
 def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
     """Most purchased items per category and overall, comma-separated (the recommender issue replaces this)."""
     ranked = item_features.sort_values(["category", "popularity_rank_in_category", "item_id"])
-    by_category = ranked.groupby("category")["item_id"].apply(lambda ids: ",".join(ids.head(FEATURED_ITEMS_PER_OFFER))).to_dict()
+    by_category = (
+        ranked.groupby("category")["item_id"].apply(lambda ids: ",".join(ids.head(FEATURED_ITEMS_PER_OFFER))).to_dict()
+    )
     overall = item_features.sort_values(["purchases_30d", "views_30d", "item_id"], ascending=[False, False, True])
     return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
@@ -232,7 +260,9 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     from ml import delivery, policy
 
     with Warehouse(settings) as wh:
-        users = wh.query_arrow(f"select user_id, user_key, device, region from {RAW_SCHEMA}.users order by user_id").to_pandas()
+        users = wh.query_arrow(
+            f"select user_id, user_key, device, region from {RAW_SCHEMA}.users order by user_id"
+        ).to_pandas()
         promos = wh.query_arrow(f"select * from {RAW_SCHEMA}.promotions order by promo_id").to_pandas()
         items = wh.query_arrow(
             f"select i.item_id, i.category, f.views_30d, f.purchases_30d, f.popularity_rank_in_category "
@@ -242,24 +272,40 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     features = feature_store.scoring_features(settings, users["user_id"].tolist(), run_date)
     features = users.merge(features.drop(columns=["event_timestamp"]), on="user_id", how="left", validate="one_to_one")
 
-    features = normalise_window_counts(features, pd.Series(pd.Timestamp(run_date), index=features.index), _history_start(settings))
+    features = normalise_window_counts(
+        features, pd.Series(pd.Timestamp(run_date), index=features.index), _history_start(settings)
+    )
     policy_model = None
     if model_version is not None:
         from ml import response_models
         from ml.model_store import load_model_version
 
         with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
-            local = load_model_version(settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None)
+            local = load_model_version(
+                settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None
+            )
             policy_model = response_models.load(local)
     promo_rows = promos.set_index("promo_id")
     arms = policy_model.arms if policy_model is not None else [*promos["promo_id"], NONE_ARM]
-    active = np.array([arm == NONE_ARM or (promo_rows.loc[arm, "active_from"] <= run_date <= promo_rows.loc[arm, "active_to"]) for arm in arms])
+    active = np.array(
+        [
+            arm == NONE_ARM or (promo_rows.loc[arm, "active_from"] <= run_date <= promo_rows.loc[arm, "active_to"])
+            for arm in arms
+        ]
+    )
     has_features = features["tenure_days"].notna().to_numpy()
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
     decision = decide(
-        policy_model, features.fillna({"top_category": "unknown"}), users["user_id"].to_numpy(), arms, active, has_features,
-        budget=exploit_budget(settings), rollout_share=settings.rollout_share, salt=run_date.isoformat(),
+        policy_model,
+        features.fillna({"top_category": "unknown"}),
+        users["user_id"].to_numpy(),
+        arms,
+        active,
+        has_features,
+        budget=exploit_budget(settings),
+        rollout_share=settings.rollout_share,
+        salt=run_date.isoformat(),
     )
     none_index = arms.index(NONE_ARM)
     # Exploration needs a cost estimate: without a model every offer's cost is unknown (inf),
@@ -267,9 +313,17 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     exploration_cost = decision.cost.copy() if policy_model is not None else np.full(decision.cost.shape, np.inf)
     exploration_cost[:, none_index] = 0.0
     exploration = policy.explore(
-        decision.arm, is_holdout, decision.eligible, exploration_cost,
-        none_index, user_ids=users["user_id"].to_numpy(), rate=settings.exploration_rate, reserve_budget=exploration_reserve(settings),
-        holdout_share=settings.holdout_share, salt=f"explore-{run_date.isoformat()}", policy_probabilities=decision.probabilities,
+        decision.arm,
+        is_holdout,
+        decision.eligible,
+        exploration_cost,
+        none_index,
+        user_ids=users["user_id"].to_numpy(),
+        rate=settings.exploration_rate,
+        reserve_budget=exploration_reserve(settings),
+        holdout_share=settings.holdout_share,
+        salt=f"explore-{run_date.isoformat()}",
+        policy_probabilities=decision.probabilities,
     )
     chosen = exploration.recorded_arm
     propensity = exploration.propensity
@@ -283,12 +337,22 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     expected_cost = np.where(is_offer, cost[rows, chosen], 0.0)
     expected_margin = np.where(is_offer, estimate[rows, chosen], 0.0)
     if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
-        raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug")
+        raise RuntimeError(
+            f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug"
+        )
     top_by_category, top_overall = _top_items(items)
     from promoflow.recommend import featured_for_offers
 
     offer_categories = promos.set_index("promo_id")["category"].reindex(chosen_ids).to_numpy(dtype=object)
-    recommended = featured_for_offers(settings, run_date, recommender, users["user_id"].to_numpy(), is_offer, offer_categories, FEATURED_ITEMS_PER_OFFER)
+    recommended = featured_for_offers(
+        settings,
+        run_date,
+        recommender,
+        users["user_id"].to_numpy(),
+        is_offer,
+        offer_categories,
+        FEATURED_ITEMS_PER_OFFER,
+    )
     drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
     if policy_model is not None and is_offer.any():
         if policy_model.uplift is not None:
@@ -321,7 +385,9 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~is_holdout & ~is_exploration & has_features
         delivered["reason"] = np.where(
-            control, f"staged rollout of {decision.policy}: this user is in the fallback ('none') group", np.asarray(delivered["reason"], dtype=object)
+            control,
+            f"staged rollout of {decision.policy}: this user is in the fallback ('none') group",
+            np.asarray(delivered["reason"], dtype=object),
         )
 
     table = pa.table(
@@ -349,31 +415,37 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     tmp = path.with_name(".assignments.parquet.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
-    return json_safe({
-        "users": len(users),
-        "offers": int(is_offer.sum()),
-        "holdout": int(is_holdout.sum()),
-        "expected_cost": float(expected_cost.sum()),
-        "expected_incremental_margin": float(expected_margin.sum()),
-        "exploration": int(is_exploration.sum()),
-        "exploration_cost": float(expected_cost[is_exploration].sum()),
-        "exploration_expected_margin": float(expected_margin[is_exploration].sum()),
-        "exploration_cost_cap": float(exploration.cost_cap),
-        "policy": decision.policy,
-        "status": decision.status,
-        "policy_description": decision.description,
-        "rollout_share": decision.rollout_share,
-        "rollout_users": int(decision.in_rollout.sum()),
-        "offers_by_promo": pd.Series(chosen_ids[is_offer]).value_counts().sort_index().to_dict(),
-        "expected_cost_by_promo": pd.Series(expected_cost[is_offer]).groupby(chosen_ids[is_offer]).sum().to_dict() if is_offer.any() else {},
-        "gate_passed": bool(gate_passed),
-        "gate": gate_message,
-        "featured_items": {
-            "source": "recommender" if recommended is not None else "category_rule",
-            "recommender_version": (recommender or {}).get("recommender_version"),
-            "offers_with_recommended_items": 0 if recommended is None else int(pd.notna(recommended[is_offer]).sum()),
-        },
-    })
+    return json_safe(
+        {
+            "users": len(users),
+            "offers": int(is_offer.sum()),
+            "holdout": int(is_holdout.sum()),
+            "expected_cost": float(expected_cost.sum()),
+            "expected_incremental_margin": float(expected_margin.sum()),
+            "exploration": int(is_exploration.sum()),
+            "exploration_cost": float(expected_cost[is_exploration].sum()),
+            "exploration_expected_margin": float(expected_margin[is_exploration].sum()),
+            "exploration_cost_cap": float(exploration.cost_cap),
+            "policy": decision.policy,
+            "status": decision.status,
+            "policy_description": decision.description,
+            "rollout_share": decision.rollout_share,
+            "rollout_users": int(decision.in_rollout.sum()),
+            "offers_by_promo": pd.Series(chosen_ids[is_offer]).value_counts().sort_index().to_dict(),
+            "expected_cost_by_promo": pd.Series(expected_cost[is_offer]).groupby(chosen_ids[is_offer]).sum().to_dict()
+            if is_offer.any()
+            else {},
+            "gate_passed": bool(gate_passed),
+            "gate": gate_message,
+            "featured_items": {
+                "source": "recommender" if recommended is not None else "category_rule",
+                "recommender_version": (recommender or {}).get("recommender_version"),
+                "offers_with_recommended_items": 0
+                if recommended is None
+                else int(pd.notna(recommended[is_offer]).sum()),
+            },
+        }
+    )
 
 
 @dataclass
@@ -393,8 +465,18 @@ class Decision:
     rollout_share: float
 
 
-def decide(policy_model, features: pd.DataFrame, user_ids: np.ndarray, arms: list[str], active: np.ndarray, has_features: np.ndarray, *,
-           budget: float, rollout_share: float, salt: str) -> Decision:
+def decide(
+    policy_model,
+    features: pd.DataFrame,
+    user_ids: np.ndarray,
+    arms: list[str],
+    active: np.ndarray,
+    has_features: np.ndarray,
+    *,
+    budget: float,
+    rollout_share: float,
+    salt: str,
+) -> Decision:
     """The decision itself, a pure function of the stored policy and tonight's users: the published
     candidate's arm per user within ``budget``; under a staged rollout the candidate for a random
     ``rollout_share`` of users (a salted hash) and ``none`` for the rest; nothing without a model or
@@ -406,15 +488,37 @@ def decide(policy_model, features: pd.DataFrame, user_ids: np.ndarray, arms: lis
     nothing = np.full(n, none, dtype=np.int64)
     if policy_model is None:
         zeros = np.zeros((n, len(arms)))
-        return Decision(nothing, np.eye(len(arms))[nothing], zeros, zeros, eligible, np.zeros(n, dtype=bool), "none", "none",
-                        "send nothing", "no model: no matured randomised exposures to learn from", 0.0)
+        return Decision(
+            nothing,
+            np.eye(len(arms))[nothing],
+            zeros,
+            zeros,
+            eligible,
+            np.zeros(n, dtype=bool),
+            "none",
+            "none",
+            "send nothing",
+            "no model: no matured randomised exposures to learn from",
+            0.0,
+        )
     cost = policy_model.cost(features, np.asarray(policy_model.window_days))
     status = policy_model.status
     fitted = policy_model.fitted
     if status == "none" or fitted is None:
         estimate = np.zeros((n, len(arms)))
-        return Decision(nothing, np.eye(len(arms))[nothing], estimate, cost, eligible, np.zeros(n, dtype=bool), "none",
-                        policy_model.production, "send nothing", policy_model.gate.get("message", ""), 0.0)
+        return Decision(
+            nothing,
+            np.eye(len(arms))[nothing],
+            estimate,
+            cost,
+            eligible,
+            np.zeros(n, dtype=bool),
+            "none",
+            policy_model.production,
+            "send nothing",
+            policy_model.gate.get("message", ""),
+            0.0,
+        )
     tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
     arm = fitted.decide(features, cost, budget, eligible, tiebreak)
     estimate = fitted.estimate(features)
@@ -425,5 +529,16 @@ def decide(policy_model, features: pd.DataFrame, user_ids: np.ndarray, arms: lis
         in_rollout = stable_uniform(list(pd.Series(user_ids).astype(str)), f"rollout-{salt}") < share
     probabilities = share * np.eye(len(arms))[arm] + (1.0 - share) * np.eye(len(arms))[nothing]
     arm = np.where(in_rollout, arm, none)
-    return Decision(arm, probabilities, estimate, cost, eligible, in_rollout if status == "rollout" else np.zeros(n, dtype=bool), status,
-                    policy_model.production, fitted.describe(), policy_model.gate.get("message", ""), share if status == "rollout" else 0.0)
+    return Decision(
+        arm,
+        probabilities,
+        estimate,
+        cost,
+        eligible,
+        in_rollout if status == "rollout" else np.zeros(n, dtype=bool),
+        status,
+        policy_model.production,
+        fitted.describe(),
+        policy_model.gate.get("message", ""),
+        share if status == "rollout" else 0.0,
+    )

@@ -316,7 +316,9 @@ def _build_items(rng: np.random.Generator, n_items: int) -> tuple[_Items, pa.Tab
     price = np.round(median_price * rng.lognormal(0.0, 0.55, n_items), 2).clip(0.99, None)
     unit_cost = np.round(price * rng.uniform(0.45, 0.75, n_items), 2)
     brand_number = rng.integers(0, BRANDS_PER_CATEGORY, n_items)
-    brand_names = np.array([f"{CATEGORY_NAMES[c]}-brand-{b}" for c in range(len(CATEGORY_NAMES)) for b in range(BRANDS_PER_CATEGORY)])
+    brand_names = np.array(
+        [f"{CATEGORY_NAMES[c]}-brand-{b}" for c in range(len(CATEGORY_NAMES)) for b in range(BRANDS_PER_CATEGORY)]
+    )
     brand = pa.array(brand_names[category * BRANDS_PER_CATEGORY + brand_number], mask=rng.random(n_items) < 0.08)
 
     ids = _id_strings("i", np.arange(n_items), max(4, len(str(n_items - 1))))
@@ -404,8 +406,12 @@ def _build_users(
         tenure_days = _draw_tenure_days(shape_rng, n)
         new_customer = tenure_days < 45  # signed up within 45 days of the first simulated day
         beauty = preferred_category == CATEGORY_NAMES.index("beauty")
-        premium = np.isin(preferred_category, [CATEGORY_NAMES.index(c) for c in ("electronics", "home") if c in CATEGORY_NAMES])
-        persuadable_score = -1.2 + 2.6 * new_customer + 1.4 * beauty - 0.6 * np.clip(rate_z, 0, None) + shape_rng.normal(0, 0.4, n)
+        premium = np.isin(
+            preferred_category, [CATEGORY_NAMES.index(c) for c in ("electronics", "home") if c in CATEGORY_NAMES]
+        )
+        persuadable_score = (
+            -1.2 + 2.6 * new_customer + 1.4 * beauty - 0.6 * np.clip(rate_z, 0, None) + shape_rng.normal(0, 0.4, n)
+        )
         sleeping_score = -1.0 + 1.4 * (premium & (tenure_days > 365)) - 0.8 * new_customer + shape_rng.normal(0, 0.4, n)
         segment = np.full(n, SEGMENTS.index("indifferent"))
         segment[sleeping_score > 0] = SEGMENTS.index("sleeping_dog")
@@ -443,7 +449,9 @@ def _build_users(
         type_affinity[name] = np.clip(type_affinity[name] + rng.normal(0, 0.15, n), 0.0, 1.3)
     base_lift = 1.5 + 2.5 * rng.beta(2.0, 2.0, n)  # peak lift 1.5..4
     if response_shape == "observable":
-        base_lift = 1.0 + 2.0 * base_lift  # welcome-offer strength: peak lift 4..9 (same draws, latent stream untouched)
+        base_lift = (
+            1.0 + 2.0 * base_lift
+        )  # welcome-offer strength: peak lift 4..9 (same draws, latent stream untouched)
 
     n_promos = len(catalogue)
     # Indifferent users and sure things: 1 or a touch below (inbox fatigue); an offer
@@ -516,7 +524,9 @@ def _promotions_table(catalogue: tuple[PromoSpec, ...], start_date: date, run_da
     return pa.Table.from_pydict(columns, schema=RAW_SCHEMAS["promotions"])
 
 
-def logging_policy(catalogue_promo_ids: list[str] | tuple[str, ...] = tuple(p.promo_id for p in CATALOGUE)) -> dict[str, float]:
+def logging_policy(
+    catalogue_promo_ids: list[str] | tuple[str, ...] = tuple(p.promo_id for p in CATALOGUE),
+) -> dict[str, float]:
     """Arm -> probability of the randomised logging policy, given the active promo ids.
 
     'none' is twice as likely as a regular promo and the gift half as likely, so
@@ -532,8 +542,13 @@ def logging_policy(catalogue_promo_ids: list[str] | tuple[str, ...] = tuple(p.pr
 
 # =========================================================================== orders
 def _pick_items(
-    rng: np.random.Generator, user_of_pick: np.ndarray, users: _Users, items: _Items, preferred_share: float,
-    group: np.ndarray | None = None, purchase: bool = False,
+    rng: np.random.Generator,
+    user_of_pick: np.ndarray,
+    users: _Users,
+    items: _Items,
+    preferred_share: float,
+    group: np.ndarray | None = None,
+    purchase: bool = False,
 ) -> np.ndarray:
     """One item per entry of ``user_of_pick``: mostly from the user's favourite category,
     cheaper items for price-sensitive users. ``group`` (basket or session of each pick,
@@ -544,7 +559,9 @@ def _pick_items(
     random_category = rng.choice(len(CATEGORY_NAMES), size=n, p=CATEGORY_SHARES)
     category = np.where(rng.random(n) < preferred_share, users.preferred_category[user_of_pick], random_category)
     position = rng.random(n) ** users.cheapness[user_of_pick]
-    within = np.minimum((position * items.category_count[category]).astype(np.int64), items.category_count[category] - 1)
+    within = np.minimum(
+        (position * items.category_count[category]).astype(np.int64), items.category_count[category] - 1
+    )
     return items.by_category_price[items.category_offset[category] + within]
 
 
@@ -559,16 +576,24 @@ class _Baskets:
     subtotal_by_category: dict[str, np.ndarray]  # only categories some promo is limited to
 
 
-def _draw_baskets(rng: np.random.Generator, order_user: np.ndarray, users: _Users, items: _Items, limited_categories: list[str]) -> _Baskets:
+def _draw_baskets(
+    rng: np.random.Generator, order_user: np.ndarray, users: _Users, items: _Items, limited_categories: list[str]
+) -> _Baskets:
     n_orders = len(order_user)
     n_lines = np.minimum(1 + rng.poisson(users.extra_items_mean[order_user]), 12)
     line_order = np.repeat(np.arange(n_orders), n_lines)
-    line_item = _pick_items(rng, order_user[line_order], users, items, preferred_share=0.65, group=line_order, purchase=True)
+    line_item = _pick_items(
+        rng, order_user[line_order], users, items, preferred_share=0.65, group=line_order, purchase=True
+    )
     line_price = items.price[line_item]
     gross = np.bincount(line_order, weights=line_price, minlength=n_orders)
     cogs = np.bincount(line_order, weights=items.unit_cost[line_item], minlength=n_orders)
     subtotals = {
-        name: np.bincount(line_order, weights=line_price * (items.category[line_item] == CATEGORY_NAMES.index(name)), minlength=n_orders)
+        name: np.bincount(
+            line_order,
+            weights=line_price * (items.category[line_item] == CATEGORY_NAMES.index(name)),
+            minlength=n_orders,
+        )
         for name in limited_categories
     }
     return _Baskets(line_order, line_item, gross, cogs, subtotals)
@@ -592,7 +617,9 @@ def _shipping_fee(gross: np.ndarray) -> np.ndarray:
     return np.where(gross < FREE_SHIPPING_FROM, SHIPPING_FEE, 0.0)
 
 
-def _offer_discount(promo: PromoSpec, gross: np.ndarray, category_subtotal: np.ndarray | None, shipping_fee: np.ndarray) -> np.ndarray:
+def _offer_discount(
+    promo: PromoSpec, gross: np.ndarray, category_subtotal: np.ndarray | None, shipping_fee: np.ndarray
+) -> np.ndarray:
     """Discount the offer gives an order if redeemed; 0 where the order does not qualify."""
     base = gross if promo.category is None else category_subtotal
     qualifies = (base > 0) & (base >= promo.min_spend)
@@ -605,7 +632,9 @@ def _offer_discount(promo: PromoSpec, gross: np.ndarray, category_subtotal: np.n
     elif promo.promo_type == "gift":
         discount = np.full(len(gross), promo.value)
     else:
-        raise ValueError(f"promo {promo.promo_id}: unknown promo_type {promo.promo_type!r}; expected one of {PROMO_TYPES}")
+        raise ValueError(
+            f"promo {promo.promo_id}: unknown promo_type {promo.promo_type!r}; expected one of {PROMO_TYPES}"
+        )
     if promo.max_discount is not None:
         discount = np.minimum(discount, promo.max_discount)
     return np.round(np.where(qualifies, discount, 0.0), 2)
@@ -731,7 +760,9 @@ def _item_preference_table(users: _Users, items: _Items) -> pa.Table:
         hi = min(lo + _USER_BATCH, n_users)
         exponent = 1.0 / users.cheapness[lo:hi, None]
         position = ((rank + 1) / n_in_category)[None, :] ** exponent - (rank / n_in_category)[None, :] ** exponent
-        category = 0.3 * CATEGORY_SHARES[items.category][None, :] + 0.7 * (items.category[None, :] == users.preferred_category[lo:hi, None])
+        category = 0.3 * CATEGORY_SHARES[items.category][None, :] + 0.7 * (
+            items.category[None, :] == users.preferred_category[lo:hi, None]
+        )
         probability = category * position
         order = np.argsort(-probability, axis=1, kind="stable")[:, :k]
         top_items[lo:hi] = order
@@ -756,7 +787,9 @@ def _item_choice(item_shape: str, seed: int, users: _Users, items: _Items) -> _C
     n_users, n_items = len(users.preferred_category), len(items.price)
     centres = rng.normal(0.0, 1.0, (len(CATEGORY_NAMES), TASTE_DIMENSIONS))
     item_taste = CATEGORY_TASTE_WEIGHT * centres[items.category] + rng.normal(0.0, 1.0, (n_items, TASTE_DIMENSIONS))
-    user_taste = CATEGORY_TASTE_WEIGHT * centres[users.preferred_category] + rng.normal(0.0, 1.0, (n_users, TASTE_DIMENSIONS))
+    user_taste = CATEGORY_TASTE_WEIGHT * centres[users.preferred_category] + rng.normal(
+        0.0, 1.0, (n_users, TASTE_DIMENSIONS)
+    )
     appeal = rng.normal(0.0, 0.6, n_items)
     log_price = np.log(items.price)
     price_z = (log_price - log_price.mean()) / max(log_price.std(), 1e-9)
@@ -767,8 +800,12 @@ def _item_choice(item_shape: str, seed: int, users: _Users, items: _Items) -> _C
     scale = TASTE_SCALE / np.sqrt(TASTE_DIMENSIONS)
     for lo in range(0, n_users, _USER_BATCH):
         hi = min(lo + _USER_BATCH, n_users)
-        score = scale * user_taste[lo:hi] @ item_taste.T + appeal[None, :] - price_aversion[lo:hi, None] * price_z[None, :]
-        top = np.argpartition(-score, m - 1, axis=1)[:, :m] if m < n_items else np.tile(np.arange(n_items), (hi - lo, 1))
+        score = (
+            scale * user_taste[lo:hi] @ item_taste.T + appeal[None, :] - price_aversion[lo:hi, None] * price_z[None, :]
+        )
+        top = (
+            np.argpartition(-score, m - 1, axis=1)[:, :m] if m < n_items else np.tile(np.arange(n_items), (hi - lo, 1))
+        )
         top_score = np.take_along_axis(score, top, axis=1)
         order = np.argsort(-top_score, axis=1, kind="stable")
         candidates[lo:hi] = np.take_along_axis(top, order, axis=1)
@@ -871,7 +908,10 @@ def _simulate_day(
         on_offer = np.flatnonzero(order_promo == p)
         if len(on_offer) == 0:
             continue
-        topup = on_offer[_topup_applies(promo, gross[on_offer]) & (rng.random(len(on_offer)) < users.topup_prob[order_user[on_offer]])]
+        topup = on_offer[
+            _topup_applies(promo, gross[on_offer])
+            & (rng.random(len(on_offer)) < users.topup_prob[order_user[on_offer]])
+        ]
         if len(topup):
             added = _topup_items(rng, promo.min_spend - gross[topup], items)
             gross[topup] += items.price[added]
@@ -952,8 +992,22 @@ def _simulate_day(
     EV = ("view", "click", "add_to_cart", "purchase", "search", "app_open")
     parts = [  # (user, item or -1, kind, second-of-day, session, query or -1)
         (view_user, view_item, 0, view_second, view_session, None),
-        (view_user[clicked], view_item[clicked], 1, view_second[clicked] + rng.uniform(2, 15, clicked.sum()), view_session[clicked], None),
-        (view_user[carted], view_item[carted], 2, view_second[carted] + rng.uniform(16, 40, carted.sum()), view_session[carted], None),
+        (
+            view_user[clicked],
+            view_item[clicked],
+            1,
+            view_second[clicked] + rng.uniform(2, 15, clicked.sum()),
+            view_session[clicked],
+            None,
+        ),
+        (
+            view_user[carted],
+            view_item[carted],
+            2,
+            view_second[carted] + rng.uniform(16, 40, carted.sum()),
+            view_session[carted],
+            None,
+        ),
         (search_user, None, 4, search_second, search_session, word * len(CATEGORY_NAMES) + search_category),
         (session_user, None, 5, session_start, np.arange(n_sessions), None),
         (line_user, line_item, 2, cart_second, n_sessions + line_order, None),
@@ -1150,7 +1204,9 @@ def generate(
     ``run_date = start_date + n_days`` (the first day with no raw data).
     """
     if n_users < 1 or n_days < 1 or n_items < len(CATEGORY_NAMES):
-        raise ValueError(f"need n_users >= 1, n_days >= 1, n_items >= {len(CATEGORY_NAMES)}; got {n_users}, {n_days}, {n_items}")
+        raise ValueError(
+            f"need n_users >= 1, n_days >= 1, n_items >= {len(CATEGORY_NAMES)}; got {n_users}, {n_days}, {n_items}"
+        )
     began = time.perf_counter()
     raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
     run_date = start_date + timedelta(days=n_days)
@@ -1160,7 +1216,9 @@ def generate(
     items, items_table = _build_items(rng, n_items)
     if response_shape not in RESPONSE_SHAPES:
         raise ValueError(f"response_shape {response_shape!r}: one of {RESPONSE_SHAPES}")
-    users, users_table = _build_users(rng, n_users, start_date, catalogue, response_shape, np.random.default_rng([seed, 20_261_123]))
+    users, users_table = _build_users(
+        rng, n_users, start_date, catalogue, response_shape, np.random.default_rng([seed, 20_261_123])
+    )
     items.choice = _item_choice(item_shape, seed, users, items)
     promotions_table = _promotions_table(catalogue, start_date, run_date)
     channels_pa = pa.array(list(CHANNELS))
@@ -1210,8 +1268,18 @@ def generate(
             "n_days": n_days,
             "start_date": start_date.isoformat(),
             "run_date": run_date.isoformat(),
-            "logging_policy": {"version": LOGGING_POLICY_VERSION, "daily_exposure_share": DAILY_EXPOSURE_SHARE, "arm_probabilities": logging_policy([p.promo_id for p in catalogue])},
-            "counts": {"events": counts["events"], "duplicate_events": counts["duplicates"], "orders": counts["orders"], "redeemed_orders": counts["redeemed"], "exposures": counts["exposures"]},
+            "logging_policy": {
+                "version": LOGGING_POLICY_VERSION,
+                "daily_exposure_share": DAILY_EXPOSURE_SHARE,
+                "arm_probabilities": logging_policy([p.promo_id for p in catalogue]),
+            },
+            "counts": {
+                "events": counts["events"],
+                "duplicate_events": counts["duplicates"],
+                "orders": counts["orders"],
+                "redeemed_orders": counts["redeemed"],
+                "exposures": counts["exposures"],
+            },
             "segments": {name: int(c) for name, c in zip(SEGMENTS, segment_counts)},
             "truth_method": (
                 "semi-analytic: for an offer sent at run_date 00:00 UTC, orders in [run_date, run_date+window_days) "
@@ -1257,20 +1325,39 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m promoflow.demo_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw-dir", type=Path, default=Path(settings.raw_uri), help="landing zone to (re)write")
-    parser.add_argument("--truth-dir", type=Path, default=Path(settings.data_dir) / "demo" / "truth", help="ground truth folder to (re)write")
+    parser.add_argument(
+        "--truth-dir",
+        type=Path,
+        default=Path(settings.data_dir) / "demo" / "truth",
+        help="ground truth folder to (re)write",
+    )
     parser.add_argument("--users", type=int, default=settings.demo_users)
     parser.add_argument("--days", type=int, default=settings.demo_days)
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1), help="YYYY-MM-DD")
     parser.add_argument("--seed", type=int, default=settings.demo_seed)
-    parser.add_argument("--response-shape", choices=RESPONSE_SHAPES, default="latent", help="who responds to offers (see RESPONSE_SHAPES)")
-    parser.add_argument("--item-shape", choices=ITEM_SHAPES, default="category", help="how users choose items (see ITEM_SHAPES)")
+    parser.add_argument(
+        "--response-shape",
+        choices=RESPONSE_SHAPES,
+        default="latent",
+        help="who responds to offers (see RESPONSE_SHAPES)",
+    )
+    parser.add_argument(
+        "--item-shape", choices=ITEM_SHAPES, default="category", help="how users choose items (see ITEM_SHAPES)"
+    )
     args = parser.parse_args(argv)
     if str(args.raw_dir).startswith("s3://"):
         parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
     summary = generate(
-        args.raw_dir, args.truth_dir, n_users=args.users, n_days=args.days, start_date=args.start_date, seed=args.seed, n_items=args.items,
-        response_shape=args.response_shape, item_shape=args.item_shape,
+        args.raw_dir,
+        args.truth_dir,
+        n_users=args.users,
+        n_days=args.days,
+        start_date=args.start_date,
+        seed=args.seed,
+        n_items=args.items,
+        response_shape=args.response_shape,
+        item_shape=args.item_shape,
     )
     print(summary.one_line())
     return 0

@@ -12,7 +12,12 @@ from pathlib import Path
 from promoflow import quality
 from promoflow.settings import Settings
 
-SHARE_COLUMNS = ("cart_to_order_rate_30d", "discount_order_share_90d", "redemption_rate_90d", "cart_abandonment_rate_30d")
+SHARE_COLUMNS = (
+    "cart_to_order_rate_30d",
+    "discount_order_share_90d",
+    "redemption_rate_90d",
+    "cart_abandonment_rate_30d",
+)
 
 
 def user_feature_expectations(n_users: int) -> list:
@@ -28,7 +33,9 @@ def user_feature_expectations(n_users: int) -> list:
     # Each expectation is at least one Spark job: check the columns whose defaults and
     # ranges later stages rely on, not every column (the Spark tests pin the rest).
     exps += [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("user_id", "top_category", "days_since_last_event")]
-    exps += [E.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("spend_90d", "views_30d", "exposures_30d")]
+    exps += [
+        E.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("spend_90d", "views_30d", "exposures_30d")
+    ]
     exps += [E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in SHARE_COLUMNS]
     exps.append(E.ExpectColumnValuesToBeBetween(column="days_since_last_order", min_value=0, max_value=999))
     # orders_7d <= orders_30d <= orders_90d: windows nest
@@ -47,7 +54,9 @@ def validate_clean_events(settings: Settings, partitions: list[str]) -> dict:
     spark = build_spark(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions)
     paths = [str(Path(settings.lake_dir) / "clean" / "events" / p) for p in sorted(partitions)]
     events = spark.read.parquet(*paths)  # partition folders read directly: no dt column is added
-    result = quality.run_checkpoint(settings.data_dir, "raw_events", events, expectations(TABLES["events"]), engine="spark")
+    result = quality.run_checkpoint(
+        settings.data_dir, "raw_events", events, expectations(TABLES["events"]), engine="spark"
+    )
     result.raise_if_failed("Clean events do not meet the contract; fix the source and re-run the date.")
     return {"event_partitions_checked": len(paths)}
 

@@ -75,9 +75,13 @@ def repo_config(
     if settings.warehouse_kind == "postgres":
         url = urlparse(settings.warehouse_url)
         offline = {
-            "type": "postgres", "host": url.hostname or "127.0.0.1", "port": url.port or 5432,
-            "database": (url.path or "/postgres").lstrip("/"), "db_schema": ANALYTICS_SCHEMA,
-            "user": url.username or "postgres", "password": url.password or "",
+            "type": "postgres",
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or 5432,
+            "database": (url.path or "/postgres").lstrip("/"),
+            "db_schema": ANALYTICS_SCHEMA,
+            "user": url.username or "postgres",
+            "password": url.password or "",
             # Feast defaults to sslmode=require; follow the URL (?sslmode=...) and else libpq's default
             "sslmode": parse_qs(url.query).get("sslmode", ["prefer"])[0],
         }
@@ -160,7 +164,12 @@ def export_offline_rows(settings: Settings, run_date: date) -> list[Path]:
                 continue
             out_dir = offline_export_dir(settings, table)
             out_dir.mkdir(parents=True, exist_ok=True)
-            as_of_dates = [r[0] for r in wh.query(f"select distinct as_of from {schema}.{table} where as_of <= ? order by 1", [run_date])]
+            as_of_dates = [
+                r[0]
+                for r in wh.query(
+                    f"select distinct as_of from {schema}.{table} where as_of <= ? order by 1", [run_date]
+                )
+            ]
             for as_of in as_of_dates:
                 if as_of == run_date or not (out_dir / f"{as_of.isoformat()}.parquet").exists():
                     written.append(_export_as_of(wh, select_sql, as_of, out_dir))
@@ -202,9 +211,13 @@ def apply_and_materialize(settings: Settings, run_date: date, project: str = FEA
     materialized, skipped = [], {}
     for view_name in _views_with_data(settings):
         view = store.get_feature_view(view_name)
-        later = [feast_utils.make_tzaware(e) for _, e in view.materialization_intervals if feast_utils.make_tzaware(e) > end]
+        later = [
+            feast_utils.make_tzaware(e) for _, e in view.materialization_intervals if feast_utils.make_tzaware(e) > end
+        ]
         if later:
-            skipped[view_name] = f"online store already holds a later night (materialised up to {max(later).isoformat()})"
+            skipped[view_name] = (
+                f"online store already holds a later night (materialised up to {max(later).isoformat()})"
+            )
             log.info("feature view %s: not materialising %s: %s", view_name, run_date, skipped[view_name])
             continue
         materialized.append(view_name)
@@ -234,7 +247,9 @@ def _online_store_unreachable(err: BaseException) -> bool:
 
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError)):
+        if isinstance(
+            seen, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError)
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -242,7 +257,11 @@ def _online_store_unreachable(err: BaseException) -> bool:
 
 def _online_store_failure(settings: Settings, run_date: date, err: BaseException) -> str:
     """``fail``: raise one paragraph; ``skip``: log it as a warning and return it (the offline path carries on)."""
-    where = f"Redis at {settings.redis_url}" if settings.feast_online_store == "redis" else f"the {settings.feast_online_store} online store"
+    where = (
+        f"Redis at {settings.redis_url}"
+        if settings.feast_online_store == "redis"
+        else f"the {settings.feast_online_store} online store"
+    )
     message = (
         f"feature_store {run_date}: {where} is unreachable while materialising ({type(err).__name__}: "
         f"{' '.join(str(err).split())[:300]}). "
@@ -256,7 +275,9 @@ def _online_store_failure(settings: Settings, run_date: date, err: BaseException
         log.warning(message)
         return message
     if settings.online_store_on_failure != "fail":
-        raise ValueError(f"PROMO_ONLINE_STORE_ON_FAILURE={settings.online_store_on_failure!r}: use 'fail' or 'skip'") from err
+        raise ValueError(
+            f"PROMO_ONLINE_STORE_ON_FAILURE={settings.online_store_on_failure!r}: use 'fail' or 'skip'"
+        ) from err
     raise OnlineStoreUnavailableError(
         message + "PROMO_ONLINE_STORE_ON_FAILURE=fail stops the night here, before anything is published; the last "
         "published night is untouched. Start the online store and re-run the date, or set "
@@ -279,7 +300,9 @@ def historical_features(
     return store.get_historical_features(entity_df=frame, features=store.get_feature_service(service)).to_df()
 
 
-def scoring_features(settings: Settings, user_ids: list[str], run_date: date, project: str = FEAST_PROJECT) -> pd.DataFrame:
+def scoring_features(
+    settings: Settings, user_ids: list[str], run_date: date, project: str = FEAST_PROJECT
+) -> pd.DataFrame:
     """Features of every user as of the run, read in bulk from the offline store (not one online call per user)."""
     entity_df = pd.DataFrame({"user_id": user_ids, "event_timestamp": _midnight(run_date)})
     return historical_features(settings, entity_df, FEATURE_SERVICE, project)

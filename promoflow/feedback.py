@@ -33,8 +33,14 @@ def attribution_summary(settings: Settings, run_date: date) -> dict:
         )
     runs = [
         {
-            "run_date": str(r[0]), "sends": int(r[1]), "matured": int(r[2] or 0), "holdout": int(r[3] or 0),
-            "converted": int(r[4] or 0), "redeemed": int(r[5] or 0), "discount": float(r[6] or 0.0), "margin": float(r[7] or 0.0),
+            "run_date": str(r[0]),
+            "sends": int(r[1]),
+            "matured": int(r[2] or 0),
+            "holdout": int(r[3] or 0),
+            "converted": int(r[4] or 0),
+            "redeemed": int(r[5] or 0),
+            "discount": float(r[6] or 0.0),
+            "margin": float(r[7] or 0.0),
         }
         for r in rows
     ]

@@ -78,7 +78,13 @@ def _ts_in_day(col: str) -> tuple[tuple[str, str], ...]:
 TABLES: dict[str, TableSpec] = {
     "users": TableSpec(
         name="users",
-        columns={"user_id": "VARCHAR", "signup_ts": "TIMESTAMPTZ", "region": "VARCHAR", "device": "VARCHAR", "email": "VARCHAR"},
+        columns={
+            "user_id": "VARCHAR",
+            "signup_ts": "TIMESTAMPTZ",
+            "region": "VARCHAR",
+            "device": "VARCHAR",
+            "email": "VARCHAR",
+        },
         key=("user_id",),
         partitioned=False,
         required_not_null=("user_id", "signup_ts"),
@@ -87,7 +93,13 @@ TABLES: dict[str, TableSpec] = {
     ),
     "items": TableSpec(
         name="items",
-        columns={"item_id": "VARCHAR", "category": "VARCHAR", "brand": "VARCHAR", "price": "DOUBLE", "unit_cost": "DOUBLE"},
+        columns={
+            "item_id": "VARCHAR",
+            "category": "VARCHAR",
+            "brand": "VARCHAR",
+            "price": "DOUBLE",
+            "unit_cost": "DOUBLE",
+        },
         key=("item_id",),
         partitioned=False,
         required_not_null=("item_id", "category", "price", "unit_cost"),
@@ -96,9 +108,16 @@ TABLES: dict[str, TableSpec] = {
     "promotions": TableSpec(
         name="promotions",
         columns={
-            "promo_id": "VARCHAR", "promo_type": "VARCHAR", "value": "DOUBLE", "min_spend": "DOUBLE",
-            "max_discount": "DOUBLE", "category": "VARCHAR", "channel": "VARCHAR", "valid_days": "INTEGER",
-            "active_from": "DATE", "active_to": "DATE",
+            "promo_id": "VARCHAR",
+            "promo_type": "VARCHAR",
+            "value": "DOUBLE",
+            "min_spend": "DOUBLE",
+            "max_discount": "DOUBLE",
+            "category": "VARCHAR",
+            "channel": "VARCHAR",
+            "valid_days": "INTEGER",
+            "active_from": "DATE",
+            "active_to": "DATE",
         },
         key=("promo_id",),
         partitioned=False,
@@ -116,8 +135,13 @@ TABLES: dict[str, TableSpec] = {
     "events": TableSpec(
         name="events",
         columns={
-            "event_id": "VARCHAR", "user_id": "VARCHAR", "item_id": "VARCHAR", "event_type": "VARCHAR",
-            "event_ts": "TIMESTAMPTZ", "session_id": "VARCHAR", "query": "VARCHAR",
+            "event_id": "VARCHAR",
+            "user_id": "VARCHAR",
+            "item_id": "VARCHAR",
+            "event_type": "VARCHAR",
+            "event_ts": "TIMESTAMPTZ",
+            "session_id": "VARCHAR",
+            "query": "VARCHAR",
         },
         key=("event_id",),
         partitioned=True,
@@ -132,13 +156,28 @@ TABLES: dict[str, TableSpec] = {
     "orders": TableSpec(
         name="orders",
         columns={
-            "order_id": "VARCHAR", "user_id": "VARCHAR", "order_ts": "TIMESTAMPTZ", "gross_amount": "DOUBLE",
-            "discount_amount": "DOUBLE", "cogs": "DOUBLE", "shipping_fee": "DOUBLE", "promo_id": "VARCHAR",
+            "order_id": "VARCHAR",
+            "user_id": "VARCHAR",
+            "order_ts": "TIMESTAMPTZ",
+            "gross_amount": "DOUBLE",
+            "discount_amount": "DOUBLE",
+            "cogs": "DOUBLE",
+            "shipping_fee": "DOUBLE",
+            "promo_id": "VARCHAR",
             "n_items": "INTEGER",
         },
         key=("order_id",),
         partitioned=True,
-        required_not_null=("order_id", "user_id", "order_ts", "gross_amount", "discount_amount", "cogs", "shipping_fee", "n_items"),
+        required_not_null=(
+            "order_id",
+            "user_id",
+            "order_ts",
+            "gross_amount",
+            "discount_amount",
+            "cogs",
+            "shipping_fee",
+            "n_items",
+        ),
         rules=(
             ("negative_amount", "gross_amount < 0 or discount_amount < 0 or cogs < 0 or shipping_fee < 0"),
             # A free-shipping offer's waived fee is part of discount_amount, so the discount may reach
@@ -153,8 +192,12 @@ TABLES: dict[str, TableSpec] = {
     "exposures": TableSpec(
         name="exposures",
         columns={
-            "user_id": "VARCHAR", "promo_id": "VARCHAR", "sent_ts": "TIMESTAMPTZ", "channel": "VARCHAR",
-            "propensity": "DOUBLE", "policy_version": "VARCHAR",
+            "user_id": "VARCHAR",
+            "promo_id": "VARCHAR",
+            "sent_ts": "TIMESTAMPTZ",
+            "channel": "VARCHAR",
+            "propensity": "DOUBLE",
+            "policy_version": "VARCHAR",
         },
         key=("user_id", "promo_id", "sent_ts"),
         partitioned=True,
@@ -166,7 +209,9 @@ TABLES: dict[str, TableSpec] = {
             ("unknown_user_id", "user_id not in (select user_id from known_users)"),
             ("unknown_promo_id", "promo_id <> 'none' and promo_id not in (select promo_id from known_promos)"),
         ),
-        derived=(("exposure_id", "md5(user_id || '|' || promo_id || '|' || strftime(sent_ts, '%Y-%m-%dT%H:%M:%S.%f'))"),),
+        derived=(
+            ("exposure_id", "md5(user_id || '|' || promo_id || '|' || strftime(sent_ts, '%Y-%m-%dT%H:%M:%S.%f'))"),
+        ),
     ),
 }
 SNAPSHOTS = ("users", "items", "promotions")
@@ -176,8 +221,12 @@ SPARK_VALIDATED = ("events",)
 PARTITIONED = ("events", "orders", "exposures")
 QUARANTINE_SCHEMA = pa.schema(
     [
-        ("table_name", pa.string()), ("partition", pa.string()), ("source_file", pa.string()),
-        ("quarantine_reason", pa.string()), ("run_date", pa.date32()), ("record", pa.string()),
+        ("table_name", pa.string()),
+        ("partition", pa.string()),
+        ("source_file", pa.string()),
+        ("quarantine_reason", pa.string()),
+        ("run_date", pa.date32()),
+        ("record", pa.string()),
     ]
 )
 
@@ -209,7 +258,9 @@ def _lake(settings: Settings, *parts: str) -> Path:
     return Path(settings.lake_dir).joinpath(*parts)
 
 
-def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: storage.Storage, scratch: Path) -> list[pa.Table]:
+def _read_source_files(
+    table: TableSpec, files: list[storage.FileInfo], store: storage.Storage, scratch: Path
+) -> list[pa.Table]:
     """Read every landing file of one partition; stop on unreadable files or missing columns.
 
     Returns one Arrow table per distinct file schema (10,000 tiny files of one export become
@@ -263,8 +314,12 @@ def _read_source_files(table: TableSpec, files: list[storage.FileInfo], store: s
 
 
 def _check_rows(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, sources: list[pa.Table],
-    partition: str, run_date: date, day: date | None,
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    sources: list[pa.Table],
+    partition: str,
+    run_date: date,
+    day: date | None,
 ) -> tuple[pa.Table, pa.Table]:
     """Split rows into (clean, quarantined) with SQL rules; returns Arrow tables."""
     selects = []
@@ -273,9 +328,7 @@ def _check_rows(
         selects.append(f"select * from src_{i}")
     union = " union all by name ".join(selects)
     casts = ",\n".join(f"try_cast({c} as {t}) as {c}" for c, t in table.columns.items())
-    bad_type = [
-        (f"invalid_{c}", f"{c} is null and _raw_{c} is not null") for c in table.columns
-    ]
+    bad_type = [(f"invalid_{c}", f"{c} is null and _raw_{c} is not null") for c in table.columns]
     # NaN and +-inf cast to DOUBLE fine and compare oddly (NaN > every number): a row rule of their own.
     non_finite = [(f"non_finite_{c}", f"not isfinite({c})") for c, t in table.columns.items() if t == "DOUBLE"]
     not_null = [(f"missing_{c}", f"{c} is null") for c in table.required_not_null]
@@ -320,7 +373,6 @@ def _check_rows(
     return clean, quarantined.cast(QUARANTINE_SCHEMA)
 
 
-
 def clean_columns(table: TableSpec) -> list[str]:
     """Columns of a table's clean lake copy: the contract's plus derived keys."""
     extra = ["user_key"] if table.name == "users" else []
@@ -347,7 +399,11 @@ def expectations(table: TableSpec) -> list:
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="promo_type", value_set=list(PROMO_TYPES)))
         exps.append(gx.expectations.ExpectColumnValuesToNotBeInSet(column="promo_id", value_set=["none"]))
     if table.name == "exposures":
-        exps.append(gx.expectations.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1, strict_min=True))
+        exps.append(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="propensity", min_value=0, max_value=1, strict_min=True
+            )
+        )
     return exps
 
 
@@ -399,7 +455,12 @@ class _CheckedPartition:
 
 
 def _check_partition(
-    settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, day: date | None, scratch: Path,
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_date: date,
+    day: date | None,
+    scratch: Path,
 ) -> PartitionReport | _CheckedPartition:
     """Check one partition; an unchanged, already ingested partition returns its stored report."""
     store = storage.storage_for(settings.raw_uri, settings.s3_endpoint_url, settings)
@@ -435,7 +496,9 @@ def _check_partition(
     reasons: dict[str, int] = {}
     for reason in quarantined.column("quarantine_reason").to_pylist():
         reasons[reason] = reasons.get(reason, 0) + 1
-    report = PartitionReport(table.name, partition, rows_in, clean.num_rows, quarantined.num_rows, reasons, redelivered=redelivered)
+    report = PartitionReport(
+        table.name, partition, rows_in, clean.num_rows, quarantined.num_rows, reasons, redelivered=redelivered
+    )
     # Duplicates are extra copies of rows that also arrive clean: they do not count against the threshold.
     bad = sum(n for r, n in reasons.items() if not r.startswith("duplicate_"))
     if bad / rows_in > settings.max_bad_row_share:
@@ -453,8 +516,14 @@ def _check_partition(
     else:
         clean_path = _lake(settings, "clean", table.name, table.snapshot_file)
     return _CheckedPartition(
-        report, clean, quarantined, clean_path,
-        _lake(settings, "quarantine", table.name, partition, "part-0.parquet"), manifest, fingerprint, source_files,
+        report,
+        clean,
+        quarantined,
+        clean_path,
+        _lake(settings, "quarantine", table.name, partition, "part-0.parquet"),
+        manifest,
+        fingerprint,
+        source_files,
     )
 
 
@@ -464,8 +533,10 @@ SMALL_SNAPSHOT_ROWS = 100  # a snapshot this small: one bad row can pass the sha
 def _offending_rows_advice(table: TableSpec, quarantined: pa.Table, rows_in: int, folder: str) -> str:
     """What to fix: for a small snapshot (the catalogue) the offending rows by key; else the table's source."""
     if table.partitioned or rows_in > SMALL_SNAPSHOT_ROWS:
-        return ("That is a table-level problem (a schema or export change), not a few bad rows: "
-                "fix the source and re-run the date. ")
+        return (
+            "That is a table-level problem (a schema or export change), not a few bad rows: "
+            "fix the source and re-run the date. "
+        )
     named = []
     for row in quarantined.to_pylist():
         if row["quarantine_reason"].startswith("duplicate_"):
@@ -474,8 +545,10 @@ def _offending_rows_advice(table: TableSpec, quarantined: pa.Table, rows_in: int
         key = ", ".join(f"{k}={record.get(k)!r}" for k in table.key)
         named.append(f"{key} ({row['quarantine_reason']})")
     shown = "; ".join(named[:10]) + (f"; and {len(named) - 10} more" if len(named) > 10 else "")
-    return (f"Offending rows: {shown}. In a {rows_in}-row snapshot every bad row counts: the {table.name} snapshot "
-            f"({storage.join(folder, table.snapshot_file)}) is what to fix; correct or remove these rows and re-run the date. ")
+    return (
+        f"Offending rows: {shown}. In a {rows_in}-row snapshot every bad row counts: the {table.name} snapshot "
+        f"({storage.join(folder, table.snapshot_file)}) is what to fix; correct or remove these rows and re-run the date. "
+    )
 
 
 def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_CheckedPartition]) -> None:
@@ -485,7 +558,9 @@ def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_Che
     if table.name not in SPARK_VALIDATED:
         frame = pa.concat_tables([c.clean for c in checked]).to_pandas()
         result = quality.run_checkpoint(settings.data_dir, f"raw_{table.name}", frame, expectations(table))
-        result.raise_if_failed(f"Clean rows of table {table.name!r} do not meet the contract; fix the source and re-run the date.")
+        result.raise_if_failed(
+            f"Clean rows of table {table.name!r} do not meet the contract; fix the source and re-run the date."
+        )
     for c in checked:
         _write_parquet(c.clean, c.clean_path)
         if c.quarantined.num_rows:
@@ -495,18 +570,30 @@ def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_Che
     for c in checked:
         c.manifest_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = c.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": c.fingerprint, "source_files": c.source_files, "report": c.report.__dict__}, indent=1))
+        tmp.write_text(
+            json.dumps(
+                {"fingerprint": c.fingerprint, "source_files": c.source_files, "report": c.report.__dict__}, indent=1
+            )
+        )
         os.replace(tmp, c.manifest_path)
 
 
 def _register_known_keys(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    for table, key, view in (("users", "user_id", "known_users"), ("items", "item_id", "known_items"), ("promotions", "promo_id", "known_promos")):
+    for table, key, view in (
+        ("users", "user_id", "known_users"),
+        ("items", "item_id", "known_items"),
+        ("promotions", "promo_id", "known_promos"),
+    ):
         path = _lake(settings, "clean", table, f"{table}.parquet")
         con.execute(f"create or replace temp view {view} as select {key} from read_parquet('{path}')")
 
 
 def _ingest_table(
-    settings: Settings, con: duckdb.DuckDBPyConnection, table: TableSpec, run_date: date, days: list[date | None],
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_date: date,
+    days: list[date | None],
     scratch: Path,
 ) -> list[PartitionReport]:
     results = [_check_partition(settings, con, table, run_date, day, scratch) for day in days]
@@ -539,7 +626,9 @@ def ingest(settings: Settings, run_date: date) -> dict:
         dropped = _dropped_users_with_live_offer(con, settings, run_date, previous_users)
         events_window_start = run_date - timedelta(days=settings.feature_lookback_days)
         for name in PARTITIONED:
-            days = [d for d in landing_partitions(settings, name, run_date) if name != "events" or d >= events_window_start]
+            days = [
+                d for d in landing_partitions(settings, name, run_date) if name != "events" or d >= events_window_start
+            ]
             # A partition keeps the verdict it got against the snapshots of the night it was
             # ingested; re-checking all history whenever users change would make nights grow with history.
             reports += _ingest_table(settings, con, TABLES[name], run_date, days, scratch)
@@ -562,10 +651,14 @@ def _report_late_partitions(summary: dict, ingested_before: dict[str, bool], lat
         for partition in t["late"]:
             log.warning(
                 "%s %s landed late (after the night that needed it ran): ingested tonight; tonight's features and "
-                "training use it, earlier nights' published assignments are not recomputed", name, partition,
+                "training use it, earlier nights' published assignments are not recomputed",
+                name,
+                partition,
             )
         for partition in t["redelivered"]:
-            log.warning("%s %s was re-delivered with other files: re-checked and replaced in the lake tonight", name, partition)
+            log.warning(
+                "%s %s was re-delivered with other files: re-checked and replaced in the lake tonight", name, partition
+            )
 
 
 def _previous_user_ids(con: duckdb.DuckDBPyConnection, settings: Settings) -> set[str]:
@@ -576,7 +669,10 @@ def _previous_user_ids(con: duckdb.DuckDBPyConnection, settings: Settings) -> se
 
 
 def _dropped_users_with_live_offer(
-    con: duckdb.DuckDBPyConnection, settings: Settings, run_date: date, previous_users: set[str],
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_date: date,
+    previous_users: set[str],
 ) -> int:
     """Users the new snapshot dropped while an offer sent to them is still redeemable; logged, counted, not fatal.
 
@@ -595,8 +691,11 @@ def _dropped_users_with_live_offer(
            join read_parquet(?) p using (promo_id)
            where e.user_id in (select user_id from _dropped)
              and e.sent_ts + to_days(p.valid_days) > ?::timestamptz""",
-        [[str(f) for f in exposures], str(_lake(settings, "clean", "promotions", "promotions.parquet")),
-         f"{run_date.isoformat()} 00:00:00+00"],
+        [
+            [str(f) for f in exposures],
+            str(_lake(settings, "clean", "promotions", "promotions.parquet")),
+            f"{run_date.isoformat()} 00:00:00+00",
+        ],
     ).fetchall()
     con.unregister("_dropped")
     live = int(rows[0][0])
@@ -605,7 +704,9 @@ def _dropped_users_with_live_offer(
             "users snapshot dropped %d of %d users; %d of them hold an offer that is still redeemable. They get no "
             "assignment tonight, their published rows of earlier nights stay, and their new events, orders and "
             "exposures are quarantined as unknown_user_id until the snapshot lists them again",
-            len(dropped), len(previous_users), live,
+            len(dropped),
+            len(previous_users),
+            live,
         )
     return live
 
@@ -615,8 +716,16 @@ def summarise(reports: list[PartitionReport]) -> dict:
     for r in reports:
         t = summary.setdefault(
             r.table,
-            {"partitions": 0, "partitions_ingested": 0, "rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {},
-             "ingested": [], "redelivered": []},
+            {
+                "partitions": 0,
+                "partitions_ingested": 0,
+                "rows_in": 0,
+                "rows_clean": 0,
+                "rows_quarantined": 0,
+                "reasons": {},
+                "ingested": [],
+                "redelivered": [],
+            },
         )
         t["partitions"] += 1
         if not r.skipped_unchanged:

@@ -49,7 +49,9 @@ def load_lake(settings: Settings, run_date: date) -> dict[str, int]:
                 count("quarantine", wh.load_files("quarantine", files, where=where))
         features = lake / "features"
         for day, files in _partitions(features / "user_daily", "dt"):
-            count("user_daily_activity", wh.load_files("user_daily_activity", files, where={"dt": day}, extra={"dt": day}))
+            count(
+                "user_daily_activity", wh.load_files("user_daily_activity", files, where={"dt": day}, extra={"dt": day})
+            )
         for table in ("user_features", "item_features", "user_segments"):
             for as_of, files in _partitions(features / table, "as_of"):
                 count(table, wh.load_files(table, files, where={"as_of": as_of}, extra={"as_of": as_of}))

@@ -46,7 +46,9 @@ def assignment_expectations(settings: Settings, catalogue: list[str], n_users: i
         gx.expectations.ExpectColumnValuesToBeBetween(column="expected_cost", min_value=0),
         gx.expectations.ExpectColumnSumToBeBetween(column="expected_cost", min_value=0, max_value=settings.budget),
         gx.expectations.ExpectColumnMeanToBeBetween(
-            column="holdout_flag", min_value=max(0.0, share - HOLDOUT_TOLERANCE), max_value=min(1.0, share + HOLDOUT_TOLERANCE)
+            column="holdout_flag",
+            min_value=max(0.0, share - HOLDOUT_TOLERANCE),
+            max_value=min(1.0, share + HOLDOUT_TOLERANCE),
         ),
     ]
 
@@ -57,7 +59,9 @@ def validate_assignments(settings: Settings, run_date: date, staged: pa.Table) -
         n_users = wh.query(f"select count(*) from {RAW_SCHEMA}.users")[0][0]
     frame = staged.to_pandas()
     checks = frame.assign(holdout_flag=frame["is_holdout"].astype(float))
-    result = quality.run_checkpoint(settings.data_dir, "assignments", checks, assignment_expectations(settings, catalogue, n_users))
+    result = quality.run_checkpoint(
+        settings.data_dir, "assignments", checks, assignment_expectations(settings, catalogue, n_users)
+    )
     bad_holdout_rows = frame[frame["is_holdout"] & (frame["promo_id"] != NONE_ARM)]
     if len(bad_holdout_rows):
         result.success = False
@@ -129,7 +133,9 @@ def publish(settings: Settings, run_date: date) -> dict:
         "assignments_per_promo": dict(sorted(per_promo.items())),
         "budget": settings.budget,
         "budget_used": spent,
-        "expected_incremental_margin": float(pa.compute.sum(staged.column("expected_incremental_margin")).as_py() or 0.0),
+        "expected_incremental_margin": float(
+            pa.compute.sum(staged.column("expected_incremental_margin")).as_py() or 0.0
+        ),
         "warehouse_table": f"{settings.warehouse_url} :: promo_assignments",
         "export": target,
     }

@@ -58,11 +58,19 @@ def lake_features(settings: Settings, table: str, as_of: date) -> pd.DataFrame |
 
 def items_with_features(settings: Settings, as_of: date) -> pd.DataFrame:
     """Clean items (id, category, price) with their numeric Spark item features as of ``as_of``."""
-    items = pq.read_table(Path(settings.lake_dir) / "clean" / "items" / "items.parquet", columns=["item_id", "category", "price"]).to_pandas()
+    items = pq.read_table(
+        Path(settings.lake_dir) / "clean" / "items" / "items.parquet", columns=["item_id", "category", "price"]
+    ).to_pandas()
     features = lake_features(settings, "item_features", as_of)
     if features is None or features.empty:
         return items
-    numeric = [c for c in features.columns if c not in items.columns and pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])]
+    numeric = [
+        c
+        for c in features.columns
+        if c not in items.columns
+        and pd.api.types.is_numeric_dtype(features[c])
+        and not pd.api.types.is_bool_dtype(features[c])
+    ]
     merged = items.merge(features[["item_id", *numeric]].drop_duplicates("item_id"), on="item_id", how="left")
     merged[numeric] = merged[numeric].fillna(0.0)
     return merged
@@ -84,8 +92,11 @@ def train(settings: Settings, run_date: date) -> dict:
     events = clean_events(settings, run_date, config.training_window_days + config.holdout_days)
     before_holdout = pd.to_datetime(events["event_ts"], utc=True) < pd.Timestamp(holdout_day.isoformat(), tz="UTC")
     if not before_holdout.any():
-        return {"recommender_version": None, "featured_items_source": RULE,
-                "reason": f"no item events before the held-out day {holdout_day}: nothing to train the recommender on"}
+        return {
+            "recommender_version": None,
+            "featured_items_source": RULE,
+            "reason": f"no item events before the held-out day {holdout_day}: nothing to train the recommender on",
+        }
     user_features = lake_features(settings, "user_features", holdout_day)
     items = items_with_features(settings, holdout_day)
     model, metrics = train_recommender(
@@ -94,25 +105,31 @@ def train(settings: Settings, run_date: date) -> dict:
     selection = choose_featured_source(metrics)
     metrics["selection"] = selection  # metrics is the model's metadata["metrics"]: it goes into the card
     version = save_recommender_version(
-        model, settings.model_store_uri, run_date, interactions_hash(events), endpoint_url=settings.s3_endpoint_url or None
+        model,
+        settings.model_store_uri,
+        run_date,
+        interactions_hash(events),
+        endpoint_url=settings.s3_endpoint_url or None,
     )
     log.info("recommender %s: featured items from %s (%s)", version, selection["source"], selection["reason"])
-    return json_safe({
-        "recommender_version": version,
-        "featured_items_source": selection["source"],
-        "reason": selection["reason"],
-        "selection": selection,
-        "recall": {name: metrics.get(name) for name in ("model", "popularity", "category_popularity")},
-        "versus_category_popularity": metrics.get("versus_category_popularity"),
-        "n_users_evaluated": metrics.get("n_users_evaluated"),
-        "n_training_pairs": metrics["n_training_pairs"],
-        "user_features_as_of": holdout_day.isoformat() if user_features is not None else None,
-        "examples_per_second": metrics["examples_per_second"],
-        "train_seconds": metrics["train_seconds"],
-        "device": metrics["device"],
-        "strategy": metrics["strategy"],
-        "mixed_precision": metrics["mixed_precision"],
-    })
+    return json_safe(
+        {
+            "recommender_version": version,
+            "featured_items_source": selection["source"],
+            "reason": selection["reason"],
+            "selection": selection,
+            "recall": {name: metrics.get(name) for name in ("model", "popularity", "category_popularity")},
+            "versus_category_popularity": metrics.get("versus_category_popularity"),
+            "n_users_evaluated": metrics.get("n_users_evaluated"),
+            "n_training_pairs": metrics["n_training_pairs"],
+            "user_features_as_of": holdout_day.isoformat() if user_features is not None else None,
+            "examples_per_second": metrics["examples_per_second"],
+            "train_seconds": metrics["train_seconds"],
+            "device": metrics["device"],
+            "strategy": metrics["strategy"],
+            "mixed_precision": metrics["mixed_precision"],
+        }
+    )
 
 
 def featured_for_offers(
@@ -129,7 +146,11 @@ def featured_for_offers(
 
     ``offer_categories``: per user, the chosen promo's category limit (None = no limit).
     """
-    if not recommender or recommender.get("featured_items_source") != "recommender" or not recommender.get("recommender_version"):
+    if (
+        not recommender
+        or recommender.get("featured_items_source") != "recommender"
+        or not recommender.get("recommender_version")
+    ):
         return None
     from ml.recommender import featured_items, last_item_sequences, load_recommender_version
 
@@ -139,14 +160,20 @@ def featured_for_offers(
         return out
     with tempfile.TemporaryDirectory(prefix="promoflow-recommender-") as tmp:
         model = load_recommender_version(
-            settings.model_store_uri, recommender["recommender_version"], tmp, endpoint_url=settings.s3_endpoint_url or None
+            settings.model_store_uri,
+            recommender["recommender_version"],
+            tmp,
+            endpoint_url=settings.s3_endpoint_url or None,
         )
     user_features = lake_features(settings, "user_features", run_date)
     sequences = lake_features(settings, "user_sequences", run_date)
     if sequences is None:
         sequences = last_item_sequences(clean_events(settings, run_date, 90), run_date)
     offer_users = [str(u) for u in np.asarray(user_ids, dtype=object)[offers]]
-    categories = [None if c is None or (isinstance(c, float) and np.isnan(c)) or c == "" else str(c) for c in np.asarray(offer_categories, dtype=object)[offers]]
+    categories = [
+        None if c is None or (isinstance(c, float) and np.isnan(c)) or c == "" else str(c)
+        for c in np.asarray(offer_categories, dtype=object)[offers]
+    ]
     items = featured_items(model, offer_users, user_features, sequences, categories, k)
     out[offers] = [i or None for i in items]
     return out

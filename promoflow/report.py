@@ -41,7 +41,9 @@ def offers_by_promo_and_channel(assignments: pd.DataFrame) -> pd.DataFrame:
     offers = assignments[assignments["promo_id"] != NONE_ARM]
     if offers.empty:
         return pd.DataFrame()
-    return offers.pivot_table(index="promo_id", columns="channel", values="expected_cost", aggfunc="size", fill_value=0).astype(int)
+    return offers.pivot_table(
+        index="promo_id", columns="channel", values="expected_cost", aggfunc="size", fill_value=0
+    ).astype(int)
 
 
 def expected_by_promo(assignments: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +51,11 @@ def expected_by_promo(assignments: pd.DataFrame) -> pd.DataFrame:
     offers = assignments[assignments["promo_id"] != NONE_ARM]
     return (
         offers.groupby("promo_id")
-        .agg(offers=("promo_id", "size"), expected_incremental_margin=("expected_incremental_margin", "sum"),
-             expected_cost=("expected_cost", "sum"))
+        .agg(
+            offers=("promo_id", "size"),
+            expected_incremental_margin=("expected_incremental_margin", "sum"),
+            expected_cost=("expected_cost", "sum"),
+        )
         .sort_index()
     )
 
@@ -74,7 +79,9 @@ def gate_intervals(gate: Mapping[str, Any] | None) -> pd.DataFrame:
         ("IPS", gate.get("candidate_ips_value_per_row"), gate.get("candidate_ips_stderr")),
     ):
         if value is not None and stderr is not None and math.isfinite(stderr):
-            rows.append({"estimator": label, "estimate": value, "ci_low": value - Z95 * stderr, "ci_high": value + Z95 * stderr})
+            rows.append(
+                {"estimator": label, "estimate": value, "ci_low": value - Z95 * stderr, "ci_high": value + Z95 * stderr}
+            )
     return pd.DataFrame(rows, columns=["estimator", "estimate", "ci_low", "ci_high"])
 
 
@@ -83,7 +90,9 @@ def realised_vs_expected(performance: pd.DataFrame, run_date: date) -> pd.DataFr
     next to the uplift per send the night expected."""
     if performance.empty:
         return pd.DataFrame(columns=["run_date", "promo_id", "sends", "realised", "ci_low", "ci_high", "expected"])
-    done = performance[(pd.to_datetime(performance["run_date"]).dt.date < run_date) & performance["is_matured"].astype(bool)]
+    done = performance[
+        (pd.to_datetime(performance["run_date"]).dt.date < run_date) & performance["is_matured"].astype(bool)
+    ]
     done = done[done["margin_uplift_per_user"].notna()]
     out = pd.DataFrame(
         {
@@ -136,14 +145,18 @@ def night_inputs(settings: Settings, run_date: date) -> dict[str, pd.DataFrame]:
             else pd.DataFrame()
         )
         fairness = (
-            wh.query_arrow(f"select * from {ANALYTICS_SCHEMA}.fairness_audit where run_date = ?", [run_date]).to_pandas()
+            wh.query_arrow(
+                f"select * from {ANALYTICS_SCHEMA}.fairness_audit where run_date = ?", [run_date]
+            ).to_pandas()
             if wh.table_exists(ANALYTICS_SCHEMA, "fairness_audit")
             else pd.DataFrame()
         )
     return {"assignments": assignments, "performance": performance, "fairness": fairness}
 
 
-def report_data(settings: Settings, run_date: date, summary: Mapping[str, Any], inputs: Mapping[str, pd.DataFrame]) -> dict:
+def report_data(
+    settings: Settings, run_date: date, summary: Mapping[str, Any], inputs: Mapping[str, pd.DataFrame]
+) -> dict:
     """Every number the page shows, from tonight's rows and the tasks' results."""
     assignments = inputs["assignments"]
     model = summary.get("model") or {}
@@ -156,9 +169,13 @@ def report_data(settings: Settings, run_date: date, summary: Mapping[str, Any], 
         "offers_by_channel": offers_by_promo_and_channel(assignments),
         "expected_by_promo": expected_by_promo(assignments),
         "exploration": exploration_summary(assignments),
-        "gate": {"passed": bool((summary.get("assign") or {}).get("gate_passed")),
-                 "message": (summary.get("assign") or {}).get("gate"), "production_model": model.get("production_model"),
-                 "model_version": model.get("model_version"), "intervals": gate_intervals(model.get("gate"))},
+        "gate": {
+            "passed": bool((summary.get("assign") or {}).get("gate_passed")),
+            "message": (summary.get("assign") or {}).get("gate"),
+            "production_model": model.get("production_model"),
+            "model_version": model.get("model_version"),
+            "intervals": gate_intervals(model.get("gate")),
+        },
         "realised": realised_vs_expected(inputs["performance"], run_date),
         "qini": qini_curves({**(model.get("selection") or {}), "production_model": model.get("production_model")}),
         "fairness": fairness_flags(inputs["fairness"], settings.fairness_max_ratio),
@@ -188,7 +205,9 @@ def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return '<img class="plot" alt="plot" src="data:image/png;base64,' + base64.b64encode(buffer.getvalue()).decode() + '">'
+    return (
+        '<img class="plot" alt="plot" src="data:image/png;base64,' + base64.b64encode(buffer.getvalue()).decode() + '">'
+    )
 
 
 def _plots(data: dict) -> dict[str, str]:
@@ -216,7 +235,13 @@ def _plots(data: dict) -> dict[str, str]:
     if not data["gate"]["intervals"].empty:
         g = data["gate"]["intervals"].set_index("estimator").astype(float)
         fig, ax = plt.subplots(figsize=(5, 1.6))
-        ax.errorbar(g["estimate"].to_numpy(), list(g.index), xerr=[(g["estimate"] - g["ci_low"]).to_numpy(), (g["ci_high"] - g["estimate"]).to_numpy()], fmt="o", capsize=4)
+        ax.errorbar(
+            g["estimate"].to_numpy(),
+            list(g.index),
+            xerr=[(g["estimate"] - g["ci_low"]).to_numpy(), (g["ci_high"] - g["estimate"]).to_numpy()],
+            fmt="o",
+            capsize=4,
+        )
         ax.axvline(0, color="r", lw=1, ls="--")
         ax.set_xlabel("incremental margin per user vs sending nothing (95% interval)")
         plots["gate"] = _png(fig)
@@ -224,8 +249,14 @@ def _plots(data: dict) -> dict[str, str]:
         r = data["realised"]
         labels = [f"{d} {p}" for d, p in zip(r["run_date"], r["promo_id"])]
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(r) + 1))
-        ax.errorbar(r["realised"].to_numpy(), labels, xerr=[(r["realised"] - r["ci_low"]).to_numpy(), (r["ci_high"] - r["realised"]).to_numpy()],
-                    fmt="o", capsize=3, label="realised")
+        ax.errorbar(
+            r["realised"].to_numpy(),
+            labels,
+            xerr=[(r["realised"] - r["ci_low"]).to_numpy(), (r["ci_high"] - r["realised"]).to_numpy()],
+            fmt="o",
+            capsize=3,
+            label="realised",
+        )
         ax.scatter(r["expected"].to_numpy(), labels, marker="x", color="k", label="expected", zorder=3)
         ax.axvline(0, color="r", lw=1, ls="--")
         ax.set_xlabel("margin uplift per send vs holdout")
@@ -234,7 +265,11 @@ def _plots(data: dict) -> dict[str, str]:
     if data["qini"]:
         fig, ax = plt.subplots(figsize=(6, 3))
         for arm, q in data["qini"].items():
-            ax.plot([0, *q["share"]], [0, *q["curve"]], label=f"{arm} (Qini {q['qini']:.4f})" if q["qini"] is not None else arm)
+            ax.plot(
+                [0, *q["share"]],
+                [0, *q["curve"]],
+                label=f"{arm} (Qini {q['qini']:.4f})" if q["qini"] is not None else arm,
+            )
             ax.plot([0, 1], [0, q["curve"][-1]], color="#999", lw=0.6, ls=":")
         ax.set_xlabel("share of held-out rows targeted (by predicted uplift)")
         ax.set_ylabel("cumulative uplift / row")
@@ -263,8 +298,17 @@ def render_html(data: dict) -> str:
     esc = html.escape
     b, e, gate = data["budget"], data["exploration"], data["gate"]
     flagged = data["fairness"][data["fairness"]["flagged"]] if not data["fairness"].empty else data["fairness"]
-    fairness_cols = ["dimension", "group_value", "users", "offer_rate", "overall_offer_rate", "offer_rate_ratio",
-                     "mean_expected_incremental_margin", "realised_margin_uplift_per_user", "flagged"]
+    fairness_cols = [
+        "dimension",
+        "group_value",
+        "users",
+        "offer_rate",
+        "overall_offer_rate",
+        "offer_rate_ratio",
+        "mean_expected_incremental_margin",
+        "realised_margin_uplift_per_user",
+        "flagged",
+    ]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>promo_nightly {data['run_date']}: campaign report</title>",
@@ -275,15 +319,22 @@ def render_html(data: dict) -> str:
         f"<p>{data['users']:,} users; {data['offers']:,} offers; {data['holdout']:,} held out. "
         f"Model <code>{esc(str(gate['model_version']))}</code> ({esc(str(gate['production_model']))}).</p>",
         "<h2 id='budget'>Budget</h2>",
-        f"<p>Used <b>{b['used']:,.2f}</b> of {b['available']:,.2f} ({b['share_used']:.1%}).</p>", plots.get("budget", ""),
-        "<h2 id='offers'>Offers per promo and channel</h2>", plots.get("offers", ""), _table(data["offers_by_channel"]),
-        "<h2 id='expected'>Expected incremental margin and cost per promo</h2>", plots.get("expected", ""),
+        f"<p>Used <b>{b['used']:,.2f}</b> of {b['available']:,.2f} ({b['share_used']:.1%}).</p>",
+        plots.get("budget", ""),
+        "<h2 id='offers'>Offers per promo and channel</h2>",
+        plots.get("offers", ""),
+        _table(data["offers_by_channel"]),
+        "<h2 id='expected'>Expected incremental margin and cost per promo</h2>",
+        plots.get("expected", ""),
         _table(data["expected_by_promo"]),
         "<h2 id='gate'>Off-policy gate</h2>",
         f"<p class='{'ok' if gate['passed'] else 'warn'}'>{'passed' if gate['passed'] else 'fell back to sending nothing'}</p>",
-        f"<p>{esc(str(gate['message']))}</p>", plots.get("gate", ""), _table(gate["intervals"], index=False),
+        f"<p>{esc(str(gate['message']))}</p>",
+        plots.get("gate", ""),
+        _table(gate["intervals"], index=False),
         "<h2 id='realised'>Earlier nights: realised uplift vs holdout (95% interval) and what was expected</h2>",
-        plots.get("realised", "<p><i>no matured earlier night yet</i></p>"), _table(data["realised"], index=False),
+        plots.get("realised", "<p><i>no matured earlier night yet</i></p>"),
+        _table(data["realised"], index=False),
         "<h2 id='qini'>Production model: Qini curves on held-out rows</h2>",
         plots.get("qini", "<p><i>no held-out arm with enough rows</i></p>"),
         "<h2 id='exploration'>Exploration</h2>",
@@ -293,7 +344,8 @@ def render_html(data: dict) -> str:
         f"whose offer rate is over {data['fairness_max_ratio']:g}x or under 1/{data['fairness_max_ratio']:g} of the overall "
         f"rate is flagged (a warning, not a failure).</p>",
         f"<p class='warn'>{len(flagged)} group(s) flagged: {esc(', '.join(f'{d}={g}' for d, g in zip(flagged['dimension'], flagged['group_value'])))}</p>"
-        if len(flagged) else "<p class='ok'>no group flagged</p>",
+        if len(flagged)
+        else "<p class='ok'>no group flagged</p>",
         plots.get("fairness", ""),
         _table(data["fairness"][[c for c in fairness_cols if c in data["fairness"].columns]], index=False),
         "<h2 id='links'>Links</h2><ul>",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+
 # Settings a DAG run may override: name -> the JSON schema of its Airflow param (the trigger
 # form shows title, type, bounds, description; empty = the PROMO_* environment value). The same
 # bounds validate every resolved setting (Settings.validate), so a bad value stops the run before
@@ -28,44 +29,94 @@ def _param(title: str, kind: str, description: str, **bounds: Any) -> dict[str, 
 
 
 RUN_PARAMS: dict[str, dict[str, Any]] = {
-    "budget": _param("Budget", "number", "Budget on expected discount cost, currency (PROMO_BUDGET, default 1500)", minimum=0),
+    "budget": _param(
+        "Budget", "number", "Budget on expected discount cost, currency (PROMO_BUDGET, default 1500)", minimum=0
+    ),
     "holdout_share": _param(
-        "Holdout share", "number", "Share of users held out (sent nothing) to measure uplift (default 0.05)",
-        minimum=0, exclusiveMaximum=1,
+        "Holdout share",
+        "number",
+        "Share of users held out (sent nothing) to measure uplift (default 0.05)",
+        minimum=0,
+        exclusiveMaximum=1,
     ),
     "exploration_rate": _param(
-        "Exploration rate", "number", "Epsilon: share of non-holdout users whose arm is drawn at random (default 0.05)",
-        minimum=0, maximum=1,
+        "Exploration rate",
+        "number",
+        "Epsilon: share of non-holdout users whose arm is drawn at random (default 0.05)",
+        minimum=0,
+        maximum=1,
     ),
     "exploration_budget_share": _param(
-        "Exploration budget share", "number", "Share of the budget reserved for exploration draws (default 0.1)",
-        minimum=0, maximum=1,
+        "Exploration budget share",
+        "number",
+        "Share of the budget reserved for exploration draws (default 0.1)",
+        minimum=0,
+        maximum=1,
     ),
     "uncertainty_penalty": _param(
-        "Uncertainty penalty", "number", "Standard errors dr_ridge subtracts from its estimated uplift (default 1.5)",
-        minimum=0, maximum=10,
+        "Uncertainty penalty",
+        "number",
+        "Standard errors dr_ridge subtracts from its estimated uplift (default 1.5)",
+        minimum=0,
+        maximum=10,
     ),
-    "gate_z": _param("Gate z", "number", "A candidate is published when its held-out value minus this many standard errors is above 0 (default 1.645)",
-                     minimum=0, maximum=10),
-    "rollout_share": _param("Rollout share", "number", "Share of users a positive but inconclusive candidate is rolled out to (default 0.25)",
-                            minimum=0, maximum=1),
-    "message_language": _param("Message language", "string", "Message templates; regions starting CN always get zh (default en)",
-                               enum=["en", "zh"]),
-    "max_bad_row_share": _param("Max bad-row share", "number", "Bad-row share of a partition above which the run stops (default 0.05)",
-                                minimum=0, maximum=1),
-    "feature_lookback_days": _param("Feature lookback (days)", "integer", "History the behaviour features look at (default 90)",
-                                    minimum=1, maximum=3650),
-    "training_seed": _param("Training seed", "integer", "Seed of the deterministic response-model training (default 7)", minimum=0),
+    "gate_z": _param(
+        "Gate z",
+        "number",
+        "A candidate is published when its held-out value minus this many standard errors is above 0 (default 1.645)",
+        minimum=0,
+        maximum=10,
+    ),
+    "rollout_share": _param(
+        "Rollout share",
+        "number",
+        "Share of users a positive but inconclusive candidate is rolled out to (default 0.25)",
+        minimum=0,
+        maximum=1,
+    ),
+    "message_language": _param(
+        "Message language",
+        "string",
+        "Message templates; regions starting CN always get zh (default en)",
+        enum=["en", "zh"],
+    ),
+    "max_bad_row_share": _param(
+        "Max bad-row share",
+        "number",
+        "Bad-row share of a partition above which the run stops (default 0.05)",
+        minimum=0,
+        maximum=1,
+    ),
+    "feature_lookback_days": _param(
+        "Feature lookback (days)",
+        "integer",
+        "History the behaviour features look at (default 90)",
+        minimum=1,
+        maximum=3650,
+    ),
+    "training_seed": _param(
+        "Training seed", "integer", "Seed of the deterministic response-model training (default 7)", minimum=0
+    ),
     "fairness_max_ratio": _param(
-        "Fairness max ratio", "number", "Flag a group whose offer rate is more than this many times (or under 1/this of) the overall rate (default 2)",
+        "Fairness max ratio",
+        "number",
+        "Flag a group whose offer rate is more than this many times (or under 1/this of) the overall rate (default 2)",
         minimum=1,
     ),
     "raw_uri": _param("Landing zone", "string", "Folder or s3://bucket/prefix (PROMO_RAW_URI)", minLength=1),
-    "warehouse_url": _param("Warehouse", "string", "duckdb:///path/file.duckdb or postgresql://user@host:port/db",
-                            pattern="^(duckdb://|postgres(ql)?://)"),
+    "warehouse_url": _param(
+        "Warehouse",
+        "string",
+        "duckdb:///path/file.duckdb or postgresql://user@host:port/db",
+        pattern="^(duckdb://|postgres(ql)?://)",
+    ),
     "export_uri": _param("Marketing export", "string", "Folder or s3://bucket/prefix (PROMO_EXPORT_URI)", minLength=1),
-    "lake_dir": _param("Lake folder", "string", "Working lake folder for validated data and features (PROMO_LAKE_DIR)", minLength=1),
-    "model_store_uri": _param("Model store", "string", "Folder or s3://bucket/prefix (PROMO_MODEL_STORE_URI)", minLength=1),
+    "lake_dir": _param(
+        "Lake folder", "string", "Working lake folder for validated data and features (PROMO_LAKE_DIR)", minLength=1
+    ),
+    "model_store_uri": _param(
+        "Model store", "string", "Folder or s3://bucket/prefix (PROMO_MODEL_STORE_URI)", minLength=1
+    ),
     "spark_master": _param("Spark master", "string", "local[*] or spark://host:7077", pattern="^(local|spark://)"),
     "feast_online_store": _param("Feast online store", "string", "sqlite or redis", enum=["sqlite", "redis"]),
 }
@@ -172,10 +223,13 @@ class Settings:
         for name, schema in {**RUN_PARAMS, **SETTING_BOUNDS}.items():
             problem = _out_of_bounds(getattr(self, name), schema)
             if problem:
-                problems.append(f"{name} (PROMO_{name.upper()} or run param {name!r}) = {getattr(self, name)!r}: {problem}")
+                problems.append(
+                    f"{name} (PROMO_{name.upper()} or run param {name!r}) = {getattr(self, name)!r}: {problem}"
+                )
         if problems:
             raise ValueError(
-                "Invalid settings, nothing was run: " + "; ".join(problems)
+                "Invalid settings, nothing was run: "
+                + "; ".join(problems)
                 + ". Fix the run's params (--conf / the trigger form) or the PROMO_* environment variable."
             )
         return self

@@ -34,7 +34,9 @@ def ingest_validate(run_date: str, params: Mapping[str, Any] | None = None) -> d
     return ingest(resolve(params), _date(run_date))
 
 
-def build_features(run_date: str, params: Mapping[str, Any] | None = None, ingested_events: list[str] | None = None) -> dict:
+def build_features(
+    run_date: str, params: Mapping[str, Any] | None = None, ingested_events: list[str] | None = None
+) -> dict:
     """Spark features as of the run date, plus any earlier as_of date that training exposures need.
 
     Its input (the event partitions ingested tonight) and its output (tonight's user
@@ -48,15 +50,24 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None, inges
     events_checked = validate_clean_events(settings, ingested_events or [])
     lake = Path(settings.lake_dir)
     exposure_days = sorted(
-        date.fromisoformat(p.name[3:]) for p in (lake / "clean" / "exposures").glob("dt=*") if p.name[3:] < day.isoformat()
+        date.fromisoformat(p.name[3:])
+        for p in (lake / "clean" / "exposures").glob("dt=*")
+        if p.name[3:] < day.isoformat()
     )
     window_start = day - timedelta(days=TRAINING_WINDOW_DAYS)
-    backfill = [d for d in exposure_days if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()]
+    backfill = [
+        d
+        for d in exposure_days
+        if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()
+    ]
     # One Spark pass for every date: the daily partitions once, one roll-up job per feature table.
     # Past dates get user_features only: training reads nothing else as of an exposure date.
     summary = nightly.run_many(
-        settings.lake_dir, [*backfill, day], spark_master=settings.spark_master,
-        shuffle_partitions=settings.spark_shuffle_partitions, lookback_days=settings.feature_lookback_days,
+        settings.lake_dir,
+        [*backfill, day],
+        spark_master=settings.spark_master,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+        lookback_days=settings.feature_lookback_days,
         user_features_only=backfill,
     )
     tonight = {
@@ -67,7 +78,11 @@ def build_features(run_date: str, params: Mapping[str, Any] | None = None, inges
         **summary["as_of"][day.isoformat()],
     }
     features_checked = validate_user_features(settings, day)
-    return {"as_of_dates_built": len(summary["as_of_dates"]), "tonight": tonight, "checks": {**events_checked, **features_checked}}
+    return {
+        "as_of_dates_built": len(summary["as_of_dates"]),
+        "tonight": tonight,
+        "checks": {**events_checked, **features_checked},
+    }
 
 
 def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -119,7 +134,9 @@ def train_recommender(run_date: str, params: Mapping[str, Any] | None = None) ->
     return train(resolve(params), _date(run_date))
 
 
-def assign(run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None, recommender: dict | None = None) -> dict:
+def assign(
+    run_date: str, model_version: str | None, params: Mapping[str, Any] | None = None, recommender: dict | None = None
+) -> dict:
     from promoflow.decisions import assign as assign_users
 
     return assign_users(resolve(params), _date(run_date), model_version, recommender=recommender)
@@ -139,9 +156,12 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     late = {t: s["late"] for t, s in parts["ingest"].items() if s.get("late")}  # landed after their night ran
     summary = {
-        **parts["publish"], "quarantined_rows": quarantined, "late_partitions": late,
+        **parts["publish"],
+        "quarantined_rows": quarantined,
+        "late_partitions": late,
         "dropped_users_with_live_offer": parts["ingest"].get("users", {}).get("dropped_users_with_live_offer", 0),
-        "model": parts["train"], "assign": parts["assign"],
+        "model": parts["train"],
+        "assign": parts["assign"],
     }
     if parts.get("recommend") is not None:
         summary["recommender"] = parts["recommend"]
@@ -153,6 +173,8 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     path.write_text(json.dumps(summary, indent=2, default=str))
     log.info("run summary: %s", json.dumps(summary, default=str))
     for flag in summary["fairness_flags"]:
-        log.warning("fairness audit: %s (more than %gx apart; a warning, not a failure)", flag, settings.fairness_max_ratio)
+        log.warning(
+            "fairness audit: %s (more than %gx apart; a warning, not a failure)", flag, settings.fairness_max_ratio
+        )
     log.info("campaign report: %s", summary["report"])
     return summary

@@ -48,36 +48,28 @@ class Storage(ABC):
     """Operations the platform needs on a folder-like URI."""
 
     @abstractmethod
-    def list_dirs(self, uri: str) -> list[str]:
-        ...
+    def list_dirs(self, uri: str) -> list[str]: ...
 
     @abstractmethod
-    def list_files(self, uri: str) -> list[FileInfo]:
-        ...
+    def list_files(self, uri: str) -> list[FileInfo]: ...
 
     @abstractmethod
-    def exists(self, uri: str) -> bool:
-        ...
+    def exists(self, uri: str) -> bool: ...
 
     @abstractmethod
-    def download(self, uri: str, local_path: Path) -> None:
-        ...
+    def download(self, uri: str, local_path: Path) -> None: ...
 
     @abstractmethod
-    def upload(self, local_path: Path, uri: str) -> None:
-        ...
+    def upload(self, local_path: Path, uri: str) -> None: ...
 
     @abstractmethod
-    def read_bytes(self, uri: str) -> bytes:
-        ...
+    def read_bytes(self, uri: str) -> bytes: ...
 
     @abstractmethod
-    def write_bytes(self, uri: str, data: bytes) -> None:
-        ...
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
 
     @abstractmethod
-    def delete_prefix(self, uri: str) -> None:
-        ...
+    def delete_prefix(self, uri: str) -> None: ...
 
     @abstractmethod
     def publish_dir(self, local_dir: Path, uri: str) -> None:
@@ -192,7 +184,8 @@ class S3Storage(Storage):
         self.max_attempts = max_attempts
         config = Config(
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            connect_timeout=timeout_s, read_timeout=timeout_s,
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
         )
         self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
 
@@ -289,6 +282,7 @@ def storage_for(uri: str, s3_endpoint_url: str = "", settings: Any = None) -> St
     if is_s3(uri):
         return S3Storage(
             endpoint_url=s3_endpoint_url or os.environ.get("PROMO_S3_ENDPOINT_URL") or None,
-            max_attempts=getattr(settings, "s3_max_attempts", 5), timeout_s=getattr(settings, "s3_timeout_s", 30.0),
+            max_attempts=getattr(settings, "s3_max_attempts", 5),
+            timeout_s=getattr(settings, "s3_timeout_s", 30.0),
         )
     return LocalStorage()

@@ -57,11 +57,16 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
     target_dir = Path(settings.data_dir) / "dbt"
     args = [
         "build",
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(target_dir / "target"),
-        "--log-path", str(target_dir / "logs"),
-        "--vars", json.dumps({"run_date": run_date.isoformat()}),
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target_dir / "target"),
+        "--log-path",
+        str(target_dir / "logs"),
+        "--vars",
+        json.dumps({"run_date": run_date.isoformat()}),
     ]
     if select:
         args += ["--select", *select.split(), "--indirect-selection", "buildable"]
@@ -69,7 +74,9 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
         args.append("--full-refresh")
     result = dbtRunner().invoke(args)
     nodes = list(result.result or []) if result.result is not None else []
-    failed = [f"{r.node.name}: {r.status} {r.message or ''}".strip() for r in nodes if str(r.status) in ("error", "fail")]
+    failed = [
+        f"{r.node.name}: {r.status} {r.message or ''}".strip() for r in nodes if str(r.status) in ("error", "fail")
+    ]
     if not result.success:
         detail = "; ".join(failed) if failed else str(result.exception)
         scope = f" --select {select}" if select else ""
@@ -94,15 +101,25 @@ def dbt_docs(settings: Settings) -> Path:
 
     os.environ.update(dbt_env(settings))
     target_dir = Path(settings.data_dir) / "dbt_docs"
-    result = dbtRunner().invoke([
-        "docs", "generate", "--static",
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(target_dir),
-        "--log-path", str(Path(settings.data_dir) / "dbt" / "logs"),
-    ])
+    result = dbtRunner().invoke(
+        [
+            "docs",
+            "generate",
+            "--static",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(target_dir),
+            "--log-path",
+            str(Path(settings.data_dir) / "dbt" / "logs"),
+        ]
+    )
     if not result.success:
-        raise DbtBuildError(f"dbt docs generate failed: {result.exception}; run a night first (the catalog reads the warehouse)")
+        raise DbtBuildError(
+            f"dbt docs generate failed: {result.exception}; run a night first (the catalog reads the warehouse)"
+        )
     return target_dir / "static_index.html"
 
 

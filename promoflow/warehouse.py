@@ -51,6 +51,7 @@ def _lock_key(name: str) -> int:
     """A stable signed 64-bit advisory lock key for ``name``."""
     return int.from_bytes(hashlib.sha256(f"promoflow:{name}".encode()).digest()[:8], "big", signed=True)
 
+
 RAW_SCHEMA = "raw"
 ANALYTICS_SCHEMA = "analytics"
 
@@ -149,9 +150,13 @@ class Warehouse:
             url = urlparse(settings.warehouse_url)
             try:
                 self._con = psycopg2.connect(
-                    host=url.hostname or "127.0.0.1", port=url.port or 5432,
-                    user=url.username or "postgres", password=url.password, dbname=(url.path or "/postgres").lstrip("/"),
-                    connect_timeout=10, application_name="promoflow",
+                    host=url.hostname or "127.0.0.1",
+                    port=url.port or 5432,
+                    user=url.username or "postgres",
+                    password=url.password,
+                    dbname=(url.path or "/postgres").lstrip("/"),
+                    connect_timeout=10,
+                    application_name="promoflow",
                 )
             except psycopg2.OperationalError as err:
                 raise WarehouseUnavailableError(
@@ -250,7 +255,8 @@ class Warehouse:
         self.execute(f"create table if not exists {qualified} ({cols})")
         schema_name, table = qualified.split(".", 1)
         existing = {
-            r[0] for r in self.query(
+            r[0]
+            for r in self.query(
                 "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
                 [schema_name, table],
             )
@@ -283,7 +289,9 @@ class Warehouse:
         with self.transaction(lock="ddl"):
             self.execute(f"create schema if not exists {schema}")
             self._create_table_like(qualified, data.schema)
-        lock = f"{qualified}:" + json.dumps({k: _param(v) for k, v in (where or {}).items()}, sort_keys=True, default=str)
+        lock = f"{qualified}:" + json.dumps(
+            {k: _param(v) for k, v in (where or {}).items()}, sort_keys=True, default=str
+        )
         with self.transaction(lock=lock):
             if where:
                 clause = " and ".join(f'"{c}" = ?' for c in where)
@@ -300,11 +308,14 @@ class Warehouse:
                 f"create table if not exists {self.raw_schema}._load_log (table_name varchar, partition_key varchar, fingerprint varchar, loaded_at timestamp)"
             )
         rows = self.query(
-            f"select fingerprint from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition]
+            f"select fingerprint from {self.raw_schema}._load_log where table_name = ? and partition_key = ?",
+            [table, partition],
         )
         return rows[0][0] if rows else None
 
-    def load_files(self, table: str, files: list[Path], where: dict[str, object] | None, extra: dict[str, object] | None = None) -> bool:
+    def load_files(
+        self, table: str, files: list[Path], where: dict[str, object] | None, extra: dict[str, object] | None = None
+    ) -> bool:
         """Load Parquet ``files`` into ``raw.<table>`` replacing rows matching ``where``; skip when unchanged.
 
         Returns True when rows were (re)loaded.
@@ -321,9 +332,13 @@ class Warehouse:
                 data = data.append_column(name, pa.array([value] * data.num_rows))
         self.replace_rows(self.raw_schema, table, data, where)
         with self.transaction(lock=f"_load_log:{table}:{partition}"):
-            self.execute(f"delete from {self.raw_schema}._load_log where table_name = ? and partition_key = ?", [table, partition])
             self.execute(
-                f"insert into {self.raw_schema}._load_log values (?, ?, ?, current_timestamp)", [table, partition, fingerprint]
+                f"delete from {self.raw_schema}._load_log where table_name = ? and partition_key = ?",
+                [table, partition],
+            )
+            self.execute(
+                f"insert into {self.raw_schema}._load_log values (?, ?, ?, current_timestamp)",
+                [table, partition, fingerprint],
             )
         return True
 

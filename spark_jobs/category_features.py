@@ -85,4 +85,6 @@ def user_category_features_for_dates(user_category_daily: DataFrame, as_of_dates
         "affinity_score": F.col("affinity_score"),
         "rank": rank,
     }
-    return scored.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in USER_CATEGORY_FEATURES_SCHEMA.fields])
+    return scored.select(
+        *[features[f.name].cast(f.dataType).alias(f.name) for f in USER_CATEGORY_FEATURES_SCHEMA.fields]
+    )

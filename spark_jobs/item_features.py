@@ -51,7 +51,9 @@ def _top_neighbours(baskets: DataFrame, name: str, top_n: int) -> DataFrame:
     pairs = (
         left.join(right, (F.col("a.as_of") == F.col("b.as_of")) & (F.col("a.basket") == F.col("b.basket")))
         .filter(F.col("a.item_id") != F.col("b.item_id"))
-        .groupBy(F.col("a.item_id").alias("item_id"), F.col("a.as_of").alias("as_of"), F.col("b.item_id").alias("other"))
+        .groupBy(
+            F.col("a.item_id").alias("item_id"), F.col("a.as_of").alias("as_of"), F.col("b.item_id").alias("other")
+        )
         .agg(F.count(F.lit(1)).alias("n"))
     )
     ranked = pairs.withColumn(
@@ -107,6 +109,8 @@ def item_features_with_neighbours_for_dates(
     return joined.select(*cols, F.col("as_of"))
 
 
-def item_features_with_neighbours(events: DataFrame, items: DataFrame, as_of: date, top_n: int = NEIGHBOURS) -> DataFrame:
+def item_features_with_neighbours(
+    events: DataFrame, items: DataFrame, as_of: date, top_n: int = NEIGHBOURS
+) -> DataFrame:
     """``item_features_with_neighbours_for_dates`` for one date, without the as_of column."""
     return item_features_with_neighbours_for_dates(events, items, [as_of], top_n).drop("as_of")

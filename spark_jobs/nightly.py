@@ -110,7 +110,11 @@ _CLEAN_COLUMNS: dict[str, StructType] = {
     ),
     "users": StructType([StructField("user_id", StringType()), StructField("signup_ts", TimestampType())]),
     "items": StructType(
-        [StructField("item_id", StringType()), StructField("category", StringType()), StructField("price", DoubleType())]
+        [
+            StructField("item_id", StringType()),
+            StructField("category", StringType()),
+            StructField("price", DoubleType()),
+        ]
     ),
     "promotions": StructType([StructField("promo_id", StringType()), StructField("promo_type", StringType())]),
 }
@@ -209,8 +213,7 @@ def _physical_signature(path: Path, table: str) -> tuple:
 
     schema = pq.read_schema(path)
     return tuple(
-        (name, str(schema.field(name).type) if name in schema.names else None)
-        for name in _CLEAN_COLUMNS[table].names
+        (name, str(schema.field(name).type) if name in schema.names else None) for name in _CLEAN_COLUMNS[table].names
     )
 
 
@@ -318,7 +321,10 @@ def run(
     if isinstance(run_date, str):
         run_date = date.fromisoformat(run_date)
     summary = run_many(
-        lake_dir, [run_date], spark_master=spark_master, shuffle_partitions=shuffle_partitions,
+        lake_dir,
+        [run_date],
+        spark_master=spark_master,
+        shuffle_partitions=shuffle_partitions,
         lookback_days=lookback_days,
     )
     return {
@@ -441,8 +447,10 @@ def run_many(
     user_features_df = roll_up_user_features_for_dates(user_daily_df, category_daily_df, users, dates)
     user_features_paths = _publish_as_of_dates(user_features_df, features / "user_features", dates, "user_id")
     category_paths = _publish_as_of_dates(
-        user_category_features_for_dates(category_daily_df, full_dates), features / "user_category_features",
-        full_dates, ("user_id", "rank"),
+        user_category_features_for_dates(category_daily_df, full_dates),
+        features / "user_category_features",
+        full_dates,
+        ("user_id", "rank"),
     )
     sequence_paths = _publish_as_of_dates(
         user_sequences_for_dates(user_daily_df, users, full_dates), features / "user_sequences", full_dates, "user_id"
@@ -457,7 +465,10 @@ def run_many(
     )
     item_features_paths = _publish_as_of_dates(
         item_features_with_neighbours_for_dates(item_events, items, full_dates, neighbour_dates=[max(dates)]),
-        features / "item_features", full_dates, "item_id", keep_as_of=False,
+        features / "item_features",
+        full_dates,
+        "item_id",
+        keep_as_of=False,
     )
 
     return {
@@ -574,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake-dir", required=True, help="the lake folder (PROMO_LAKE_DIR)")
     parser.add_argument("--run-date", required=True, type=date.fromisoformat, help="run date D, YYYY-MM-DD")
     parser.add_argument(
-        "--master", default=None,
+        "--master",
+        default=None,
         help="Spark master, e.g. local[*] or spark://host:7077; default: spark-submit's --master, else local[*]",
     )
     parser.add_argument("--shuffle-partitions", type=int, default=8)

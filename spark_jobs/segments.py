@@ -34,7 +34,9 @@ def segment_features(user_features: DataFrame) -> DataFrame:
     """RFM / behaviour columns per user, nulls resolved (no order: recency 91 days, counts 0)."""
     return user_features.select(
         "user_id",
-        F.coalesce(F.col("days_since_last_order"), F.lit(NEVER_ORDERED_RECENCY_DAYS)).cast("double").alias("recency_days"),
+        F.coalesce(F.col("days_since_last_order"), F.lit(NEVER_ORDERED_RECENCY_DAYS))
+        .cast("double")
+        .alias("recency_days"),
         F.coalesce(F.col("orders_90d"), F.lit(0)).cast("double").alias("orders_90d"),
         F.coalesce(F.col("spend_90d"), F.lit(0.0)).cast("double").alias("spend_90d"),
         F.coalesce(F.col("discount_order_share_90d"), F.lit(0.0)).cast("double").alias("discount_order_share_90d"),
@@ -74,7 +76,9 @@ def match_to_previous(centroids: np.ndarray, previous: np.ndarray | None, scale:
     scale = np.where(scale > 0, scale, 1.0)
     distance = np.linalg.norm((centroids[:, None, :] - previous[None, :, :]) / scale, axis=2)
     ids = list(range(max(k, len(previous))))
-    best = min(itertools.permutations(ids, k), key=lambda p: sum(distance[i, j] for i, j in enumerate(p) if j < len(previous)))
+    best = min(
+        itertools.permutations(ids, k), key=lambda p: sum(distance[i, j] for i, j in enumerate(p) if j < len(previous))
+    )
     return list(best)
 
 
@@ -85,7 +89,9 @@ def segment_names(centroids: np.ndarray, medians: Sequence[float]) -> list[str]:
     names = []
     for c in centroids:
         if c[frequency] < 0.5:
-            activity = "browsing" if c[FEATURES.index("events_30d")] > medians[FEATURES.index("events_30d")] else "inactive"
+            activity = (
+                "browsing" if c[FEATURES.index("events_30d")] > medians[FEATURES.index("events_30d")] else "inactive"
+            )
         elif c[recency] > max(medians[recency], 30):
             activity = "lapsing"
         elif c[frequency] > medians[frequency]:
@@ -102,15 +108,26 @@ def segment_names(centroids: np.ndarray, medians: Sequence[float]) -> list[str]:
     return out
 
 
-def build_segments(user_features: DataFrame, previous: dict | None, k: int = SEGMENTS, seed: int = SEED) -> tuple[DataFrame, dict]:
+def build_segments(
+    user_features: DataFrame, previous: dict | None, k: int = SEGMENTS, seed: int = SEED
+) -> tuple[DataFrame, dict]:
     """Tonight's (user_id, segment_id, segment) and the centroid state the next night matches against."""
     features = segment_features(user_features).cache()
-    distinct = features.select(*FEATURES).distinct().count()  # MLlib's KMeans fails asking for more clusters than points
+    distinct = (
+        features.select(*FEATURES).distinct().count()
+    )  # MLlib's KMeans fails asking for more clusters than points
     k = min(k, distinct)
     if distinct < 2:  # nothing to cluster: one segment
-        names = segment_names(np.array([[row[f] for f in FEATURES] for row in features.collect()] or [[0.0] * len(FEATURES)]), [0.0] * len(FEATURES))
+        names = segment_names(
+            np.array([[row[f] for f in FEATURES] for row in features.collect()] or [[0.0] * len(FEATURES)]),
+            [0.0] * len(FEATURES),
+        )
         assigned = features.select("user_id", F.lit(0).alias("segment_id"), F.lit(names[0]).alias("segment"))
-        return assigned, {"features": FEATURES, "centroids": (previous or {}).get("centroids", []), "names": {"0": names[0]}}
+        return assigned, {
+            "features": FEATURES,
+            "centroids": (previous or {}).get("centroids", []),
+            "names": {"0": names[0]},
+        }
     model, centroids = fit_segments(features, k, seed)
     scale = np.array(model.stages[1].std.toArray())
     previous_centroids = np.array(previous["centroids"]) if previous else None
@@ -119,7 +136,10 @@ def build_segments(user_features: DataFrame, previous: dict | None, k: int = SEG
     names = segment_names(centroids, medians)
     by_id = sorted(zip(ids, names, centroids.tolist()))
     spark = user_features.sparkSession
-    mapping = spark.createDataFrame([(i, cluster, name) for cluster, (i, name) in enumerate(zip(ids, names))], "segment_id int, _cluster int, segment string")
+    mapping = spark.createDataFrame(
+        [(i, cluster, name) for cluster, (i, name) in enumerate(zip(ids, names))],
+        "segment_id int, _cluster int, segment string",
+    )
     assigned = (
         model.transform(features)
         .select("user_id", F.col("_cluster").cast("int").alias("_cluster"))

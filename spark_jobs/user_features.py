@@ -73,7 +73,11 @@ _EVENT_TYPE_COUNTS = {  # user_daily column -> event_type
 _EVENT_COUNT_COLUMNS = ["n_events", *_EVENT_TYPE_COUNTS, "n_sessions"]
 _ORDER_COUNT_COLUMNS = ["n_orders", "n_discounted_orders"]
 _ORDER_AMOUNT_COLUMNS = [
-    "order_amount", "order_amount_sq", "discount_amount", "viewed_price_sum", "purchased_price_sum",
+    "order_amount",
+    "order_amount_sq",
+    "discount_amount",
+    "viewed_price_sum",
+    "purchased_price_sum",
 ]
 
 USER_DAILY_SCHEMA = StructType(
@@ -227,9 +231,7 @@ def dedupe_events(events: DataFrame) -> DataFrame:
     order = [F.col("event_ts").asc_nulls_last()] + [
         F.col(c).asc_nulls_last() for c in events.columns if c not in ("event_id", "event_ts")
     ]
-    ranked = events.withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("event_id").orderBy(*order))
-    )
+    ranked = events.withColumn("_rank", F.row_number().over(Window.partitionBy("event_id").orderBy(*order)))
     return ranked.filter(F.col("_rank") == 1).drop("_rank")
 
 
@@ -237,9 +239,7 @@ def _dedupe_orders(orders: DataFrame) -> DataFrame:
     order = [F.col("order_ts").asc_nulls_last()] + [
         F.col(c).asc_nulls_last() for c in orders.columns if c not in ("order_id", "order_ts")
     ]
-    ranked = orders.withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("order_id").orderBy(*order))
-    )
+    ranked = orders.withColumn("_rank", F.row_number().over(Window.partitionBy("order_id").orderBy(*order)))
     return ranked.filter(F.col("_rank") == 1).drop("_rank")
 
 
@@ -317,7 +317,9 @@ def user_daily_aggregates(
         F.max("event_ts").alias("last_event_ts"),
         sessions(F.col("event_type") == "add_to_cart").alias("_cart_sessions"),
         sessions(is_purchase).alias("_purchase_sessions"),
-        F.collect_list(F.when(F.col("item_id").isNotNull(), F.struct("event_ts", "event_id", "item_id"))).alias("_items"),
+        F.collect_list(F.when(F.col("item_id").isNotNull(), F.struct("event_ts", "event_id", "item_id"))).alias(
+            "_items"
+        ),
     ]
     event_aggs += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
     event_aggs += [
@@ -417,9 +419,7 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
             _count_if(F.col("event_type") == "view").alias("views"),
             _count_if(F.col("event_type") == "add_to_cart").alias("carts"),
             _count_if(F.col("event_type") == "purchase").alias("purchases"),
-            F.coalesce(
-                F.sum(F.when(F.col("event_type") == "purchase", F.col("_price"))), F.lit(0.0)
-            ).alias("spend"),
+            F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("_price"))), F.lit(0.0)).alias("spend"),
             F.max("event_ts").alias("last_event_ts"),
         )
         .filter(F.col("user_id").isNotNull() & F.col("dt").isNotNull())
@@ -488,9 +488,7 @@ def _channel_engagement(daily: DataFrame) -> DataFrame:
     )
     return sent.groupBy("user_id", "as_of").agg(
         *[
-            _safe_ratio(
-                F.sum(F.when(engaged, F.col(n)).otherwise(F.lit(0))), F.sum(F.col(n))
-            ).alias(f"_engagement_{c}")
+            _safe_ratio(F.sum(F.when(engaged, F.col(n)).otherwise(F.lit(0))), F.sum(F.col(n))).alias(f"_engagement_{c}")
             for c, n in zip(CHANNELS, CHANNEL_EXPOSURE_COLUMNS)
         ]
     )
@@ -578,7 +576,9 @@ def roll_up_user_features_for_dates(
     )
     engagement = _channel_engagement(daily)
     # Most frequent hour: the greatest (count, -hour) struct, so ties go to the earlier hour.
-    busiest = F.greatest(*[F.struct(F.col(f"_{c}").alias("n"), F.lit(-h).alias("neg_hour")) for h, c in zip(HOURS, HOUR_COLUMNS)])
+    busiest = F.greatest(
+        *[F.struct(F.col(f"_{c}").alias("n"), F.lit(-h).alias("neg_hour")) for h, c in zip(HOURS, HOUR_COLUMNS)]
+    )
     activity = activity.withColumn(
         "_preferred_hour",
         F.when(F.col("_events_90d") > 0, -busiest["neg_hour"]).otherwise(F.lit(PREFERRED_HOUR_DEFAULT)),
@@ -610,9 +610,7 @@ def roll_up_user_features_for_dates(
 
     # One row per user of the snapshot and as_of date, whatever duplicates the snapshot holds.
     roster = (
-        users.filter(F.col("user_id").isNotNull())
-        .groupBy("user_id")
-        .agg(F.min(_ts("signup_ts")).alias("_signup_ts"))
+        users.filter(F.col("user_id").isNotNull()).groupBy("user_id").agg(F.min(_ts("signup_ts")).alias("_signup_ts"))
     )
     joined = (
         _with_as_of_dates(roster, dates)
@@ -689,18 +687,13 @@ def roll_up_user_features_for_dates(
             share: _safe_ratio(zero(f"_{count}"), zero("_events_90d"))
             for share, count in zip(HOUR_SHARE_COLUMNS, HOUR_COLUMNS)
         },
-        **{
-            f"channel_engagement_{c}_90d": F.coalesce(F.col(f"_engagement_{c}"), F.lit(0.0))
-            for c in CHANNELS
-        },
+        **{f"channel_engagement_{c}_90d": F.coalesce(F.col(f"_engagement_{c}"), F.lit(0.0)) for c in CHANNELS},
         **{
             f"top_category_{k}": F.coalesce(F.col(f"_top_category_{k}"), F.lit(TOP_CATEGORY_COLUMNS_DEFAULT))
             for k in range(1, TOP_CATEGORIES + 1)
         },
     }
-    return joined.select(
-        *[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields]
-    )
+    return joined.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields])
 
 
 def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame:
@@ -735,12 +728,16 @@ def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: li
         .groupBy("item_id")
         .agg(F.coalesce(F.min("category"), F.lit(TOP_CATEGORY_DEFAULT)).alias("category"))
     )
-    joined = _with_as_of_dates(catalogue, dates).join(counts, ["item_id", "as_of"], "left").select(
-        "item_id",
-        "as_of",
-        "category",
-        F.coalesce(F.col("_views"), F.lit(0)).alias("views_30d"),
-        F.coalesce(F.col("_purchases"), F.lit(0)).alias("purchases_30d"),
+    joined = (
+        _with_as_of_dates(catalogue, dates)
+        .join(counts, ["item_id", "as_of"], "left")
+        .select(
+            "item_id",
+            "as_of",
+            "category",
+            F.coalesce(F.col("_views"), F.lit(0)).alias("views_30d"),
+            F.coalesce(F.col("_purchases"), F.lit(0)).alias("purchases_30d"),
+        )
     )
     rank = F.row_number().over(
         Window.partitionBy("as_of", "category").orderBy(

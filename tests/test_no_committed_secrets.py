@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Built from parts so this file does not match itself.
 _BEGIN, _END = "-----BEGIN", "-----"
 SECRET_PATTERNS: dict[str, re.Pattern] = {
-    "private key block": re.compile(_BEGIN + r" (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?" + _END),
+    "private key block": re.compile(
+        _BEGIN + r" (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?" + _END
+    ),
     "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     "AWS secret access key": re.compile(r"(?i)aws_secret_access_key\s*[=:]\s*['\"]?(?!testing\b)[A-Za-z0-9/+=]{40}\b"),
     "GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
@@ -37,7 +39,10 @@ ALLOWED_VALUES = re.compile(r"(?i)(test|example|dummy|changeme)")
 
 def repository_files(root: Path = ROOT) -> list[Path]:
     out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root, capture_output=True, check=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
     ).stdout
     return [root / name for name in out.decode().split("\0") if name and (root / name).is_file()]
 
@@ -87,7 +92,11 @@ def test_the_scanner_finds_a_planted_secret(tmp_path, name, content, kind):
 
 def test_the_scanner_accepts_references_and_test_values(tmp_path):
     path = tmp_path / "compose.yml"
-    path.write_text("PROMO_USER_KEY_SECRET: ${PROMO_USER_KEY_SECRET:?set in .env}\nPROMO_USER_KEY_SECRET=test-secret-value\n")
+    path.write_text(
+        "PROMO_USER_KEY_SECRET: ${PROMO_USER_KEY_SECRET:?set in .env}\nPROMO_USER_KEY_SECRET=test-secret-value\n"
+    )
     assert find_secrets([path], root=tmp_path) == []
     (tmp_path / ".user_key_secret").write_text("abc")
-    assert find_secrets([tmp_path / ".user_key_secret"], root=tmp_path) == [".user_key_secret: a secret's file name; keep it out of the repository (.gitignore)"]
+    assert find_secrets([tmp_path / ".user_key_secret"], root=tmp_path) == [
+        ".user_key_secret: a secret's file name; keep it out of the repository (.gitignore)"
+    ]

@@ -85,12 +85,25 @@ def bench_policy(n_users: int, seed: int) -> dict:
     result["holdout_mask_s"] = round(seconds, 3)
     allocation, seconds = timed(policy.allocate, margin, cost, budget - reserve, eligible, none_index)
     result["allocate_s"] = round(seconds, 3)
-    result["allocate"] = {"offers": allocation.n_assigned, "spent": round(allocation.total_cost, 2), "lambda": allocation.lambda_}
+    result["allocate"] = {
+        "offers": allocation.n_assigned,
+        "spent": round(allocation.total_cost, 2),
+        "lambda": allocation.lambda_,
+    }
     exploration_cost = cost.copy()
     exploration_cost[:, none_index] = 0.0
     exploration, seconds = timed(
-        policy.explore, allocation.arm_index, is_holdout, eligible, exploration_cost, none_index,
-        user_ids=user_ids, rate=0.05, reserve_budget=reserve, holdout_share=0.05, salt="explore-bench",
+        policy.explore,
+        allocation.arm_index,
+        is_holdout,
+        eligible,
+        exploration_cost,
+        none_index,
+        user_ids=user_ids,
+        rate=0.05,
+        reserve_budget=reserve,
+        holdout_share=0.05,
+        salt="explore-bench",
     )
     result["explore_s"] = round(seconds, 3)
     result["explore"] = {"explorers": int(exploration.is_exploration.sum())}
@@ -115,24 +128,36 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = delivery[0]["reference"]
     print()
-    print(f"{'users':>9} {'offers':>8} | {'reference s':>11} {'us/user':>8} | {'vectorised s':>12} {'us/user':>8} | per-user speed-up")
+    print(
+        f"{'users':>9} {'offers':>8} | {'reference s':>11} {'us/user':>8} | {'vectorised s':>12} {'us/user':>8} | per-user speed-up"
+    )
     for r in delivery:
         new = r["delivery_columns"]
         r["reference_over_vectorised_per_user"] = round(reference["us_per_user"] / new["us_per_user"], 1)
         ref = r.get("reference", {"s": "-", "us_per_user": "-"})
-        print(f"{r['users']:>9} {r['offers']:>8} | {ref['s']:>11} {ref['us_per_user']:>8} | {new['s']:>12} {new['us_per_user']:>8} | "
-              f"x{r['reference_over_vectorised_per_user']}")
+        print(
+            f"{r['users']:>9} {r['offers']:>8} | {ref['s']:>11} {ref['us_per_user']:>8} | {new['s']:>12} {new['us_per_user']:>8} | "
+            f"x{r['reference_over_vectorised_per_user']}"
+        )
     if len(delivery) > 1:
         small, large = delivery[0], delivery[-1]
         growth = round(large["delivery_columns"]["s"] / small["delivery_columns"]["s"], 2)
-        print(f"vectorised growth {small['users']} -> {large['users']} users (x{large['users'] / small['users']:g}): x{growth}")
+        print(
+            f"vectorised growth {small['users']} -> {large['users']} users (x{large['users'] / small['users']:g}): x{growth}"
+        )
     if policy_result:
         p = policy_result
-        print(f"policy at {p['users']} users x {p['arms']} arms: holdout_mask {p['holdout_mask_s']} s, allocate {p['allocate_s']} s, "
-              f"explore {p['explore_s']} s (one salted hash of every user id: {p['salted_hashes_s']} s; explore draws it for every user, and again for the explorers)")
+        print(
+            f"policy at {p['users']} users x {p['arms']} arms: holdout_mask {p['holdout_mask_s']} s, allocate {p['allocate_s']} s, "
+            f"explore {p['explore_s']} s (one salted hash of every user id: {p['salted_hashes_s']} s; explore draws it for every user, and again for the explorers)"
+        )
     payload = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "settings": {"offer_share": args.offer_share, "seed": args.seed},
         "delivery": delivery,
         "policy": policy_result,

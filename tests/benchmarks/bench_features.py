@@ -141,11 +141,14 @@ def spark_worker(lake: Path, out: Path, shuffle_partitions: int, driver_memory: 
         user_daily_aggregates,
     )
 
-    spark = build_spark(master="local[*]", app_name="bench-features", shuffle_partitions=shuffle_partitions,
-                        driver_memory=driver_memory)
+    spark = build_spark(
+        master="local[*]", app_name="bench-features", shuffle_partitions=shuffle_partitions, driver_memory=driver_memory
+    )
     clean = lake / "clean"
     parts = {t: nightly._partition_dirs(clean / t) for t in nightly.DAILY_SOURCES}
-    events, orders, exposures = (nightly._read_partitions(spark, sorted(parts[t].values()), t) for t in nightly.DAILY_SOURCES)
+    events, orders, exposures = (
+        nightly._read_partitions(spark, sorted(parts[t].values()), t) for t in nightly.DAILY_SOURCES
+    )
     items = nightly._read_snapshot(spark, clean, "items")
     users = nightly._read_snapshot(spark, clean, "users")
     promotions = nightly._read_snapshot(spark, clean, "promotions")
@@ -167,7 +170,9 @@ def spark_worker(lake: Path, out: Path, shuffle_partitions: int, driver_memory: 
     days = sorted(parts["events"])
     daily = nightly._read_features(spark, out / "user_daily", days, USER_DAILY_SCHEMA)
     category_daily = nightly._read_features(spark, out / "user_category_daily", days, USER_CATEGORY_DAILY_SCHEMA)
-    roll_up_user_features(daily, category_daily, users, AS_OF).write.mode("overwrite").parquet(str(out / "user_features"))
+    roll_up_user_features(daily, category_daily, users, AS_OF).write.mode("overwrite").parquet(
+        str(out / "user_features")
+    )
     step("user_features")
     user_category_features(category_daily, AS_OF).write.mode("overwrite").parquet(str(out / "user_category_features"))
     step("user_category_features")
@@ -338,32 +343,69 @@ def _duckdb_sql(clean: Path, out: Path) -> str:
 
     hour_columns = ",\n".join(f"count(*) filter (h = {h}) as events_h{h:02d}" for h in range(24))
     sums = {  # output name -> (daily column, window days)
-        "orders_7d": ("n_orders", 7), "orders_30d": ("n_orders", 30), "orders_90d": ("n_orders", 90),
-        "spend_7d": ("order_amount", 7), "spend_30d": ("order_amount", 30), "spend_90d": ("order_amount", 90),
-        "spend_sq_90d": ("order_amount_sq", 90), "discounted_90d": ("n_discounted_orders", 90),
-        "events_7d": ("n_events", 7), "events_30d": ("n_events", 30), "events_90d": ("n_events", 90),
-        "views_30d": ("n_views", 30), "carts_30d": ("n_carts", 30), "sessions_30d": ("n_sessions", 30),
-        "sessions_90d": ("n_sessions", 90), "searches_30d": ("n_searches", 30), "searches_90d": ("n_searches", 90),
-        "cart_sessions_30d": ("n_cart_sessions", 30), "abandoned_30d": ("n_abandoned_cart_sessions", 30),
-        "exposures_7d": ("n_exposures", 7), "exposures_30d": ("n_exposures", 30), "exposures_90d": ("n_exposures", 90),
+        "orders_7d": ("n_orders", 7),
+        "orders_30d": ("n_orders", 30),
+        "orders_90d": ("n_orders", 90),
+        "spend_7d": ("order_amount", 7),
+        "spend_30d": ("order_amount", 30),
+        "spend_90d": ("order_amount", 90),
+        "spend_sq_90d": ("order_amount_sq", 90),
+        "discounted_90d": ("n_discounted_orders", 90),
+        "events_7d": ("n_events", 7),
+        "events_30d": ("n_events", 30),
+        "events_90d": ("n_events", 90),
+        "views_30d": ("n_views", 30),
+        "carts_30d": ("n_carts", 30),
+        "sessions_30d": ("n_sessions", 30),
+        "sessions_90d": ("n_sessions", 90),
+        "searches_30d": ("n_searches", 30),
+        "searches_90d": ("n_searches", 90),
+        "cart_sessions_30d": ("n_cart_sessions", 30),
+        "abandoned_30d": ("n_abandoned_cart_sessions", 30),
+        "exposures_7d": ("n_exposures", 7),
+        "exposures_30d": ("n_exposures", 30),
+        "exposures_90d": ("n_exposures", 90),
         "redemptions_90d": ("n_redemptions", 90),
-        "priced_views_90d": ("n_priced_views", 90), "viewed_price_90d": ("viewed_price_sum", 90),
-        "priced_purchases_90d": ("n_priced_purchases", 90), "purchased_price_90d": ("purchased_price_sum", 90),
+        "priced_views_90d": ("n_priced_views", 90),
+        "viewed_price_90d": ("viewed_price_sum", 90),
+        "priced_purchases_90d": ("n_priced_purchases", 90),
+        "purchased_price_90d": ("purchased_price_sum", 90),
         **{f"x_{t}_90d": (f"n_exposures_{t}", 90) for t in PROMO_TYPES},
         **{f"r_{t}_90d": (f"n_redemptions_{t}", 90) for t in PROMO_TYPES},
     }
     window_sums = ",\n".join(
-        f"coalesce(sum({col}) filter (dt >= date '{AS_OF}' - {days}), 0) as {name}" for name, (col, days) in sums.items()
+        f"coalesce(sum({col}) filter (dt >= date '{AS_OF}' - {days}), 0) as {name}"
+        for name, (col, days) in sums.items()
     )
     hour_sums = ",\n".join(f"coalesce(sum(events_h{h:02d}), 0) as h{h:02d}" for h in range(24))
 
     def ratio(num: str, den: str) -> str:
         return f"case when coalesce({den}, 0) > 0 then {num} / {den} else 0 end"
 
-    outputs = [f"coalesce({n}, 0) as {n}" for n in ("orders_7d", "orders_30d", "orders_90d", "spend_7d", "spend_30d",
-                                                  "spend_90d", "views_30d", "carts_30d", "sessions_30d", "searches_30d",
-                                                  "events_7d", "events_30d", "events_90d", "sessions_90d", "searches_90d",
-                                                  "exposures_7d", "exposures_30d", "exposures_90d", "redemptions_90d")]
+    outputs = [
+        f"coalesce({n}, 0) as {n}"
+        for n in (
+            "orders_7d",
+            "orders_30d",
+            "orders_90d",
+            "spend_7d",
+            "spend_30d",
+            "spend_90d",
+            "views_30d",
+            "carts_30d",
+            "sessions_30d",
+            "searches_30d",
+            "events_7d",
+            "events_30d",
+            "events_90d",
+            "sessions_90d",
+            "searches_90d",
+            "exposures_7d",
+            "exposures_30d",
+            "exposures_90d",
+            "redemptions_90d",
+        )
+    ]
     outputs += [
         f"{ratio('events_30d', 'sessions_30d')} as events_per_session_30d",
         f"{ratio('carts_30d', 'views_30d')} as view_to_cart_rate_30d",
@@ -379,15 +421,23 @@ def _duckdb_sql(clean: Path, out: Path) -> str:
         *[f"least({ratio(f'r_{t}_90d', f'x_{t}_90d')}, 1) as redemption_rate_{t}_90d" for t in PROMO_TYPES],
         *[f"{ratio(f'h{h:02d}', 'events_90d')} as hour_share_{h:02d}" for h in range(24)],
         # the first hour with the most events; 10 without events (the Spark default)
-        "case when coalesce(events_90d, 0) > 0 then list_position([" + ", ".join(f"h{h:02d}" for h in range(24))
-        + "], greatest(" + ", ".join(f"h{h:02d}" for h in range(24)) + ")) - 1 else 10 end as preferred_hour",
+        "case when coalesce(events_90d, 0) > 0 then list_position(["
+        + ", ".join(f"h{h:02d}" for h in range(24))
+        + "], greatest("
+        + ", ".join(f"h{h:02d}" for h in range(24))
+        + ")) - 1 else 10 end as preferred_hour",
     ]
     return DUCKDB_SQL.format(
-        clean=clean, out=out, as_of=AS_OF.isoformat(), hour_columns=hour_columns,
+        clean=clean,
+        out=out,
+        as_of=AS_OF.isoformat(),
+        hour_columns=hour_columns,
         type_redemptions=", ".join(f"count(*) filter (promo_type = '{t}') as n_redemptions_{t}" for t in PROMO_TYPES),
         channel_exposures=", ".join(f"count(*) filter (channel = '{c}') as n_exposures_{c}" for c in CHANNELS),
         type_exposures=", ".join(f"count(*) filter (promo_type = '{t}') as n_exposures_{t}" for t in PROMO_TYPES),
-        window_sums=window_sums, hour_sums=hour_sums, window_outputs=",\n".join(outputs),
+        window_sums=window_sums,
+        hour_sums=hour_sums,
+        window_outputs=",\n".join(outputs),
     )
 
 
@@ -440,8 +490,19 @@ def bench(n_users: int, events_per_user: int, work: Path, shuffle_partitions: in
         out = work / f"out_{engine}_{n_users}"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        command = [sys.executable, __file__, f"--{engine}-worker", "--lake", str(lake), "--out", str(out),
-                   "--shuffle-partitions", str(shuffle_partitions), "--driver-memory", driver_memory]
+        command = [
+            sys.executable,
+            __file__,
+            f"--{engine}-worker",
+            "--lake",
+            str(lake),
+            "--out",
+            str(out),
+            "--shuffle-partitions",
+            str(shuffle_partitions),
+            "--driver-memory",
+            driver_memory,
+        ]
         figures = measure(command)
         if (out / "steps.json").exists():
             figures["steps_s"] = json.loads((out / "steps.json").read_text())
@@ -486,12 +547,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(results: list[dict], args) -> None:
     print()
-    print(f"{'users':>9} {'events':>11} | {'spark s':>8} {'ev/s':>10} {'peak MB':>8} | "
-          f"{'duckdb s':>8} {'ev/s':>10} {'peak MB':>8} | spark/duckdb")
+    print(
+        f"{'users':>9} {'events':>11} | {'spark s':>8} {'ev/s':>10} {'peak MB':>8} | "
+        f"{'duckdb s':>8} {'ev/s':>10} {'peak MB':>8} | spark/duckdb"
+    )
     for r in results:
         s, d = r["spark"], r["duckdb"]
-        print(f"{r['users']:>9} {r['events']:>11} | {s['wall_s']:>8} {s['events_per_s']:>10} {s['peak_rss_mb']:>8} | "
-              f"{d['wall_s']:>8} {d['events_per_s']:>10} {d['peak_rss_mb']:>8} | {r['spark_over_duckdb']:>6}")
+        print(
+            f"{r['users']:>9} {r['events']:>11} | {s['wall_s']:>8} {s['events_per_s']:>10} {s['peak_rss_mb']:>8} | "
+            f"{d['wall_s']:>8} {d['events_per_s']:>10} {d['peak_rss_mb']:>8} | {r['spark_over_duckdb']:>6}"
+        )
     growth = {}
     if len(results) > 1:
         small, large = results[0], results[-1]
@@ -501,16 +566,28 @@ def _report(results: list[dict], args) -> None:
             "spark_time_factor": round(large["spark"]["wall_s"] / small["spark"]["wall_s"], 2),
             "duckdb_time_factor": round(large["duckdb"]["wall_s"] / small["duckdb"]["wall_s"], 2),
         }
-        print(f"growth {small['users']} -> {large['users']} users (x{scale:g}): "
-              f"spark x{growth['spark_time_factor']}, duckdb x{growth['duckdb_time_factor']}")
+        print(
+            f"growth {small['users']} -> {large['users']} users (x{scale:g}): "
+            f"spark x{growth['spark_time_factor']}, duckdb x{growth['duckdb_time_factor']}"
+        )
     import duckdb
     import pyspark
 
     payload = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "pyspark": pyspark.__version__, "duckdb": duckdb.__version__},
-        "settings": {"events_per_user": args.events_per_user, "days": DAYS, "as_of": AS_OF.isoformat(),
-                     "shuffle_partitions": args.shuffle_partitions, "driver_memory": args.driver_memory},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "pyspark": pyspark.__version__,
+            "duckdb": duckdb.__version__,
+        },
+        "settings": {
+            "events_per_user": args.events_per_user,
+            "days": DAYS,
+            "as_of": AS_OF.isoformat(),
+            "shuffle_partitions": args.shuffle_partitions,
+            "driver_memory": args.driver_memory,
+        },
         "results": results,
         "growth": growth,
     }

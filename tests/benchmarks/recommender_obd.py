@@ -58,11 +58,13 @@ def item_table(wheel: Path, campaign: str) -> pd.DataFrame:
     """item_context.csv as the recommender's items: item_id, category, price + one-hot item features."""
     with zipfile.ZipFile(wheel) as archive:
         context = pd.read_csv(io.BytesIO(archive.read(f"obp/dataset/obd/bts/{campaign}/item_context.csv")), index_col=0)
-    items = pd.DataFrame({
-        "item_id": context["item_id"].astype(str),
-        "category": context["item_feature_1"].astype(str),
-        "price": context["item_feature_0"] - context["item_feature_0"].min() + 1.0,
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": context["item_id"].astype(str),
+            "category": context["item_feature_1"].astype(str),
+            "price": context["item_feature_0"] - context["item_feature_0"].min() + 1.0,
+        }
+    )
     one_hot = pd.get_dummies(context[["item_feature_2", "item_feature_3"]].astype(str), dtype=float)
     return pd.concat([items, one_hot.reset_index(drop=True)], axis=1)
 
@@ -74,7 +76,9 @@ def user_context(log: pd.DataFrame, categories: dict[str, list[str]], prefix: st
         for value in values:
             columns[f"{name}={value}"] = (log[name].astype(str).to_numpy() == value).astype(np.float64)
     frame = pd.DataFrame(columns)
-    affinity = log[[c for c in log.columns if c.startswith("user-item_affinity_")]].reset_index(drop=True).astype(np.float64)
+    affinity = (
+        log[[c for c in log.columns if c.startswith("user-item_affinity_")]].reset_index(drop=True).astype(np.float64)
+    )
     return pd.concat([frame, affinity], axis=1)
 
 
@@ -84,20 +88,25 @@ def train_on_clicks(bts: pd.DataFrame, items: pd.DataFrame, categories: dict[str
     clicked = bts.loc[bts["click"] == 1]
     users = user_context(bts, categories, "bts")
     weight = np.minimum((1.0 / n_items) / bts["propensity_score"].to_numpy(), MAX_TRAINING_WEIGHT)
-    interactions = pd.DataFrame({
-        "user_id": users["user_id"].to_numpy()[clicked.index.to_numpy()],
-        "item_id": clicked["item_id"].astype(str).to_numpy(),
-        "event_ts": pd.to_datetime(clicked["timestamp"], utc=True).to_numpy(),
-        "event_type": "click",
-        "weight": weight[clicked.index.to_numpy()],
-    })
+    interactions = pd.DataFrame(
+        {
+            "user_id": users["user_id"].to_numpy()[clicked.index.to_numpy()],
+            "item_id": clicked["item_id"].astype(str).to_numpy(),
+            "event_ts": pd.to_datetime(clicked["timestamp"], utc=True).to_numpy(),
+            "event_type": "click",
+            "weight": weight[clicked.index.to_numpy()],
+        }
+    )
     as_of = (pd.to_datetime(bts["timestamp"], utc=True).max() + pd.Timedelta(days=1)).date()
     config = RecommenderConfig(holdout_days=0, batch_size=64)
-    return train_recommender(interactions, users, None, items, as_of,
-                             seed=seed, epochs=EPOCHS, deterministic=True, config=config)
+    return train_recommender(
+        interactions, users, None, items, as_of, seed=seed, epochs=EPOCHS, deterministic=True, config=config
+    )
 
 
-def estimates(random_log: pd.DataFrame, chosen: np.ndarray, n_items: int) -> tuple[PolicyValueEstimate, PolicyValueEstimate]:
+def estimates(
+    random_log: pd.DataFrame, chosen: np.ndarray, n_items: int
+) -> tuple[PolicyValueEstimate, PolicyValueEstimate]:
     arms = random_log["item_id"].to_numpy()
     rewards = random_log["click"].to_numpy(dtype=np.float64)
     propensities = random_log["propensity_score"].to_numpy(dtype=np.float64)
@@ -118,7 +127,9 @@ def evaluate_campaign(wheel: Path, campaign: str, seeds: list[int]) -> list[dict
     clicks = random_log["click"].to_numpy(dtype=np.float64)
     uniform = {"estimate": clicks.mean(), "stderr": clicks.std(ddof=1) / math.sqrt(len(clicks))}
     by_position = bts.groupby(["position", "item_id"])["click"].sum().reset_index()
-    best = by_position.sort_values(["position", "click", "item_id"], ascending=[True, False, True]).drop_duplicates("position")
+    best = by_position.sort_values(["position", "click", "item_id"], ascending=[True, False, True]).drop_duplicates(
+        "position"
+    )
     popular_item = random_log["position"].map(dict(zip(best["position"], best["item_id"]))).to_numpy(dtype=np.int64)
     popularity_ips, popularity_snips = estimates(random_log, popular_item, n_items)
     for seed in seeds:
@@ -129,16 +140,32 @@ def evaluate_campaign(wheel: Path, campaign: str, seeds: list[int]) -> list[dict
         chosen = np.array([int(t[0]) for t in top], dtype=np.int64)
         model_ips, model_snips = estimates(random_log, chosen, n_items)
         difference = model_ips.row_terms - popularity_ips.row_terms
-        rows.append({
-            "campaign": campaign, "n_items": n_items, "seed": seed, "bts_clicks": int(bts["click"].sum()),
-            "random_rows": len(random_log), "random_clicks": int(clicks.sum()),
-            "model_ips": model_ips, "model_snips": model_snips, "popularity_ips": popularity_ips, "popularity_snips": popularity_snips,
-            "uniform": uniform, "difference": difference.mean(), "difference_stderr": difference.std(ddof=1) / math.sqrt(len(difference)),
-            "distinct_items_shown": int(len(np.unique(chosen))), "model_matches": int((chosen == random_log["item_id"].to_numpy()).sum()),
-            "seconds": time.perf_counter() - started, "examples_per_second": metrics["examples_per_second"],
-        })
-        print(f"{campaign} seed {seed}: model IPS {model_ips.estimate:.5f} ± {model_ips.stderr:.5f}, popularity "
-              f"{popularity_ips.estimate:.5f} ± {popularity_ips.stderr:.5f}, random {uniform['estimate']:.5f} ± {uniform['stderr']:.5f}", flush=True)
+        rows.append(
+            {
+                "campaign": campaign,
+                "n_items": n_items,
+                "seed": seed,
+                "bts_clicks": int(bts["click"].sum()),
+                "random_rows": len(random_log),
+                "random_clicks": int(clicks.sum()),
+                "model_ips": model_ips,
+                "model_snips": model_snips,
+                "popularity_ips": popularity_ips,
+                "popularity_snips": popularity_snips,
+                "uniform": uniform,
+                "difference": difference.mean(),
+                "difference_stderr": difference.std(ddof=1) / math.sqrt(len(difference)),
+                "distinct_items_shown": int(len(np.unique(chosen))),
+                "model_matches": int((chosen == random_log["item_id"].to_numpy()).sum()),
+                "seconds": time.perf_counter() - started,
+                "examples_per_second": metrics["examples_per_second"],
+            }
+        )
+        print(
+            f"{campaign} seed {seed}: model IPS {model_ips.estimate:.5f} ± {model_ips.stderr:.5f}, popularity "
+            f"{popularity_ips.estimate:.5f} ± {popularity_ips.stderr:.5f}, random {uniform['estimate']:.5f} ± {uniform['stderr']:.5f}",
+            flush=True,
+        )
     return rows
 
 
@@ -171,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-download", action="store_true", help="fail if the wheel is not cached")
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
     parser.add_argument("--campaigns", nargs="+", choices=CAMPAIGNS, default=list(CAMPAIGNS))
-    parser.add_argument("--no-docs", action="store_true", help=f"do not rewrite the table in {DOC_PATH.relative_to(ROOT)}")
+    parser.add_argument(
+        "--no-docs", action="store_true", help=f"do not rewrite the table in {DOC_PATH.relative_to(ROOT)}"
+    )
     args = parser.parse_args(argv)
     wheel = obd_wheel(args.cache_dir, download=not args.no_download)
     rows = [row for campaign in args.campaigns for row in evaluate_campaign(wheel, campaign, args.seeds)]

@@ -77,8 +77,17 @@ def obd_wheel(cache_dir: Path, download: bool = True, timeout_s: float = 300) ->
             raise FileNotFoundError(f"{wheel}: not in the cache; run without --no-download or `make validate-ope`")
         return wheel
     cache_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               f"obp=={OBP_VERSION}", "-d", str(cache_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        f"obp=={OBP_VERSION}",
+        "-d",
+        str(cache_dir),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0 or not wheel.exists():
         raise RuntimeError(f"could not download {WHEEL_NAME} with `{' '.join(command)}`:\n{done.stderr[-2000:]}")
@@ -137,7 +146,9 @@ class CampaignResult:
         clip = f"clip {CLIPPED_MAX_WEIGHT:g}"
         result = {}
         for suffix, evaluation in (("", self.evaluation), (f" {clip}", self.clipped)):
-            result.update({f"IPS{suffix}": evaluation.ips, f"SNIPS{suffix}": evaluation.snips, f"DR{suffix}": evaluation.dr})
+            result.update(
+                {f"IPS{suffix}": evaluation.ips, f"SNIPS{suffix}": evaluation.snips, f"DR{suffix}": evaluation.dr}
+            )
         return result
 
     def relative_error(self, name: str) -> float:
@@ -165,7 +176,11 @@ def validate_campaign(wheel: Path, campaign: str) -> CampaignResult:
         reward_model=cross_fitted_cell_rates(bts_log, n_items),
     )
     return CampaignResult(
-        campaign, n_items, truth, truth_stderr, clicks.size,
+        campaign,
+        n_items,
+        truth,
+        truth_stderr,
+        clicks.size,
         evaluation=evaluate_policy(**logged),
         clipped=evaluate_policy(**logged, max_weight=CLIPPED_MAX_WEIGHT),
     )
@@ -199,14 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--no-download", action="store_true", help="fail if the wheel is not cached")
-    parser.add_argument("--no-docs", action="store_true", help=f"do not rewrite the table in {DOC_PATH.relative_to(ROOT)}")
+    parser.add_argument(
+        "--no-docs", action="store_true", help=f"do not rewrite the table in {DOC_PATH.relative_to(ROOT)}"
+    )
     args = parser.parse_args(argv)
 
     wheel = obd_wheel(args.cache_dir, download=not args.no_download)
     results = [validate_campaign(wheel, campaign) for campaign in CAMPAIGNS]
     table = markdown_table(results)
-    print(f"OBD sample from {wheel}: uniform-random policy's click rate, truth from the random log, "
-          "estimates from the BTS log\n")
+    print(
+        f"OBD sample from {wheel}: uniform-random policy's click rate, truth from the random log, "
+        "estimates from the BTS log\n"
+    )
     print(table)
     if not args.no_docs:
         write_doc_table(table)

@@ -43,11 +43,21 @@ def load(csv: Path) -> PolicyData:
     arm_index = frame["treatment"].map(TREATMENT).map(ARMS.index).to_numpy()
     n = len(frame)
     return PolicyData(
-        features=frame[NUMERIC + CATEGORICAL].reset_index(drop=True), arms=ARMS, arm_index=arm_index,
-        propensity=np.full(n, 1 / 3), converted=frame["conversion"].to_numpy(), margin=SPEND_SHARE * frame["spend"].to_numpy(),
-        discount=np.zeros(n), window_days=np.ones(n), arm_window=np.array([0.0, 1.0, 1.0]),
-        send_cost=np.array([0.0, EMAIL_COST, EMAIL_COST]), numeric_features=NUMERIC, categorical_features=CATEGORICAL,
-        groups=np.arange(n), evaluable=np.ones(n, dtype=bool), budget_cost="sends",
+        features=frame[NUMERIC + CATEGORICAL].reset_index(drop=True),
+        arms=ARMS,
+        arm_index=arm_index,
+        propensity=np.full(n, 1 / 3),
+        converted=frame["conversion"].to_numpy(),
+        margin=SPEND_SHARE * frame["spend"].to_numpy(),
+        discount=np.zeros(n),
+        window_days=np.ones(n),
+        arm_window=np.array([0.0, 1.0, 1.0]),
+        send_cost=np.array([0.0, EMAIL_COST, EMAIL_COST]),
+        numeric_features=NUMERIC,
+        categorical_features=CATEGORICAL,
+        groups=np.arange(n),
+        evaluable=np.ones(n, dtype=bool),
+        budget_cost="sends",
     )
 
 
@@ -74,22 +84,35 @@ def run_setting(data: PolicyData, cap: float | None, splits: int, seed: int) -> 
         for name in metrics["candidates"]:
             chosen = fit_candidate(name, ctx).decide(test.features, cost, budget, eligible, tiebreak)
             values.setdefault(name, []).append(ips_value(test, chosen))
-        chosen = np.zeros(len(test.arm_index), dtype=np.int64) if fitted is None else fitted.decide(test.features, cost, budget, eligible, tiebreak)
+        chosen = (
+            np.zeros(len(test.arm_index), dtype=np.int64)
+            if fitted is None
+            else fitted.decide(test.features, cost, budget, eligible, tiebreak)
+        )
         if selection.status == "rollout":  # the candidate for a random share, none for the rest
             rolled = stable_uniform([str(i) for i in range(len(chosen))], f"rollout-{s}") < selection.rollout_share
             chosen = np.where(rolled, chosen, 0)
         selected.append(ips_value(test, chosen))
         selected_names.append(f"{selection.status}:{selection.chosen}")
         blanket_best.append(max(values["blanket:mens"][-1], values["blanket:womens"][-1]))
-        print(f"  cap={cap} split {s}: selected {selected_names[-1]} {selected[-1]:+.4f}; "
-              + ", ".join(f"{k} {v[-1]:+.4f}" for k, v in values.items()) + f" ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"  cap={cap} split {s}: selected {selected_names[-1]} {selected[-1]:+.4f}; "
+            + ", ".join(f"{k} {v[-1]:+.4f}" for k, v in values.items())
+            + f" ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     means = {k: float(np.mean(v)) for k, v in values.items()}
     best_blanket = max((k for k in means if k.startswith("blanket:")), key=means.get)
     diff = np.array(selected) - np.array(values[best_blanket])
     return {
-        "cap": cap, "splits": splits,
+        "cap": cap,
+        "splits": splits,
         "candidates": {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))} for k, v in values.items()},
-        "selected": {"mean": float(np.mean(selected)), "sd": float(np.std(selected, ddof=1)), "picks": pd.Series(selected_names).value_counts().to_dict()},
+        "selected": {
+            "mean": float(np.mean(selected)),
+            "sd": float(np.std(selected, ddof=1)),
+            "picks": pd.Series(selected_names).value_counts().to_dict(),
+        },
         "best_blanket": {"name": best_blanket, "mean": means[best_blanket]},
         "selected_minus_best_blanket": {"mean": float(diff.mean()), "sd": float(diff.std(ddof=1))},
     }

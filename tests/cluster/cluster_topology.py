@@ -39,7 +39,11 @@ from promoflow.deployment import GPU_POOL_COMMAND, SERVICE_COMMANDS, Endpoints, 
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", int(os.environ.get("PROMO_PG_PORT", "5432")), os.environ.get("PROMO_PG_USER", "postgres")
+PG_HOST, PG_PORT, PG_USER = (
+    "127.0.0.1",
+    int(os.environ.get("PROMO_PG_PORT", "5432")),
+    os.environ.get("PROMO_PG_USER", "postgres"),
+)
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_CLAIM_KEY = "promoflow:cluster-test:claim"
 
@@ -68,8 +72,9 @@ class Processes:
 
     def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
         log = (self.root / "logs" / f"{name}.log").open("w")
-        proc = subprocess.Popen(command, env=env, cwd=cwd or self.root, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, env=env, cwd=cwd or self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started[name] = proc
         return proc
 
@@ -257,7 +262,9 @@ def production(tmp_path_factory, request):
     procs.sample_memory()
 
     spark_home = _spark_home()
-    ports = {name: free_port() for name in ("moto", "spark", "spark_ui", "spark_worker_ui", "api", "log_cpu", "log_gpu")}
+    ports = {
+        name: free_port() for name in ("moto", "spark", "spark_ui", "spark_worker_ui", "api", "log_cpu", "log_gpu")
+    }
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PROMO_", "PYSPARK_", "AWS_"))}
     base.update(
         PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}",
@@ -279,13 +286,41 @@ def production(tmp_path_factory, request):
 
     # --- Spark standalone master + worker
     spark_class = str(spark_home / "bin" / "spark-class")
-    procs.start("spark-master", [spark_class, *SERVICE_COMMANDS["spark-master"][1:], "--host", "127.0.0.1",
-                                 "--port", str(ports["spark"]), "--webui-port", str(ports["spark_ui"])], base)
+    procs.start(
+        "spark-master",
+        [
+            spark_class,
+            *SERVICE_COMMANDS["spark-master"][1:],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports["spark"]),
+            "--webui-port",
+            str(ports["spark_ui"]),
+        ],
+        base,
+    )
     spark_ui = f"http://127.0.0.1:{ports['spark_ui']}"
     wait_until("Spark master UI", lambda: http_json(f"{spark_ui}/json/", timeout=2), procs, 60)
-    procs.start("spark-worker", [spark_class, *SERVICE_COMMANDS["spark-worker"][1:], f"spark://127.0.0.1:{ports['spark']}",
-                                 "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                                 "--webui-port", str(ports["spark_worker_ui"]), "--work-dir", str(root / "spark-work")], base)
+    procs.start(
+        "spark-worker",
+        [
+            spark_class,
+            *SERVICE_COMMANDS["spark-worker"][1:],
+            f"spark://127.0.0.1:{ports['spark']}",
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "1",
+            "--memory",
+            "1g",
+            "--webui-port",
+            str(ports["spark_worker_ui"]),
+            "--work-dir",
+            str(root / "spark-work"),
+        ],
+        base,
+    )
 
     # --- Airflow with the production environment on loopback endpoints
     api = f"http://127.0.0.1:{ports['api']}"
@@ -293,13 +328,20 @@ def production(tmp_path_factory, request):
     endpoints = Endpoints(
         airflow_db_url=f"{PG_USER}@{PG_HOST}:{PG_PORT}/{airflow_db}",
         warehouse_db_url=f"{PG_USER}@{PG_HOST}:{PG_PORT}/{warehouse_db}",
-        redis=f"{REDIS_HOST}:{REDIS_PORT}", celery_redis_db=redis_db, feast_redis_db=redis_db,
-        spark_master=f"127.0.0.1:{ports['spark']}", s3_endpoint_url=s3_endpoint, bucket=bucket,
-        lake_dir=str(root / "lake"), api_base_url=api,
+        redis=f"{REDIS_HOST}:{REDIS_PORT}",
+        celery_redis_db=redis_db,
+        feast_redis_db=redis_db,
+        spark_master=f"127.0.0.1:{ports['spark']}",
+        s3_endpoint_url=s3_endpoint,
+        bucket=bucket,
+        lake_dir=str(root / "lake"),
+        api_base_url=api,
     )
     secrets = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "PROMO_USER_KEY_SECRET": f"cluster-{suffix}", "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PROMO_USER_KEY_SECRET": f"cluster-{suffix}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
     }
     env = {
         **base,
@@ -325,34 +367,67 @@ def production(tmp_path_factory, request):
     pool = subprocess.run([airflow, *GPU_POOL_COMMAND[1:]], env=env, capture_output=True, text=True, timeout=300)
     assert pool.returncode == 0, pool.stdout[-3000:] + pool.stderr[-3000:]
 
-    procs.start("airflow-apiserver", [airflow, *SERVICE_COMMANDS["airflow-apiserver"][1:], "--host", "127.0.0.1",
-                                      "--port", str(ports["api"]), "--workers", "1"], env)
+    procs.start(
+        "airflow-apiserver",
+        [
+            airflow,
+            *SERVICE_COMMANDS["airflow-apiserver"][1:],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports["api"]),
+            "--workers",
+            "1",
+        ],
+        env,
+    )
     procs.start("airflow-scheduler", [airflow, *SERVICE_COMMANDS["airflow-scheduler"][1:]], env)
     procs.start("airflow-dag-processor", [airflow, *SERVICE_COMMANDS["airflow-dag-processor"][1:]], env)
     for name, port in (("worker-cpu", ports["log_cpu"]), ("worker-gpu", ports["log_gpu"])):
-        procs.start(name, [airflow, *SERVICE_COMMANDS[name][1:], "--celery-hostname", f"{name}@{suffix}"],
-                    {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port)})
+        procs.start(
+            name,
+            [airflow, *SERVICE_COMMANDS[name][1:], "--celery-hostname", f"{name}@{suffix}"],
+            {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port)},
+        )
 
-    wait_until("Spark worker registered", lambda: http_json(f"{spark_ui}/json/", timeout=2).get("aliveworkers", 0) >= 1,
-               procs, 90)
+    wait_until(
+        "Spark worker registered",
+        lambda: http_json(f"{spark_ui}/json/", timeout=2).get("aliveworkers", 0) >= 1,
+        procs,
+        90,
+    )
     wait_until("api-server health", lambda: http_json(f"{api}/api/v2/monitor/health", timeout=5), procs, 120)
     passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     password = json.loads(passwords.read_text())["promoflow"]
     token = http_json(f"{api}/auth/token", "POST", {"username": "promoflow", "password": password})["access_token"]
     # the execution API's first request is slow (3-6 s): take it before a task's heartbeat does
-    wait_until("execution API", lambda: urllib.request.urlopen(f"{api}/execution/health", timeout=30).status == 200,
-               procs, 60)
+    wait_until(
+        "execution API", lambda: urllib.request.urlopen(f"{api}/execution/health", timeout=30).status == 200, procs, 60
+    )
 
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                      region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     wait_until("moto S3", lambda: s3.list_buckets() is not None, procs, 30)
     s3.create_bucket(Bucket=bucket)
 
     return Production(
-        env=env, api=api, token=token, spark_ui=spark_ui, s3_endpoint=s3_endpoint, bucket=bucket,
-        warehouse_url=env["PROMO_WAREHOUSE_URL"], redis=redis_client, procs=procs, root=root,
+        env=env,
+        api=api,
+        token=token,
+        spark_ui=spark_ui,
+        s3_endpoint=s3_endpoint,
+        bucket=bucket,
+        warehouse_url=env["PROMO_WAREHOUSE_URL"],
+        redis=redis_client,
+        procs=procs,
+        root=root,
         bring_up_s=time.monotonic() - started,
     )
 
@@ -361,8 +436,13 @@ def production(tmp_path_factory, request):
 def s3(production):
     import boto3
 
-    return boto3.client("s3", endpoint_url=production.s3_endpoint, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", region_name="us-east-1")
+    return boto3.client(
+        "s3",
+        endpoint_url=production.s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
 
 
 @pytest.fixture(scope="session")

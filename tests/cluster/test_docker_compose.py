@@ -64,8 +64,13 @@ def test_every_promoflow_service_has_the_production_environment(compose):
     assert set(SERVICE_COMMANDS) <= set(services), sorted(set(SERVICE_COMMANDS) - set(services))
     for name, service in services.items():
         env = {k: str(v) for k, v in service["environment"].items()}
-        assert env == EXPECTED, (name, {k: (env.get(k), EXPECTED.get(k)) for k in set(env) ^ set(EXPECTED) | {
-            k for k in set(env) & set(EXPECTED) if env[k] != EXPECTED[k]}})
+        assert env == EXPECTED, (
+            name,
+            {
+                k: (env.get(k), EXPECTED.get(k))
+                for k in set(env) ^ set(EXPECTED) | {k for k in set(env) & set(EXPECTED) if env[k] != EXPECTED[k]}
+            },
+        )
 
 
 def test_every_variable_is_a_setting_or_an_airflow_option():
@@ -77,8 +82,10 @@ def test_every_variable_is_a_setting_or_an_airflow_option():
         if key.startswith("PROMO_"):
             assert key in settings_names, f"{key} is not a setting of promoflow/settings.py"
         elif key.startswith("AIRFLOW__"):
-            section, option = key[len("AIRFLOW__"):].lower().split("__", 1)
-            assert option in options.get(section, ()), f"{key}: Airflow (with its providers) has no option [{section}] {option}"
+            section, option = key[len("AIRFLOW__") :].lower().split("__", 1)
+            assert option in options.get(section, ()), (
+                f"{key}: Airflow (with its providers) has no option [{section}] {option}"
+            )
         else:
             assert key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), key
 
@@ -109,8 +116,14 @@ def test_commands_hosts_and_databases_agree(compose):
     assert _contains(_command(services["spark-worker"]), [EXPECTED["PROMO_SPARK_MASTER"]])
 
     # every host a URL names is a service; the api-server publishes the port its base URL names
-    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PROMO_WAREHOUSE_URL", "AIRFLOW__CELERY__BROKER_URL",
-                "PROMO_S3_ENDPOINT_URL", "AIRFLOW__API__BASE_URL", "PROMO_SPARK_MASTER"):
+    for key in (
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "PROMO_WAREHOUSE_URL",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "PROMO_S3_ENDPOINT_URL",
+        "AIRFLOW__API__BASE_URL",
+        "PROMO_SPARK_MASTER",
+    ):
         assert urlparse(EXPECTED[key]).hostname in services, key
     assert EXPECTED["PROMO_REDIS_URL"].split(":")[0] in services
     api = urlparse(EXPECTED["AIRFLOW__API__BASE_URL"])
@@ -120,7 +133,10 @@ def test_commands_hosts_and_databases_agree(compose):
     airflow_db = urlparse(EXPECTED["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     pg_env = services["postgres"]["environment"]
     assert (pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"]) == (
-        airflow_db.username, airflow_db.password, airflow_db.path.lstrip("/"))
+        airflow_db.username,
+        airflow_db.password,
+        airflow_db.path.lstrip("/"),
+    )
     warehouse = urlparse(EXPECTED["PROMO_WAREHOUSE_URL"])
     init_sql = (DOCKER / "postgres-init.sql").read_text().lower()
     assert f"create user {warehouse.username} with password '{warehouse.password}'" in init_sql

@@ -32,9 +32,12 @@ RUN_TIMEOUT_S = 1800  # a guard against hangs: a loaded 2-core machine took 771 
 def _trigger(production: Production, dag_id: str, day: date, conf: dict) -> str:
     api, token = production.api, production.token
     http_json(f"{api}/api/v2/dags/{dag_id}", "PATCH", {"is_paused": False}, token)
-    run = http_json(f"{api}/api/v2/dags/{dag_id}/dagRuns", "POST",
-                    {"dag_run_id": f"cluster__{day.isoformat()}", "logical_date": f"{day.isoformat()}T00:00:00Z",
-                     "conf": conf}, token)
+    run = http_json(
+        f"{api}/api/v2/dags/{dag_id}/dagRuns",
+        "POST",
+        {"dag_run_id": f"cluster__{day.isoformat()}", "logical_date": f"{day.isoformat()}T00:00:00Z", "conf": conf},
+        token,
+    )
     return run["dag_run_id"]
 
 
@@ -44,8 +47,10 @@ def _task_instances(production: Production, dag_id: str, run_id: str) -> dict[st
 
 
 def _task_log(production: Production, dag_id: str, run_id: str, ti: dict) -> str:
-    url = (f"{production.api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
-           f"{max(ti['try_number'], 1)}?full_content=true")
+    url = (
+        f"{production.api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
+        f"{max(ti['try_number'], 1)}?full_content=true"
+    )
     try:
         content = http_json(url, token=production.token)["content"]
     except (OSError, ValueError, KeyError) as error:
@@ -66,9 +71,14 @@ def _wait_for_run(production: Production, dag_id: str, run_id: str) -> dict:
     tis = _task_instances(production, dag_id, run_id)
     if state != "success":
         failed = [ti for ti in tis.values() if ti["state"] != "success"]
-        details = "\n".join(f"--- {ti['task_id']}: {ti['state']}\n{_task_log(production, dag_id, run_id, ti)}"
-                            for ti in failed if ti["state"] in ("failed", "upstream_failed", "running", "queued"))
-        workers = "\n".join(f"--- {w}\n{production.procs.log(w, 2000)}" for w in ("worker-cpu", "worker-gpu", "airflow-scheduler"))
+        details = "\n".join(
+            f"--- {ti['task_id']}: {ti['state']}\n{_task_log(production, dag_id, run_id, ti)}"
+            for ti in failed
+            if ti["state"] in ("failed", "upstream_failed", "running", "queued")
+        )
+        workers = "\n".join(
+            f"--- {w}\n{production.procs.log(w, 2000)}" for w in ("worker-cpu", "worker-gpu", "airflow-scheduler")
+        )
         pytest.fail(f"{dag_id} {run_id} ended {state!r} (timeout {RUN_TIMEOUT_S} s):\n{details}\n{workers}")
     return tis
 
@@ -90,8 +100,10 @@ def nights(production: Production, upload_landing, tmp_path_factory):
     feedback_run = _trigger(production, "promo_feedback", FEEDBACK_DAY, {})
     feedback = _wait_for_run(production, "promo_feedback", feedback_run)
     feedback_s = time.monotonic() - started
-    print(f"\ncluster: bring-up {production.bring_up_s:.0f} s, promo_nightly {nightly_s:.0f} s, "
-          f"promo_feedback {feedback_s:.0f} s, peak RSS of all its processes {production.procs.peak_rss_bytes / 2**30:.2f} GiB")
+    print(
+        f"\ncluster: bring-up {production.bring_up_s:.0f} s, promo_nightly {nightly_s:.0f} s, "
+        f"promo_feedback {feedback_s:.0f} s, peak RSS of all its processes {production.procs.peak_rss_bytes / 2**30:.2f} GiB"
+    )
     for dag_id, tis in (("promo_nightly", nightly), ("promo_feedback", feedback)):
         print(f"{dag_id} task seconds: " + ", ".join(f"{t} {ti['duration'] or 0:.0f}" for t, ti in tis.items()))
     return {"nightly": nightly, "feedback": feedback, "landing": local / "raw"}
@@ -120,8 +132,20 @@ def _workloads(production: Production, worker: str) -> set[str]:
     return found
 
 
-TASK_IDS = ("ingest_validate", "build_features", "load_warehouse", "dbt_staging", "dbt_intermediate", "dbt_marts",
-            "feature_store", "train_model", "assign", "publish", "summarise", "dbt_attribution")
+TASK_IDS = (
+    "ingest_validate",
+    "build_features",
+    "load_warehouse",
+    "dbt_staging",
+    "dbt_intermediate",
+    "dbt_marts",
+    "feature_store",
+    "train_model",
+    "assign",
+    "publish",
+    "summarise",
+    "dbt_attribution",
+)
 
 
 def test_every_task_ran_on_celery_and_train_model_on_the_gpu_worker(production, nights):
@@ -155,7 +179,7 @@ def test_assignments_are_in_postgres_within_budget(production, nights):
 def test_export_and_model_are_in_s3(production, nights, s3):
     prefix = f"export/promo_assignments/run_date={NIGHT.isoformat()}/"
     listed = s3.list_objects_v2(Bucket=production.bucket, Prefix=prefix).get("Contents", [])
-    names = {o["Key"][len(prefix):] for o in listed}
+    names = {o["Key"][len(prefix) :] for o in listed}
     assert {"promo_assignments.parquet", "promo_assignments.csv", "_SUCCESS"} <= names, names
     body = s3.get_object(Bucket=production.bucket, Key=prefix + "promo_assignments.parquet")["Body"].read()
     exported = pq.read_table(io.BytesIO(body))

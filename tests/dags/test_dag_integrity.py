@@ -29,7 +29,18 @@ def test_dagbag_has_no_import_errors(dagbag):
 
 def test_promo_nightly_runs_the_stages_in_order(dagbag):
     dag = dagbag.dags["promo_nightly"]  # get_dag() would ask the metadata DB
-    chain = ["ingest_validate", "build_features", "load_warehouse", "dbt_staging", "dbt_intermediate", "dbt_marts", "feature_store", "train_model", "assign", "publish"]
+    chain = [
+        "ingest_validate",
+        "build_features",
+        "load_warehouse",
+        "dbt_staging",
+        "dbt_intermediate",
+        "dbt_marts",
+        "feature_store",
+        "train_model",
+        "assign",
+        "publish",
+    ]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     assert dag.get_task("train_model").queue == "gpu"

@@ -207,10 +207,14 @@ def run_dbt(args: list[str], env: dict[str, str], tmp_path: Path):
         return dbtRunner().invoke(
             [
                 *args,
-                "--project-dir", str(DBT_PROJECT_DIR),
-                "--profiles-dir", str(DBT_PROJECT_DIR),
-                "--target-path", str(tmp_path / "dbt_target"),
-                "--log-path", str(tmp_path / "dbt_logs"),
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(tmp_path / "dbt_target"),
+                "--log-path",
+                str(tmp_path / "dbt_logs"),
             ]
         )
     finally:
@@ -364,8 +368,7 @@ def check_promo_marts(query) -> None:
 def snapshot(query, analytics: str) -> dict[str, list[tuple]]:
     """Every row of the incremental facts, in key order."""
     return {
-        table: query(f"select * from {analytics}.{table} order by {key}")
-        for table, key in INCREMENTAL_FACTS.items()
+        table: query(f"select * from {analytics}.{table} order by {key}") for table, key in INCREMENTAL_FACTS.items()
     }
 
 
@@ -476,14 +479,19 @@ def test_incremental_facts_process_only_recent_days_and_rerun_identically(duckdb
     run("2026-10-10")  # next night: replaces only the days [2026-10-07, 2026-10-10)
     # ... is not re-read: o1 keeps its margin; the new day (o4, u3's activity, run 10-09's sends) arrives
     assert dict(query("select order_id, order_margin from analytics.fct_orders")) == {
-        "o1": 30.0, "o2": 20.0, "o3": 15.0, "o4": 10.0,
+        "o1": 30.0,
+        "o2": 20.0,
+        "o3": 15.0,
+        "o4": 10.0,
     }
     assert query("select activity_date, user_id from analytics.fct_daily_user_activity order by 1") == [
-        (date(2026, 10, 5), "u1"), (date(2026, 10, 9), "u3"),
+        (date(2026, 10, 5), "u1"),
+        (date(2026, 10, 9), "u3"),
     ]
-    assert query(
-        "select exposure_id from analytics.fct_promo_exposures where run_date = '2026-10-09' order by 1"
-    ) == [("pa-2026-10-09-u1",), ("pa-2026-10-09-u2",)]
+    assert query("select exposure_id from analytics.fct_promo_exposures where run_date = '2026-10-09' order by 1") == [
+        ("pa-2026-10-09-u1",),
+        ("pa-2026-10-09-u2",),
+    ]
     night = snapshot(query, "analytics")
 
     run("2026-10-10")  # re-running the date gives identical rows
@@ -535,9 +543,15 @@ def test_dbt_build_on_duckdb_before_first_publish(tmp_path: Path):
     result = run_dbt(
         [
             "build",
-            "--select", "+assignments_latest", "+promo_performance", "+fct_promo_exposures", "stg_promo_runs",
-            "--indirect-selection", "buildable",  # as the DAG's per-layer builds: no tests on unbuilt marts
-            "--vars", json.dumps({"run_date": RUN_DATE}),
+            "--select",
+            "+assignments_latest",
+            "+promo_performance",
+            "+fct_promo_exposures",
+            "stg_promo_runs",
+            "--indirect-selection",
+            "buildable",  # as the DAG's per-layer builds: no tests on unbuilt marts
+            "--vars",
+            json.dumps({"run_date": RUN_DATE}),
         ],
         _duckdb_env(path),
         tmp_path,
@@ -628,9 +642,7 @@ def test_dbt_build_on_postgres_computes_outcomes_and_hides_pii(postgres_warehous
 
     check_marts(query, columns_of)
     # Models went exactly to the target schema.
-    assert query(
-        "select count(*) from information_schema.schemata where schema_name like '{analytics}_%'"
-    ) == [(0,)]
+    assert query("select count(*) from information_schema.schemata where schema_name like '{analytics}_%'") == [(0,)]
     print(f"postgres dbt build: {time.monotonic() - started:.1f}s")
 
     # Re-running the date: the incremental facts take the delete+insert path on

@@ -47,7 +47,13 @@ def published_night(tmp_path_factory, airflow_db):
     with restored_environ(_env(root)):
         dag = load_dag()
         assert run_night(dag, PUBLISHED, _env(root)) == "success"
-        yield {"dag": dag, "root": root, "aside": aside, "rows": published_rows(_env(root), PUBLISHED), "export": export_files(root, PUBLISHED)}
+        yield {
+            "dag": dag,
+            "root": root,
+            "aside": aside,
+            "rows": published_rows(_env(root), PUBLISHED),
+            "export": export_files(root, PUBLISHED),
+        }
 
 
 @dataclass
@@ -85,10 +91,14 @@ def negative_price(raw):
     events = pa.concat_tables([_read(p) for p in _day_files(raw, "events")])
     counts = events.group_by("item_id").aggregate([("event_id", "count")])
     # the item with the fewest events tonight (but some), so its cascade stays a few rows
-    seen = counts.filter(pc.is_valid(counts["item_id"])).sort_by([("event_id_count", "ascending"), ("item_id", "ascending")])
+    seen = counts.filter(pc.is_valid(counts["item_id"])).sort_by(
+        [("event_id_count", "ascending"), ("item_id", "ascending")]
+    )
     victim, victim_events = seen["item_id"][0].as_py(), seen["event_id_count"][0].as_py()
     prices = pc.if_else(pc.equal(items["item_id"], victim), -5.0, items["price"])
-    pq.write_table(items.set_column(items.schema.get_field_index("price"), "price", prices), raw / "items" / "items.parquet")
+    pq.write_table(
+        items.set_column(items.schema.get_field_index("price"), "price", prices), raw / "items" / "items.parquet"
+    )
     victim_ids = pc.unique(events.filter(pc.equal(events["item_id"], victim))["event_id"])
     return {"victim_events": len(victim_ids)}  # a duplicated copy is quarantined as a duplicate (rule order)
 
@@ -161,18 +171,43 @@ def _nonzero(d: dict) -> dict:
 
 CASES = [
     Case("missing_column", missing_column, stop_message=r"table 'events' is missing column\(s\) \['session_id'\]"),
-    Case("wrong_type", wrong_type, stop_message=r"rows of table 'orders' dt=2026-10-07 break the contract .*invalid_gross_amount"),
-    Case("negative_price", negative_price, quarantined=lambda f: {"items": {"non_positive_price": 1}, "events": {"unknown_item_id": f["victim_events"]}}),
-    Case("duplicate_event_ids", duplicate_event_ids, quarantined=lambda f: {"events": {"duplicate_event_id": f["duplicates"] - f["base_duplicates"]}}),
+    Case(
+        "wrong_type",
+        wrong_type,
+        stop_message=r"rows of table 'orders' dt=2026-10-07 break the contract .*invalid_gross_amount",
+    ),
+    Case(
+        "negative_price",
+        negative_price,
+        quarantined=lambda f: {"items": {"non_positive_price": 1}, "events": {"unknown_item_id": f["victim_events"]}},
+    ),
+    Case(
+        "duplicate_event_ids",
+        duplicate_event_ids,
+        quarantined=lambda f: {"events": {"duplicate_event_id": f["duplicates"] - f["base_duplicates"]}},
+    ),
     Case("future_timestamps", future_timestamps, quarantined=lambda f: {"events": {"future_timestamp": 5}}),
     Case("unknown_user_in_orders", unknown_user_in_orders, quarantined=lambda f: {"orders": {"unknown_user_id": 2}}),
     Case("empty_partition", empty_partition, stop_message=r"table 'events' dt=2026-10-07 has files but zero rows"),
-    Case("truncated_file", truncated_file, stop_message=r"orders/dt=2026-10-07/part-0.parquet: not a readable Parquet file"),
     Case(
-        "invalid_promo_type", invalid_promo_type,
-        quarantined=lambda f: _nonzero({"promotions": {"invalid_promo_type": 1}, "orders": {"unknown_promo_id": f["orders"]}, "exposures": {"unknown_promo_id": f["exposures"]}}),
+        "truncated_file",
+        truncated_file,
+        stop_message=r"orders/dt=2026-10-07/part-0.parquet: not a readable Parquet file",
     ),
-    Case("propensity_outside_0_1", propensity_outside, quarantined=lambda f: {"exposures": {"propensity_outside_0_1": 1}}),
+    Case(
+        "invalid_promo_type",
+        invalid_promo_type,
+        quarantined=lambda f: _nonzero(
+            {
+                "promotions": {"invalid_promo_type": 1},
+                "orders": {"unknown_promo_id": f["orders"]},
+                "exposures": {"unknown_promo_id": f["exposures"]},
+            }
+        ),
+    ),
+    Case(
+        "propensity_outside_0_1", propensity_outside, quarantined=lambda f: {"exposures": {"propensity_outside_0_1": 1}}
+    ),
 ]
 
 
@@ -235,7 +270,9 @@ def test_redis_down_with_skip_still_publishes_from_the_offline_store(published_n
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     env = {
-        **_env(root), "PROMO_FEAST_ONLINE_STORE": "redis", "PROMO_REDIS_URL": f"127.0.0.1:{closed}",
+        **_env(root),
+        "PROMO_FEAST_ONLINE_STORE": "redis",
+        "PROMO_REDIS_URL": f"127.0.0.1:{closed}",
         "PROMO_ONLINE_STORE_ON_FAILURE": "skip",
     }
     with restored_environ(env):

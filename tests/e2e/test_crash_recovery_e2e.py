@@ -48,8 +48,11 @@ def nights(tmp_path_factory, airflow_db):
         shutil.copytree(root, reference, symlinks=True)
         assert run_night(dag, NEXT, _env(reference)) == "success"
         yield {
-            "dag": dag, "root": root, "published": published_rows(_env(root), PUBLISHED),
-            "export": export_files(root, PUBLISHED), "reference": published_rows(_env(reference), NEXT),
+            "dag": dag,
+            "root": root,
+            "published": published_rows(_env(root), PUBLISHED),
+            "export": export_files(root, PUBLISHED),
+            "reference": published_rows(_env(reference), NEXT),
         }
 
 
@@ -58,7 +61,9 @@ def test_killed_night_leaves_published_data_and_retry_completes(point, nights, t
     root = tmp_path / "night"
     shutil.copytree(nights["root"], root, symlinks=True)
     env = {**os.environ, **_env(root)}
-    killed = subprocess.run([sys.executable, str(RUNNER), point, NEXT.isoformat()], env=env, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, str(RUNNER), point, NEXT.isoformat()], env=env, capture_output=True, text=True
+    )
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
 
     assert published_rows(_env(root), PUBLISHED) == nights["published"]

@@ -41,23 +41,92 @@ UTC = timezone.utc
 
 # Hand-computed outcomes over each exposure's window, as of F (all windows closed) and MID.
 EXPECTED_FINAL = {
-    "A": {"n_orders": 2, "converted": 1, "redeemed": 1, "order_margin": 39.25, "gross_amount": 110.0, "discount_amount": 12.0},
-    "B": {"n_orders": 1, "converted": 1, "redeemed": 1, "order_margin": 19.5, "gross_amount": 55.0, "discount_amount": 5.5},
-    "C": {"n_orders": 0, "converted": 0, "redeemed": 0, "order_margin": 0.0, "gross_amount": 0.0, "discount_amount": 0.0},
-    "E": {"n_orders": 1, "converted": 1, "redeemed": 0, "order_margin": 19.0, "gross_amount": 45.0, "discount_amount": 0.0},
-    "H": {"n_orders": 1, "converted": 1, "redeemed": 0, "order_margin": 18.0, "gross_amount": 40.0, "discount_amount": 0.0},
+    "A": {
+        "n_orders": 2,
+        "converted": 1,
+        "redeemed": 1,
+        "order_margin": 39.25,
+        "gross_amount": 110.0,
+        "discount_amount": 12.0,
+    },
+    "B": {
+        "n_orders": 1,
+        "converted": 1,
+        "redeemed": 1,
+        "order_margin": 19.5,
+        "gross_amount": 55.0,
+        "discount_amount": 5.5,
+    },
+    "C": {
+        "n_orders": 0,
+        "converted": 0,
+        "redeemed": 0,
+        "order_margin": 0.0,
+        "gross_amount": 0.0,
+        "discount_amount": 0.0,
+    },
+    "E": {
+        "n_orders": 1,
+        "converted": 1,
+        "redeemed": 0,
+        "order_margin": 19.0,
+        "gross_amount": 45.0,
+        "discount_amount": 0.0,
+    },
+    "H": {
+        "n_orders": 1,
+        "converted": 1,
+        "redeemed": 0,
+        "order_margin": 18.0,
+        "gross_amount": 40.0,
+        "discount_amount": 0.0,
+    },
 }
 # At MID A's second order (sent + 2 days) and C's late redemption have not happened yet.
 EXPECTED_MID = {
     **EXPECTED_FINAL,
-    "A": {"n_orders": 1, "converted": 1, "redeemed": 1, "order_margin": 26.5, "gross_amount": 80.0, "discount_amount": 12.0},
+    "A": {
+        "n_orders": 1,
+        "converted": 1,
+        "redeemed": 1,
+        "order_margin": 26.5,
+        "gross_amount": 80.0,
+        "discount_amount": 12.0,
+    },
 }
-NOTHING = {"n_orders": 0, "converted": 0, "redeemed": 0, "order_margin": 0.0, "gross_amount": 0.0, "discount_amount": 0.0}
+NOTHING = {
+    "n_orders": 0,
+    "converted": 0,
+    "redeemed": 0,
+    "order_margin": 0.0,
+    "gross_amount": 0.0,
+    "discount_amount": 0.0,
+}
 
 OUTCOME_COLUMNS = (
-    "exposure_id", "exposure_source", "user_id", "promo_id", "is_holdout", "propensity", "policy_version", "sent_ts",
-    "valid_days", "window_end_ts", "is_matured", "n_orders", "converted", "redeemed", "order_margin", "gross_amount", "discount_amount",
-    "next_offer_ts", "outcome_days", "outcome_converted", "outcome_order_margin", "outcome_discount_amount", "had_live_offer_at_send",
+    "exposure_id",
+    "exposure_source",
+    "user_id",
+    "promo_id",
+    "is_holdout",
+    "propensity",
+    "policy_version",
+    "sent_ts",
+    "valid_days",
+    "window_end_ts",
+    "is_matured",
+    "n_orders",
+    "converted",
+    "redeemed",
+    "order_margin",
+    "gross_amount",
+    "discount_amount",
+    "next_offer_ts",
+    "outcome_days",
+    "outcome_converted",
+    "outcome_order_margin",
+    "outcome_discount_amount",
+    "had_live_offer_at_send",
 )
 
 
@@ -77,7 +146,9 @@ def _land_feedback(raw: Path, published: list[dict], valid_days: dict[str, int])
     """The sender's exposures of night D and the cases' orders; returns who is who and the dates."""
     offers = [r for r in published if r["promo_id"] != "none"]
     holdouts = [r for r in published if r["is_holdout"]]
-    assert len(offers) >= 4 and holdouts, f"night {NIGHT} must send a few offers and hold users out: {len(offers)} offers"
+    assert len(offers) >= 4 and holdouts, (
+        f"night {NIGHT} must send a few offers and hold users out: {len(offers)} offers"
+    )
     a = offers[0]
     b = next(r for r in offers if r["promo_id"] != a["promo_id"])
     c, e = [r for r in offers if r is not a and r is not b][:2]
@@ -85,11 +156,22 @@ def _land_feedback(raw: Path, published: list[dict], valid_days: dict[str, int])
     # The sender sends each offer 5 minutes after the published send_hour; a holdout gets
     # nothing, so nothing lands for it and its (control) window starts at the published time.
     sent = {r["user_id"]: _midnight(NIGHT) + timedelta(hours=r["send_hour"], minutes=5) for r in offers}
-    _write_partition(raw, "exposures", NIGHT, [
-        {"user_id": r["user_id"], "promo_id": r["promo_id"], "sent_ts": sent[r["user_id"]], "channel": r["channel"],
-         "propensity": r["propensity"], "policy_version": r["policy_version"]}
-        for r in offers
-    ])
+    _write_partition(
+        raw,
+        "exposures",
+        NIGHT,
+        [
+            {
+                "user_id": r["user_id"],
+                "promo_id": r["promo_id"],
+                "sent_ts": sent[r["user_id"]],
+                "channel": r["channel"],
+                "propensity": r["propensity"],
+                "policy_version": r["policy_version"],
+            }
+            for r in offers
+        ],
+    )
     other_promo = next(p for p in sorted(valid_days) if p != e["promo_id"])
     h_sent = _midnight(NIGHT) + timedelta(hours=h["send_hour"])
     orders = [
@@ -97,7 +179,16 @@ def _land_feedback(raw: Path, published: list[dict], valid_days: dict[str, int])
         ("fb-a1", a, sent[a["user_id"]] + timedelta(days=1), 80.0, 12.0, 41.5, 0.0, a["promo_id"]),
         ("fb-a2", a, sent[a["user_id"]] + timedelta(days=2), 30.0, 0.0, 17.25, 4.99, None),
         ("fb-b1", b, sent[b["user_id"]] + timedelta(hours=3), 55.0, 5.5, 30.0, 0.0, b["promo_id"]),
-        ("fb-c1", c, sent[c["user_id"]] + timedelta(days=valid_days[c["promo_id"]]), 60.0, 9.0, 33.0, 0.0, c["promo_id"]),
+        (
+            "fb-c1",
+            c,
+            sent[c["user_id"]] + timedelta(days=valid_days[c["promo_id"]]),
+            60.0,
+            9.0,
+            33.0,
+            0.0,
+            c["promo_id"],
+        ),
         ("fb-e1", e, sent[e["user_id"]] + timedelta(hours=1), 45.0, 6.0, 20.0, 4.99, other_promo),
         ("fb-h1", h, h_sent + timedelta(days=1), 40.0, 0.0, 22.0, 0.0, None),
     ]
@@ -105,19 +196,40 @@ def _land_feedback(raw: Path, published: list[dict], valid_days: dict[str, int])
     by_day: dict[date, list[dict]] = {}
     for order_id, user, ts, gross, discount, cogs, shipping, promo in orders:
         assert ts < _midnight(final)
-        by_day.setdefault(ts.date(), []).append({
-            "order_id": order_id, "user_id": user["user_id"], "order_ts": ts, "gross_amount": gross, "discount_amount": discount,
-            "cogs": cogs, "shipping_fee": shipping, "promo_id": promo, "n_items": 1,
-        })
+        by_day.setdefault(ts.date(), []).append(
+            {
+                "order_id": order_id,
+                "user_id": user["user_id"],
+                "order_ts": ts,
+                "gross_amount": gross,
+                "discount_amount": discount,
+                "cogs": cogs,
+                "shipping_fee": shipping,
+                "promo_id": promo,
+                "n_items": 1,
+            }
+        )
     for day, rows in by_day.items():
         _write_partition(raw, "orders", day, rows)
     # Each night needs the previous day's events: one app_open a day.
     day = NIGHT
     while day < final:
-        _write_partition(raw, "events", day, [{
-            "event_id": f"fb-{day.isoformat()}", "user_id": a["user_id"], "item_id": None, "event_type": "app_open",
-            "event_ts": _midnight(day) + timedelta(hours=12), "session_id": f"fb-{day.isoformat()}", "query": None,
-        }])
+        _write_partition(
+            raw,
+            "events",
+            day,
+            [
+                {
+                    "event_id": f"fb-{day.isoformat()}",
+                    "user_id": a["user_id"],
+                    "item_id": None,
+                    "event_type": "app_open",
+                    "event_ts": _midnight(day) + timedelta(hours=12),
+                    "session_id": f"fb-{day.isoformat()}",
+                    "query": None,
+                }
+            ],
+        )
         day += timedelta(days=1)
     return {"users": {"A": a, "B": b, "C": c, "E": e, "H": h}, "sent": sent, "final": final}
 
@@ -126,7 +238,9 @@ def _run_feedback(dag, day: date, env: dict[str, str]) -> tuple[str, dict | None
     """Run promo_feedback for ``day``; returns the run's state and the summarise task's return value."""
     os.environ.update(env)
     dag_run = dag.test(logical_date=_midnight(day))
-    summary = dag_run.get_task_instance("summarise").xcom_pull(task_ids="summarise") if dag_run.state == "success" else None
+    summary = (
+        dag_run.get_task_instance("summarise").xcom_pull(task_ids="summarise") if dag_run.state == "success" else None
+    )
     return dag_run.state, summary
 
 
@@ -139,7 +253,11 @@ def _query(settings, sql: str, params: list | None = None) -> list[tuple]:
 
 def _platform_outcomes(settings) -> dict[str, dict]:
     """fct_promo_outcomes rows of night D's assignments, by user_id."""
-    rows = _query(settings, f"select {', '.join(OUTCOME_COLUMNS)} from analytics.fct_promo_outcomes where run_date = ? order by user_id", [NIGHT])
+    rows = _query(
+        settings,
+        f"select {', '.join(OUTCOME_COLUMNS)} from analytics.fct_promo_outcomes where run_date = ? order by user_id",
+        [NIGHT],
+    )
     out = {}
     for row in rows:
         record = dict(zip(OUTCOME_COLUMNS, row))
@@ -163,7 +281,9 @@ def shop(tmp_path_factory, airflow_db):
 
     base = tmp_path_factory.mktemp("feedback")
     generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=11)
-    env = night_env(base, secret="feedback-e2e-secret", budget=400)  # exploration needs reserve/explorers above the cheapest offer's expected cost
+    env = night_env(
+        base, secret="feedback-e2e-secret", budget=400
+    )  # exploration needs reserve/explorers above the cheapest offer's expected cost
     settings = Settings.from_env(env=env)
     with restored_environ(env):
         assert run_night(load_dag(), NIGHT, env) == "success"
@@ -173,11 +293,22 @@ def shop(tmp_path_factory, airflow_db):
         landed = _land_feedback(base / "raw", published, valid_days)
         dag = load_dag("promo_feedback")
         mid_state, mid_summary = _run_feedback(dag, MID, env)
-        mid = {"state": mid_state, "summary": mid_summary, "outcomes": _platform_outcomes(settings) if mid_state == "success" else {}}
+        mid = {
+            "state": mid_state,
+            "summary": mid_summary,
+            "outcomes": _platform_outcomes(settings) if mid_state == "success" else {},
+        }
         final_state, final_summary = _run_feedback(dag, landed["final"], env)
         yield {
-            **landed, "dag": dag, "env": env, "settings": settings, "published": {r["user_id"]: r for r in published},
-            "valid_days": valid_days, "mid": mid, "final_state": final_state, "final_summary": final_summary,
+            **landed,
+            "dag": dag,
+            "env": env,
+            "settings": settings,
+            "published": {r["user_id"]: r for r in published},
+            "valid_days": valid_days,
+            "mid": mid,
+            "final_state": final_state,
+            "final_summary": final_summary,
         }
 
 
@@ -251,18 +382,34 @@ def test_exposures_mature_when_their_window_closes(shop):
 
 
 def test_summary_reports_the_published_run(shop):
-    assert shop["mid"]["summary"]["runs"] == [{
-        "run_date": NIGHT.isoformat(), "sends": N_USERS, "matured": 0, "holdout": _holdouts(shop), "converted": 4,
-        "redeemed": 2, "discount": pytest.approx(17.5), "margin": pytest.approx(26.5 + 19.5 + 19.0 + 18.0),
-    }]
+    assert shop["mid"]["summary"]["runs"] == [
+        {
+            "run_date": NIGHT.isoformat(),
+            "sends": N_USERS,
+            "matured": 0,
+            "holdout": _holdouts(shop),
+            "converted": 4,
+            "redeemed": 2,
+            "discount": pytest.approx(17.5),
+            "margin": pytest.approx(26.5 + 19.5 + 19.0 + 18.0),
+        }
+    ]
     summary = shop["final_summary"]
     assert summary["published_runs"] == 1
     assert summary["matured_platform_sends"] == N_USERS
     assert summary["redemptions"] == 2
-    assert summary["runs"] == [{
-        "run_date": NIGHT.isoformat(), "sends": N_USERS, "matured": N_USERS, "holdout": _holdouts(shop), "converted": 4,
-        "redeemed": 2, "discount": pytest.approx(12.0 + 5.5), "margin": pytest.approx(sum(v["order_margin"] for v in EXPECTED_FINAL.values())),
-    }]
+    assert summary["runs"] == [
+        {
+            "run_date": NIGHT.isoformat(),
+            "sends": N_USERS,
+            "matured": N_USERS,
+            "holdout": _holdouts(shop),
+            "converted": 4,
+            "redeemed": 2,
+            "discount": pytest.approx(12.0 + 5.5),
+            "margin": pytest.approx(sum(v["order_margin"] for v in EXPECTED_FINAL.values())),
+        }
+    ]
 
 
 def _holdouts(shop) -> int:
@@ -270,11 +417,23 @@ def _holdouts(shop) -> int:
 
 
 def test_promo_performance_compares_each_sent_promo_with_the_holdout(shop):
-    cols = ("run_date", "promo_id", "sends", "redemptions", "holdout_users", "treated_conversion_rate", "holdout_conversion_rate",
-            "treated_margin_per_user", "holdout_margin_per_user", "discount_cost", "is_matured", "policy_version")
+    cols = (
+        "run_date",
+        "promo_id",
+        "sends",
+        "redemptions",
+        "holdout_users",
+        "treated_conversion_rate",
+        "holdout_conversion_rate",
+        "treated_margin_per_user",
+        "holdout_margin_per_user",
+        "discount_cost",
+        "is_matured",
+        "policy_version",
+    )
     rows = _query(
         shop["settings"],
-        f"""select {', '.join('p.' + c for c in cols[:-1])}, r.policy_version
+        f"""select {", ".join("p." + c for c in cols[:-1])}, r.policy_version
             from analytics.promo_performance p left join {{published}}.promo_runs r on r.run_date = p.run_date
             order by p.run_date, p.promo_id""",
     )
@@ -287,14 +446,18 @@ def test_promo_performance_compares_each_sent_promo_with_the_holdout(shop):
     for promo_id, row in got.items():
         treated = [expected[r["user_id"]] for r in offers if r["promo_id"] == promo_id]
         want = {
-            "run_date": NIGHT, "promo_id": promo_id, "sends": len(treated), "redemptions": sum(t["redeemed"] for t in treated),
+            "run_date": NIGHT,
+            "promo_id": promo_id,
+            "sends": len(treated),
+            "redemptions": sum(t["redeemed"] for t in treated),
             "holdout_users": n_holdout,
             "treated_conversion_rate": sum(t["converted"] for t in treated) / len(treated),
             "holdout_conversion_rate": 1 / n_holdout,  # H's order is inside every promo's window
             "treated_margin_per_user": sum(t["order_margin"] for t in treated) / len(treated),
             "holdout_margin_per_user": EXPECTED_FINAL["H"]["order_margin"] / n_holdout,
             "discount_cost": sum(t["discount_amount"] for t in treated),
-            "is_matured": True, "policy_version": policy_version,
+            "is_matured": True,
+            "policy_version": policy_version,
         }
         assert row == pytest.approx(want), promo_id
 
@@ -305,7 +468,9 @@ def test_rerunning_the_date_gives_identical_rows(shop):
     assert state == "success"
     assert summary == shop["final_summary"]
     assert _snapshot(shop["settings"]) == before
-    (counts,) = _query(shop["settings"], "select count(*), count(distinct exposure_id) from analytics.fct_promo_outcomes")
+    (counts,) = _query(
+        shop["settings"], "select count(*), count(distinct exposure_id) from analytics.fct_promo_outcomes"
+    )
     assert counts[0] == counts[1]
 
 
@@ -327,12 +492,30 @@ def test_matured_platform_exposures_feed_the_next_training_set(shop):
     assert sorted(platform.index) == sorted(r["exposure_id"] for r in kept.values())
     for row in kept.values():
         got = platform.loc[row["exposure_id"]]
-        assert (got["user_id"], got["promo_id"], got["valid_days"]) == (row["user_id"], row["promo_id"], row["valid_days"])
+        assert (got["user_id"], got["promo_id"], got["valid_days"]) == (
+            row["user_id"],
+            row["promo_id"],
+            row["valid_days"],
+        )
         # nothing was sent after night D: no window is cut, the censored outcome is the full one
         assert row["next_offer_ts"] is None
-        assert (row["outcome_days"], row["outcome_order_margin"]) == pytest.approx((row["valid_days"], row["order_margin"]))
-        assert (got["converted"], got["order_margin"], got["discount_amount"], got["window_days"], got["propensity"]) == pytest.approx(
-            (row["outcome_converted"], row["outcome_order_margin"], row["outcome_discount_amount"], row["outcome_days"], row["propensity"])
+        assert (row["outcome_days"], row["outcome_order_margin"]) == pytest.approx(
+            (row["valid_days"], row["order_margin"])
+        )
+        assert (
+            got["converted"],
+            got["order_margin"],
+            got["discount_amount"],
+            got["window_days"],
+            got["propensity"],
+        ) == pytest.approx(
+            (
+                row["outcome_converted"],
+                row["outcome_order_margin"],
+                row["outcome_discount_amount"],
+                row["outcome_days"],
+                row["propensity"],
+            )
         )
     # point-in-time features found for every one of them: train() drops rows without features
     assert not platform[NUMERIC_FEATURES].isna().to_numpy().any()

@@ -24,7 +24,10 @@ BUDGET = 400.0  # its 10% exploration reserve must afford the cheapest offer's e
 
 
 def _published_rows(settings, run_date):
-    return [dict(zip(PROMO_ASSIGNMENTS_COLUMNS, row)) for row in published_rows({"PROMO_DATA_DIR": settings.data_dir}, run_date)]
+    return [
+        dict(zip(PROMO_ASSIGNMENTS_COLUMNS, row))
+        for row in published_rows({"PROMO_DATA_DIR": settings.data_dir}, run_date)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,14 @@ def night(tmp_path_factory, airflow_db):
     with restored_environ(env):
         dag = load_dag()
         first_state = run_night(dag, RUN_DATE, env, conf)
-        yield {"dag": dag, "env": env, "conf": conf, "settings": Settings.from_env(env=env, overrides=conf), "first_state": first_state, "base": base}
+        yield {
+            "dag": dag,
+            "env": env,
+            "conf": conf,
+            "settings": Settings.from_env(env=env, overrides=conf),
+            "first_state": first_state,
+            "base": base,
+        }
 
 
 def test_night_succeeds_and_writes_one_row_per_user(night):
@@ -53,7 +63,9 @@ def test_assignments_respect_budget_catalogue_and_contract(night):
     import pyarrow.parquet as pq
 
     rows = _published_rows(night["settings"], RUN_DATE)
-    catalogue = set(pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").column("promo_id").to_pylist())
+    catalogue = set(
+        pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").column("promo_id").to_pylist()
+    )
     assert sum(r["expected_cost"] for r in rows) <= BUDGET + 1e-9
     assert {r["promo_id"] for r in rows} <= catalogue | {"none"}
     explorers = [r for r in rows if r["is_exploration"]]
@@ -82,8 +94,14 @@ def test_offers_feature_items_from_the_source_the_night_chose(night):
     rows = _published_rows(night["settings"], RUN_DATE)
     offers = [r for r in rows if r["promo_id"] != "none"]
     assert offers, "the night sent no offer"
-    items = pq.read_table(night["base"] / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")["category"]
-    promos = pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet").to_pandas().set_index("promo_id")["category"]
+    items = (
+        pq.read_table(night["base"] / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")["category"]
+    )
+    promos = (
+        pq.read_table(night["base"] / "raw" / "promotions" / "promotions.parquet")
+        .to_pandas()
+        .set_index("promo_id")["category"]
+    )
     for r in offers:
         featured = r["featured_item_ids"].split(",")
         assert 1 <= len(featured) <= 3 and set(featured) <= set(items.index)
@@ -93,7 +111,9 @@ def test_offers_feature_items_from_the_source_the_night_chose(night):
         if r["promo_id"] == "none":
             assert r["featured_item_ids"] is None
 
-    summary = json.loads((Path(night["settings"].data_dir) / "runs" / f"run_date={RUN_DATE.isoformat()}" / "summary.json").read_text())
+    summary = json.loads(
+        (Path(night["settings"].data_dir) / "runs" / f"run_date={RUN_DATE.isoformat()}" / "summary.json").read_text()
+    )
     recommender = summary["recommender"]
     version = recommender["recommender_version"]
     assert version in list_model_versions(night["settings"].model_store_uri, model_name="recommender")
@@ -123,7 +143,12 @@ def test_rerunning_the_date_gives_identical_rows(night):
 
 def test_failed_later_night_leaves_published_night_untouched(night):
     before = _published_rows(night["settings"], RUN_DATE)
-    export = Path(night["settings"].export_uri) / "promo_assignments" / f"run_date={RUN_DATE.isoformat()}" / "promo_assignments.parquet"
+    export = (
+        Path(night["settings"].export_uri)
+        / "promo_assignments"
+        / f"run_date={RUN_DATE.isoformat()}"
+        / "promo_assignments.parquet"
+    )
     export_bytes = export.read_bytes()
     # no events landed for 2026-10-09
     assert run_night(night["dag"], date(2026, 10, 10), night["env"], night["conf"]) == "failed"

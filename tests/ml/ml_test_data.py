@@ -39,7 +39,12 @@ def planted_exposures(n_rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def category_preference_shop(
-    n_users: int = 200, n_items: int = 60, n_categories: int = 6, n_days: int = 10, events_per_user: int = 20, seed: int = 0
+    n_users: int = 200,
+    n_items: int = 60,
+    n_categories: int = 6,
+    n_days: int = 10,
+    events_per_user: int = 20,
+    seed: int = 0,
 ) -> dict:
     """Item interactions where each user draws 85 % of their items from one preferred category.
 
@@ -53,7 +58,11 @@ def category_preference_shop(
     item_ids = np.array([f"i{j:03d}" for j in range(n_items)])
     item_category = np.arange(n_items) % n_categories
     items = pd.DataFrame(
-        {"item_id": item_ids, "category": [f"cat{c}" for c in item_category], "price": np.round(rng.lognormal(3.0, 0.5, n_items), 2)}
+        {
+            "item_id": item_ids,
+            "category": [f"cat{c}" for c in item_category],
+            "price": np.round(rng.lognormal(3.0, 0.5, n_items), 2),
+        }
     )
     preference_share = np.linspace(2.0, 1.0, n_categories)
     preferred = rng.choice(n_categories, n_users, p=preference_share / preference_share.sum())
@@ -75,7 +84,12 @@ def category_preference_shop(
     )
     user_ids = [f"u{u:04d}" for u in range(n_users)]
     user_features = pd.DataFrame(
-        {"user_id": user_ids, "tenure_days": rng.integers(1, 500, n_users), "views_30d": rng.poisson(15, n_users), "top_category": "ignored"}
+        {
+            "user_id": user_ids,
+            "tenure_days": rng.integers(1, 500, n_users),
+            "views_30d": rng.poisson(15, n_users),
+            "top_category": "ignored",
+        }
     )
     return {
         "interactions": interactions,

@@ -19,12 +19,20 @@ ARMS = ["promo_a", "promo_b", "none"]
 def _data(n: int, seed: int) -> PolicyData:
     frame = planted_exposures(n, seed)
     return PolicyData(
-        features=frame[["spend_30d", "orders_30d", "tenure_days", "top_category"]], arms=ARMS,
-        arm_index=frame["promo_id"].map(ARMS.index).to_numpy(), propensity=frame["propensity"].to_numpy(),
-        converted=frame["converted"].to_numpy(), margin=frame["order_margin"].to_numpy(), discount=frame["discount_amount"].to_numpy(),
-        window_days=np.full(n, 7.0), arm_window=np.array([7.0, 7.0, 0.0]), send_cost=np.zeros(3),
-        numeric_features=["spend_30d", "orders_30d", "tenure_days"], categorical_features=["top_category"],
-        groups=frame["user_id"].to_numpy(), evaluable=np.ones(n, dtype=bool),
+        features=frame[["spend_30d", "orders_30d", "tenure_days", "top_category"]],
+        arms=ARMS,
+        arm_index=frame["promo_id"].map(ARMS.index).to_numpy(),
+        propensity=frame["propensity"].to_numpy(),
+        converted=frame["converted"].to_numpy(),
+        margin=frame["order_margin"].to_numpy(),
+        discount=frame["discount_amount"].to_numpy(),
+        window_days=np.full(n, 7.0),
+        arm_window=np.array([7.0, 7.0, 0.0]),
+        send_cost=np.zeros(3),
+        numeric_features=["spend_30d", "orders_30d", "tenure_days"],
+        categorical_features=["top_category"],
+        groups=frame["user_id"].to_numpy(),
+        evaluable=np.ones(n, dtype=bool),
     )
 
 
@@ -44,7 +52,12 @@ def test_fill_in_order_stops_at_the_budget_and_the_limit():
     assert chosen.tolist() == [-1, -1, -1, -1]  # user 3 alone costs 5 > 3: the prefix is empty
     chosen = cand.fill_in_order(np.array([0, 1, 2, 3]), np.array([0, 0, -1, 0]), cost, budget=3.0)
     assert chosen.tolist() == [0, 0, -1, -1]
-    assert cand.fill_in_order(np.array([0, 1, 3]), np.zeros(4, dtype=int), cost, budget=None, limit=1).tolist() == [0, -1, -1, -1]
+    assert cand.fill_in_order(np.array([0, 1, 3]), np.zeros(4, dtype=int), cost, budget=None, limit=1).tolist() == [
+        0,
+        -1,
+        -1,
+        -1,
+    ]
 
 
 def test_ranked_rule_finds_the_feature_that_tells_who_responds():
@@ -52,12 +65,23 @@ def test_ranked_rule_finds_the_feature_that_tells_who_responds():
     gamma = dr_scores(data, np.zeros((12000, 3)))
     cost = np.ones((12000, 3))
     cost[:, 2] = 0
-    rule = cand.fit_ranked_rule(ARMS, data.features, data.numeric_features, gamma, cost, 0.25 * 12000, np.ones(3, bool), np.arange(12000) / 12000)
+    rule = cand.fit_ranked_rule(
+        ARMS,
+        data.features,
+        data.numeric_features,
+        gamma,
+        cost,
+        0.25 * 12000,
+        np.ones(3, bool),
+        np.arange(12000) / 12000,
+    )
     assert (rule.arm, rule.feature, rule.descending) == (0, "spend_30d", True)
     assert rule.share <= 0.25 + 1e-9
     chosen = rule.decide(data.features, cost, 100.0, np.ones((12000, 3), bool), np.arange(12000) / 12000)
     assert (chosen != 2).sum() == 100  # the budget binds: 100 sends at 1 each
-    assert (data.features["spend_30d"].to_numpy()[chosen != 2] >= np.sort(data.features["spend_30d"].to_numpy())[-100]).all()
+    assert (
+        data.features["spend_30d"].to_numpy()[chosen != 2] >= np.sort(data.features["spend_30d"].to_numpy())[-100]
+    ).all()
 
 
 def test_policy_tree_splits_on_the_planted_segment():
@@ -73,7 +97,9 @@ def test_policy_tree_splits_on_the_planted_segment():
 
 def _result(name: str, estimate: float, stderr: float, terms: np.ndarray, ips: float | None = None) -> CandidateResult:
     value = PolicyValueEstimate("dr", estimate, stderr, len(terms), float(len(terms)), terms)
-    ips_value = PolicyValueEstimate("ips", estimate if ips is None else ips, stderr, len(terms), float(len(terms)), terms)
+    ips_value = PolicyValueEstimate(
+        "ips", estimate if ips is None else ips, stderr, len(terms), float(len(terms)), terms
+    )
     return CandidateResult(name, value, ips_value, 0.5, 0.0)
 
 
@@ -96,7 +122,10 @@ def test_the_rule_prefers_the_simpler_candidate_within_one_standard_error():
 
 def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_sends_nothing():
     terms = np.r_[np.full(50, 3.0), np.full(50, -2.2)]  # mean +0.4, stderr ~0.26: over one se, under 1.645
-    results = {"none": _result("none", 0.0, 0.0, np.zeros(100)), "policy_tree": _result("policy_tree", 0.4, 0.26, terms)}
+    results = {
+        "none": _result("none", 0.0, 0.0, np.zeros(100)),
+        "policy_tree": _result("policy_tree", 0.4, 0.26, terms),
+    }
     rollout = select(results, z=1.645, rollout_share=0.2)
     assert (rollout.status, rollout.chosen, rollout.rollout_share) == ("rollout", "policy_tree", 0.2)
     assert select(results, z=1.645, rollout_share=0.0).status == "none"
@@ -111,10 +140,18 @@ def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_
 
 def test_evaluate_and_select_publishes_a_targeting_policy_on_a_real_effect():
     data = _data(9000, 5)
-    selection, fitted, ctx, metrics = evaluate_and_select(data, budget_per_user=None, names=["none", "blanket:promo_a", "blanket:promo_b", "ranked_rule", "pooled_main"], seed=0)
+    selection, fitted, ctx, metrics = evaluate_and_select(
+        data,
+        budget_per_user=None,
+        names=["none", "blanket:promo_a", "blanket:promo_b", "ranked_rule", "pooled_main"],
+        seed=0,
+    )
     assert selection.status == "published", selection.message
     assert selection.chosen in ("ranked_rule", "pooled_main"), selection.message
-    assert metrics["candidates"][selection.chosen]["value_per_row"] > metrics["candidates"]["blanket:promo_b"]["value_per_row"]
+    assert (
+        metrics["candidates"][selection.chosen]["value_per_row"]
+        > metrics["candidates"]["blanket:promo_b"]["value_per_row"]
+    )
     assert fitted is not None and fitted.describe()
 
 
@@ -133,8 +170,19 @@ def test_a_rollout_keeps_the_budget_and_exact_propensities(seed, n, rate, share,
     arm = np.where(in_rollout, candidate, 2)
     holdout = rng.random(n) < 0.05
     users = np.array([f"u{i}" for i in range(n)])
-    result = explore(arm, holdout, eligible, cost, 2, user_ids=users, rate=rate, reserve_budget=reserve, holdout_share=0.05,
-                     salt=f"s{seed}", policy_probabilities=probabilities)
+    result = explore(
+        arm,
+        holdout,
+        eligible,
+        cost,
+        2,
+        user_ids=users,
+        rate=rate,
+        reserve_budget=reserve,
+        holdout_share=0.05,
+        salt=f"s{seed}",
+        policy_probabilities=probabilities,
+    )
     rows = np.arange(n)
     assert cost[rows, result.recorded_arm].sum() <= budget + 1e-9
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0)
@@ -149,13 +197,31 @@ def test_decide_without_a_model_or_after_a_fallback_sends_nothing():
 
     features = pd.DataFrame({"tenure_days": [1.0, 2.0, np.nan]})
     users = np.array(["a", "b", "c"])
-    nothing = decide(None, features, users, ARMS, np.ones(3, bool), np.array([True, True, False]), budget=10.0, rollout_share=0.25, salt="d")
+    nothing = decide(
+        None,
+        features,
+        users,
+        ARMS,
+        np.ones(3, bool),
+        np.array([True, True, False]),
+        budget=10.0,
+        rollout_share=0.25,
+        salt="d",
+    )
     assert (nothing.arm == 2).all() and nothing.status == "none" and nothing.message.startswith("no model")
     fallback = SimpleNamespace(
-        arms=ARMS, window_days=[7.0, 7.0, 0.0], status="none", fitted=None, production="none", rollout_share=0.0,
-        gate={"message": "fallback to 'none': nothing beats it"}, cost=lambda f, w: np.ones((len(f), 3)) * [1, 1, 0],
+        arms=ARMS,
+        window_days=[7.0, 7.0, 0.0],
+        status="none",
+        fitted=None,
+        production="none",
+        rollout_share=0.0,
+        gate={"message": "fallback to 'none': nothing beats it"},
+        cost=lambda f, w: np.ones((len(f), 3)) * [1, 1, 0],
     )
-    fell_back = decide(fallback, features, users, ARMS, np.ones(3, bool), np.ones(3, bool), budget=10.0, rollout_share=0.25, salt="d")
+    fell_back = decide(
+        fallback, features, users, ARMS, np.ones(3, bool), np.ones(3, bool), budget=10.0, rollout_share=0.25, salt="d"
+    )
     assert (fell_back.arm == 2).all() and fell_back.message.startswith("fallback")
     np.testing.assert_allclose(fell_back.probabilities[:, 2], 1.0)
 
@@ -169,14 +235,24 @@ def test_decide_publishes_within_the_budget_and_rolls_out_to_a_share():
     features = pd.DataFrame({"tenure_days": np.ones(n)})
     users = np.array([f"u{i}" for i in range(n)])
     policy = SimpleNamespace(
-        arms=ARMS, window_days=[7.0, 7.0, 0.0], status="published", production="blanket:promo_a", rollout_share=0.0,
-        fitted=cand.FittedBlanket(ARMS, 0, 1.5), gate={"message": "published"}, cost=lambda f, w: np.ones((len(f), 3)) * [2, 1, 0],
+        arms=ARMS,
+        window_days=[7.0, 7.0, 0.0],
+        status="published",
+        production="blanket:promo_a",
+        rollout_share=0.0,
+        fitted=cand.FittedBlanket(ARMS, 0, 1.5),
+        gate={"message": "published"},
+        cost=lambda f, w: np.ones((len(f), 3)) * [2, 1, 0],
     )
-    published = decide(policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d")
+    published = decide(
+        policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d"
+    )
     assert (published.arm == 0).sum() == 150  # 300 / cost 2
     assert published.cost[np.arange(n), published.arm].sum() <= 300.0
     policy.status, policy.rollout_share = "rollout", 0.25
-    rolled = decide(policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d")
+    rolled = decide(
+        policy, features, users, ARMS, np.ones(3, bool), np.ones(n, bool), budget=300.0, rollout_share=0.25, salt="d"
+    )
     assert rolled.status == "rollout" and 0 < (rolled.arm == 0).sum() < 150
     assert (rolled.arm[~rolled.in_rollout] == 2).all()
     assert abs(rolled.in_rollout.mean() - 0.25) < 0.05
@@ -190,7 +266,14 @@ def test_normalise_window_counts_scales_only_trailing_window_counts():
 
     from promoflow.decisions import normalise_window_counts
 
-    frame = pd.DataFrame({"orders_30d": [3.0, 3.0], "orders_7d": [1.0, 1.0], "cart_to_order_rate_30d": [0.5, 0.5], "tenure_days": [100.0, 100.0]})
+    frame = pd.DataFrame(
+        {
+            "orders_30d": [3.0, 3.0],
+            "orders_7d": [1.0, 1.0],
+            "cart_to_order_rate_30d": [0.5, 0.5],
+            "tenure_days": [100.0, 100.0],
+        }
+    )
     as_of = pd.Series(pd.to_datetime(["2026-10-11", "2026-12-01"]))
     out = normalise_window_counts(frame, as_of, date(2026, 10, 1))
     assert out["orders_30d"].tolist() == [9.0, 3.0]  # 10 of 30 days observed on the first row

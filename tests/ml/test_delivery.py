@@ -13,28 +13,46 @@ EXPIRY = dt.date(2026, 3, 7)
 
 
 def promo(promo_type, value, min_spend=0.0, max_discount=None, category=None, promo_id="p1"):
-    return {"promo_id": promo_id, "promo_type": promo_type, "value": value, "min_spend": min_spend,
-            "max_discount": max_discount, "category": category, "channel": None, "valid_days": 7}
+    return {
+        "promo_id": promo_id,
+        "promo_type": promo_type,
+        "value": value,
+        "min_spend": min_spend,
+        "max_discount": max_discount,
+        "category": category,
+        "channel": None,
+        "valid_days": 7,
+    }
 
 
 @pytest.mark.parametrize(
     "offer, expected",
     [
         (promo("percent_off", 15.0), "Take 15% off everything. Valid until 07 March 2026."),
-        (promo("percent_off", 12.5, min_spend=40, max_discount=10, category="shoes"),
-         "Take 12.5% off shoes items when you spend $40 or more (up to $10 off). Valid until 07 March 2026."),
+        (
+            promo("percent_off", 12.5, min_spend=40, max_discount=10, category="shoes"),
+            "Take 12.5% off shoes items when you spend $40 or more (up to $10 off). Valid until 07 March 2026.",
+        ),
         (promo("amount_off", 5.0), "Get $5 off on your next order. Valid until 07 March 2026."),
-        (promo("amount_off", 7.5, min_spend=30, category="books"),
-         "Get $7.50 off on books orders when you spend $30 or more. Valid until 07 March 2026."),
+        (
+            promo("amount_off", 7.5, min_spend=30, category="books"),
+            "Get $7.50 off on books orders when you spend $30 or more. Valid until 07 March 2026.",
+        ),
         (promo("spend_threshold", 10.0, min_spend=50), "Spend $50 and save $10. Valid until 07 March 2026."),
-        (promo("spend_threshold", 10.0, min_spend=50, category="toys"),
-         "Spend $50 on toys items and save $10. Valid until 07 March 2026."),
+        (
+            promo("spend_threshold", 10.0, min_spend=50, category="toys"),
+            "Spend $50 on toys items and save $10. Valid until 07 March 2026.",
+        ),
         (promo("free_shipping", 4.99), "Free shipping on your next order. Valid until 07 March 2026."),
-        (promo("free_shipping", 4.99, min_spend=25.0, category="garden"),
-         "Free shipping on garden orders when you spend $25 or more. Valid until 07 March 2026."),
+        (
+            promo("free_shipping", 4.99, min_spend=25.0, category="garden"),
+            "Free shipping on garden orders when you spend $25 or more. Valid until 07 March 2026.",
+        ),
         (promo("gift", 8.0), "A free gift worth $8 with your next order. Valid until 07 March 2026."),
-        (promo("gift", 8.0, min_spend=60, category="beauty"),
-         "A free gift worth $8 with your next beauty order when you spend $60 or more. Valid until 07 March 2026."),
+        (
+            promo("gift", 8.0, min_spend=60, category="beauty"),
+            "A free gift worth $8 with your next beauty order when you spend $60 or more. Valid until 07 March 2026.",
+        ),
     ],
 )
 def test_each_promo_type_has_an_english_template(offer, expected):
@@ -64,8 +82,15 @@ def test_expiry_is_the_last_redeemable_day():
 
 @pytest.mark.parametrize(
     "promo_channel, device, expected",
-    [("sms", "ios", "sms"), ("In_App", "web", "in_app"), (None, "ios", "push"), (None, "Android", "push"),
-     (None, "web", "email"), ("", "tablet", "email"), (float("nan"), None, "email")],
+    [
+        ("sms", "ios", "sms"),
+        ("In_App", "web", "in_app"),
+        (None, "ios", "push"),
+        (None, "Android", "push"),
+        (None, "web", "email"),
+        ("", "tablet", "email"),
+        (float("nan"), None, "email"),
+    ],
 )
 def test_channel_is_fixed_by_the_promo_or_follows_the_device(promo_channel, device, expected):
     assert choose_channel(promo_channel, device) == expected
@@ -85,12 +110,23 @@ def test_reason_codes_are_short_and_readable():
 
 
 def test_chinese_templates_carry_value_threshold_category_expiry_and_items():
-    promo = {"promo_id": "p1", "promo_type": "spend_threshold", "value": 12.0, "min_spend": 60.0, "max_discount": None,
-             "category": "beauty", "channel": None, "valid_days": 7}
+    promo = {
+        "promo_id": "p1",
+        "promo_type": "spend_threshold",
+        "value": 12.0,
+        "min_spend": 60.0,
+        "max_discount": None,
+        "category": "beauty",
+        "channel": None,
+        "valid_days": 7,
+    }
     text = render_message(promo, dt.date(2026, 11, 6), ["i001", "i002"], language="zh")
     assert text == "beauty类商品满$60减$12。有效期至2026年11月6日。为您精选：i001、i002。"
-    percent = render_message(promo | {"promo_type": "percent_off", "value": 15.0, "min_spend": 0.0, "max_discount": 20.0, "category": None},
-                             dt.date(2026, 11, 6), language="zh")
+    percent = render_message(
+        promo | {"promo_type": "percent_off", "value": 15.0, "min_spend": 0.0, "max_discount": 20.0, "category": None},
+        dt.date(2026, 11, 6),
+        language="zh",
+    )
     assert percent.startswith("全场商品立享15%优惠（最高减$20）。")
     for promo_type in ("amount_off", "free_shipping", "gift"):
         assert "有效期至" in render_message(promo | {"promo_type": promo_type}, dt.date(2026, 11, 6), language="zh")

@@ -42,7 +42,8 @@ def catalogue() -> pd.DataFrame:
         ("p_toys_gift", "gift", 8.0, 0.0, None, "toys", "in_app", 1),
     ]
     frame = pd.DataFrame(
-        rows, columns=["promo_id", "promo_type", "value", "min_spend", "max_discount", "category", "channel", "valid_days"]
+        rows,
+        columns=["promo_id", "promo_type", "value", "min_spend", "max_discount", "category", "channel", "valid_days"],
     )
     frame["active_from"] = dt.date(2026, 9, 1)
     frame["active_to"] = dt.date(2026, 12, 31)
@@ -76,7 +77,9 @@ def synthetic_night(n_users: int, seed: int = 0, *, offer_share: float = 0.5) ->
 
     features = pd.DataFrame(
         {
-            "preferred_hour": np.where(has_features & (rng.random(n_users) < 0.95), rng.integers(0, 24, n_users), np.nan),
+            "preferred_hour": np.where(
+                has_features & (rng.random(n_users) < 0.95), rng.integers(0, 24, n_users), np.nan
+            ),
             "top_category": pick(CATEGORIES, ~has_features),
             **{f"channel_engagement_{c}_90d": pick(SHARES, ~has_features).astype(float) for c in delivery.CHANNELS},
         }
@@ -105,8 +108,25 @@ def synthetic_night(n_users: int, seed: int = 0, *, offer_share: float = 0.5) ->
 
 
 def reference_delivery_columns(
-    chosen_ids, *, is_offer, is_holdout, is_exploration, has_features, chosen_estimate, chosen_cost, drivers, language,
-    device, features, promos, top_by_category, top_overall, run_date, gate_passed, gate_message, holdout_share,
+    chosen_ids,
+    *,
+    is_offer,
+    is_holdout,
+    is_exploration,
+    has_features,
+    chosen_estimate,
+    chosen_cost,
+    drivers,
+    language,
+    device,
+    features,
+    promos,
+    top_by_category,
+    top_overall,
+    run_date,
+    gate_passed,
+    gate_message,
+    holdout_share,
     holdout_campaign,
 ) -> dict[str, list]:
     """The former per-user loop of promoflow.decisions.assign (``model_version is None`` implied
@@ -137,19 +157,33 @@ def reference_delivery_columns(
         promo = promo_rows.loc[chosen_ids[i]].to_dict() | {"promo_id": chosen_ids[i]}
         category = promo.get("category")
         item_ids = top_by_category.get(category, top_overall) if category else featured.iloc[i]
-        engagement = {c: features.at[i, f"channel_engagement_{c}_90d"] for c in delivery.CHANNELS if f"channel_engagement_{c}_90d" in features}
+        engagement = {
+            c: features.at[i, f"channel_engagement_{c}_90d"]
+            for c in delivery.CHANNELS
+            if f"channel_engagement_{c}_90d" in features
+        }
         channels.append(delivery.choose_channel(promo.get("channel"), device.at[i], engagement))
         messages.append(
             delivery.render_message(
-                promo, delivery.expiry_date(run_date, int(promo["valid_days"])), item_ids.split(",") if item_ids else None,
+                promo,
+                delivery.expiry_date(run_date, int(promo["valid_days"])),
+                item_ids.split(",") if item_ids else None,
                 language=str(language[i]),
             )
         )
         featured_ids.append(item_ids or None)
         reasons.append(
-            delivery.reason_codes(float(chosen_estimate[i]), float(chosen_cost[i]), drivers[i], is_exploration=bool(is_exploration[i]))
+            delivery.reason_codes(
+                float(chosen_estimate[i]), float(chosen_cost[i]), drivers[i], is_exploration=bool(is_exploration[i])
+            )
         )
-    return {"channel": channels, "message": messages, "featured_item_ids": featured_ids, "reason": reasons, "send_hour": send_hours}
+    return {
+        "channel": channels,
+        "message": messages,
+        "featured_item_ids": featured_ids,
+        "reason": reasons,
+        "send_hour": send_hours,
+    }
 
 
 def assert_same_columns(night: dict) -> pd.DataFrame:
@@ -157,7 +191,9 @@ def assert_same_columns(night: dict) -> pd.DataFrame:
     got = delivery_columns(**night)
     assert list(got.columns) == list(expected)
     for column, values in expected.items():
-        mismatched = [(i, values[i], got[column].iloc[i]) for i in range(len(values)) if got[column].iloc[i] != values[i]]
+        mismatched = [
+            (i, values[i], got[column].iloc[i]) for i in range(len(values)) if got[column].iloc[i] != values[i]
+        ]
         assert not mismatched, f"{column}: {len(mismatched)} rows differ, first {mismatched[:3]}"
         assert all(type(a) is type(b) for a, b in zip(values, got[column].tolist())), column
     return got
@@ -176,7 +212,10 @@ def test_delivery_columns_equal_the_per_user_loop(seed):
 
 
 def test_fallback_no_features_and_a_night_without_offers():
-    night = synthetic_night(300, 3) | {"gate_passed": False, "gate_message": "no model: no matured randomised exposures to learn from"}
+    night = synthetic_night(300, 3) | {
+        "gate_passed": False,
+        "gate_message": "no model: no matured randomised exposures to learn from",
+    }
     got = assert_same_columns(night)
     assert got["reason"].str.startswith("fallback: no model").any()
     none_only = synthetic_night(200, 4, offer_share=0.0)
@@ -212,7 +251,9 @@ def test_channels_follow_choose_channel_ties_included():
     n = 3000
     fixed = np.array([None, np.nan, "", "  ", "sms", "In_App", "EMAIL"], dtype=object)[rng.integers(0, 7, n)]
     devices = np.array(DEVICES, dtype=object)[rng.integers(0, len(DEVICES), n)]
-    shares = {c: np.array([0.0, 0.3, 0.3, np.nan, np.inf, -1.0])[rng.integers(0, 6, n)] for c in ("push", "email", "sms")}
+    shares = {
+        c: np.array([0.0, 0.3, 0.3, np.nan, np.inf, -1.0])[rng.integers(0, 6, n)] for c in ("push", "email", "sms")
+    }
     got = choose_channels(fixed, devices, shares)
     expected = [choose_channel(fixed[i], devices[i], {c: v[i] for c, v in shares.items()}) for i in range(n)]
     assert got.tolist() == expected

@@ -18,13 +18,33 @@ def _case(seed: int, n: int, n_arms: int):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 300), st.integers(2, 6), st.floats(0.0, 0.5), st.floats(0.0, 1.0), st.floats(0.0, 200.0))
-def test_exploration_never_exceeds_the_budget_and_propensities_are_the_policy(seed, n, n_arms, rate, reserve_share, budget):
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 300),
+    st.integers(2, 6),
+    st.floats(0.0, 0.5),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 200.0),
+)
+def test_exploration_never_exceeds_the_budget_and_propensities_are_the_policy(
+    seed, n, n_arms, rate, reserve_share, budget
+):
     margin, cost, eligible, users = _case(seed, n, n_arms)
     reserve = budget * reserve_share
     greedy = allocate(margin, cost, budget - reserve, eligible, 0).arm_index
     holdout = np.random.default_rng(seed + 1).random(n) < 0.05
-    result = explore(greedy, holdout, eligible, cost, 0, user_ids=users, rate=rate, reserve_budget=reserve, holdout_share=0.05, salt=f"s{seed}")
+    result = explore(
+        greedy,
+        holdout,
+        eligible,
+        cost,
+        0,
+        user_ids=users,
+        rate=rate,
+        reserve_budget=reserve,
+        holdout_share=0.05,
+        salt=f"s{seed}",
+    )
     rows = np.arange(n)
     spent = cost[rows, result.recorded_arm][result.recorded_arm != 0].sum()
     assert spent <= budget + 1e-9
@@ -50,7 +70,18 @@ def test_exploration_frequencies_match_the_stated_probabilities():
     counts = np.zeros((n, n_arms))
     draws = 300
     for k in range(draws):
-        result = explore(greedy, holdout, eligible, cost, 0, user_ids=users, rate=0.2, reserve_budget=100.0, holdout_share=0.0, salt=f"night-{k}")
+        result = explore(
+            greedy,
+            holdout,
+            eligible,
+            cost,
+            0,
+            user_ids=users,
+            rate=0.2,
+            reserve_budget=100.0,
+            holdout_share=0.0,
+            salt=f"night-{k}",
+        )
         counts[np.arange(n), result.recorded_arm] += 1
     expected = result.probabilities * draws
     # Pooled over users: observed vs expected counts per (greedy?, arm) cell within 4 sd.

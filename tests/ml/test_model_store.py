@@ -27,7 +27,11 @@ def make_model_dir(path, marker: str):
 
 
 def read_tree(path):
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and p.name != "_MANIFEST.json"}
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != "_MANIFEST.json"
+    }
 
 
 @pytest.fixture
@@ -58,7 +62,11 @@ def test_latest_moves_forward_only(store_uri, tmp_path):
     # a backfill of an older night is stored but LATEST keeps the newest night
     save_model_version(make_model_dir(tmp_path / "m3", "c"), store_uri, "2026-02-20", DATA_HASH)
     assert latest_model_version(store_uri) == "2026-03-03-ffffffffffff"
-    assert list_model_versions(store_uri) == ["2026-02-20-0123456789ab", "2026-03-02-0123456789ab", "2026-03-03-ffffffffffff"]
+    assert list_model_versions(store_uri) == [
+        "2026-02-20-0123456789ab",
+        "2026-03-02-0123456789ab",
+        "2026-03-03-ffffffffffff",
+    ]
     old = load_model_version(store_uri, "2026-02-20-0123456789ab", tmp_path / "cache")
     assert json.loads((old / "response_model.json").read_text()) == {"marker": "c"}
 

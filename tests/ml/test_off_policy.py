@@ -86,7 +86,10 @@ def test_estimators_recover_the_true_value_within_a_few_standard_errors(log, pol
 def test_estimators_differ_from_the_logging_policys_value(log):
     # Guards the test above: the target's truth is far from the naive on-policy mean of the log.
     context, arms, rewards, propensities = log
-    assert abs(rewards.mean() - true_value(BEST_POLICY)) > 20 * ips_value(arms, rewards, propensities, BEST_POLICY[context]).stderr
+    assert (
+        abs(rewards.mean() - true_value(BEST_POLICY))
+        > 20 * ips_value(arms, rewards, propensities, BEST_POLICY[context]).stderr
+    )
 
 
 def test_dr_with_a_perfect_reward_model_has_lower_variance_than_ips(log):
@@ -229,8 +232,15 @@ def _valid():
         (dict(target_policy=np.full((4, 3), 0.5)), "target_policy: 4 rows do not sum to 1"),
         (dict(target_policy=np.full((3, 3), 1 / 3)), r"target_policy has shape \(3, 3\)"),
         (dict(target_policy=np.array([[1.0, 0, 0], [np.nan, 1, 0], [0, 0, 1], [0, 1, 0]])), "target_policy: NaN"),
-        (dict(arms=np.array([0]), rewards=np.array([1.0]), propensities=np.array([0.5]),
-              target_policy=np.array([[1.0, 0, 0]])), "at least 2"),
+        (
+            dict(
+                arms=np.array([0]),
+                rewards=np.array([1.0]),
+                propensities=np.array([0.5]),
+                target_policy=np.array([[1.0, 0, 0]]),
+            ),
+            "at least 2",
+        ),
     ],
 )
 def test_invalid_inputs_are_refused_with_the_rule_they_break(change, message):
@@ -262,7 +272,9 @@ def test_snips_refuses_a_log_that_never_logged_the_target_policys_arms():
 
 # ---------------------------------------------------------------------------- Open Bandit Dataset
 def _obd_script():
-    spec = importlib.util.spec_from_file_location("validate_ope_obd", ROOT / "tests" / "benchmarks" / "validate_ope_obd.py")
+    spec = importlib.util.spec_from_file_location(
+        "validate_ope_obd", ROOT / "tests" / "benchmarks" / "validate_ope_obd.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
     spec.loader.exec_module(module)

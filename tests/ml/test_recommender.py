@@ -45,7 +45,15 @@ def sequences(shop) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(shop, sequences) -> tuple[Recommender, dict]:
     return train_recommender(
-        shop["interactions"], shop["user_features"], sequences, shop["items"], shop["as_of"], seed=3, epochs=5, deterministic=True, config=CONFIG
+        shop["interactions"],
+        shop["user_features"],
+        sequences,
+        shop["items"],
+        shop["as_of"],
+        seed=3,
+        epochs=5,
+        deterministic=True,
+        config=CONFIG,
     )
 
 
@@ -70,7 +78,9 @@ def test_recommends_the_users_preferred_category(trained, shop, sequences):
     users = sorted(shop["preferred_category"])[:50]
     category_of = dict(zip(shop["items"]["item_id"], shop["items"]["category"]))
     top = top_k_items(model, users, shop["user_features"], sequences, k=5)
-    share = np.mean([category_of[item] == shop["preferred_category"][user] for user, items in zip(users, top) for item in items])
+    share = np.mean(
+        [category_of[item] == shop["preferred_category"][user] for user, items in zip(users, top) for item in items]
+    )
     assert share > 0.8
 
 
@@ -87,7 +97,9 @@ def test_category_limit_features_only_that_category(trained, shop, sequences):
     assert len(mixed[1]) == 12 and len({category_of[i] for i in mixed[1]}) >= 1
     assert mixed[2] == []
     # featured_items: the assign step's comma-separated format, same ranking.
-    assert featured_items(model, users[:3], shop["user_features"], sequences, ["cat1", None, None], k=3)[0] == ",".join(mixed[0][:3])
+    assert featured_items(model, users[:3], shop["user_features"], sequences, ["cat1", None, None], k=3)[0] == ",".join(
+        mixed[0][:3]
+    )
 
 
 def test_unknown_users_and_missing_features_still_score(trained, shop):
@@ -126,12 +138,17 @@ def test_training_sequences_are_point_in_time_per_day():
         {
             "user_id": ["u1", "u1", "u1", "u2"],
             "item_id": ["a", "b", "c", "a"],
-            "event_ts": pd.to_datetime(["2026-05-01 10:00", "2026-05-02 09:00", "2026-05-02 11:00", "2026-05-02 08:00"], utc=True),
+            "event_ts": pd.to_datetime(
+                ["2026-05-01 10:00", "2026-05-02 09:00", "2026-05-02 11:00", "2026-05-02 08:00"], utc=True
+            ),
             "event_type": "view",
         }
     )
     queries = pd.DataFrame(
-        {"user_id": ["u1", "u1", "u1", "u2", "u9"], "day": pd.to_datetime(["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-03", "2026-05-03"], utc=True)}
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u9"],
+            "day": pd.to_datetime(["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-03", "2026-05-03"], utc=True),
+        }
     )
     codes = _sequences_at_day_starts(events, queries, {"a": 0, "b": 1, "c": 2}, length=3)
     # code = item index + 1, padding 0 first: nothing before 05-01; [a] before 05-02; [a, b, c] before 05-03.
@@ -141,12 +158,22 @@ def test_training_sequences_are_point_in_time_per_day():
 def test_same_seed_same_embeddings(shop, sequences, trained):
     model, _ = trained
     again, _ = train_recommender(
-        shop["interactions"], shop["user_features"], sequences, shop["items"], shop["as_of"], seed=3, epochs=5, deterministic=True, config=CONFIG
+        shop["interactions"],
+        shop["user_features"],
+        sequences,
+        shop["items"],
+        shop["as_of"],
+        seed=3,
+        epochs=5,
+        deterministic=True,
+        config=CONFIG,
     )
     np.testing.assert_allclose(again.item_embeddings, model.item_embeddings, atol=1e-6)
     users = ["u0001", "u0002", "u0003"]
     np.testing.assert_allclose(
-        again.user_embeddings(users, shop["user_features"], sequences), model.user_embeddings(users, shop["user_features"], sequences), atol=1e-6
+        again.user_embeddings(users, shop["user_features"], sequences),
+        model.user_embeddings(users, shop["user_features"], sequences),
+        atol=1e-6,
     )
 
 
@@ -159,13 +186,18 @@ def test_round_trip_through_the_model_store(trained, shop, sequences, tmp_path):
     assert list_model_versions(str(store)) == []  # the response model's versions are separate
     loaded = load_recommender_version(str(store), None, tmp_path / "cache")
     users = sorted(shop["preferred_category"])
-    assert top_k_items(loaded, users, shop["user_features"], sequences, k=10) == top_k_items(model, users, shop["user_features"], sequences, k=10)
+    assert top_k_items(loaded, users, shop["user_features"], sequences, k=10) == top_k_items(
+        model, users, shop["user_features"], sequences, k=10
+    )
     assert top_k_items(loaded, users[:5], shop["user_features"], sequences, k=3, category="cat2") == top_k_items(
         model, users[:5], shop["user_features"], sequences, k=3, category="cat2"
     )
     card = (tmp_path / "cache" / "recommender" / version / MODEL_CARD_FILE).read_text()
     assert f"{metrics['model']['recall_at_10']:.4f}" in card and f"{metrics['popularity']['recall_at_10']:.4f}" in card
-    assert json.loads((tmp_path / "cache" / "recommender" / version / "recommender.json").read_text())["metrics"]["seed"] == 3
+    assert (
+        json.loads((tmp_path / "cache" / "recommender" / version / "recommender.json").read_text())["metrics"]["seed"]
+        == 3
+    )
 
 
 def test_model_card_renders_both_sections():
@@ -197,17 +229,29 @@ def test_where_the_model_only_ties_the_category_rule_the_rule_stays(trained):
     near optimal there, so the nightly choice must keep the rule."""
     _, metrics = trained
     versus = metrics["versus_category_popularity"]
-    assert versus["recall_at_10_difference"] == pytest.approx(metrics["model"]["recall_at_10"] - metrics["category_popularity"]["recall_at_10"])
+    assert versus["recall_at_10_difference"] == pytest.approx(
+        metrics["model"]["recall_at_10"] - metrics["category_popularity"]["recall_at_10"]
+    )
     assert versus["recall_at_10_difference_stderr"] > 0
     choice = choose_featured_source(metrics)
     assert choice["source"] == "category_rule", choice["reason"]
-    assert choice["recommender"] == metrics["model"]["recall_at_10"] and choice["category_rule"] == metrics["category_popularity"]["recall_at_10"]
+    assert (
+        choice["recommender"] == metrics["model"]["recall_at_10"]
+        and choice["category_rule"] == metrics["category_popularity"]["recall_at_10"]
+    )
 
 
 def _metrics_with(difference: float | None, stderr: float | None) -> dict:
-    versus = {} if difference is None else {"recall_at_10_difference": difference, "recall_at_10_difference_stderr": stderr}
-    return {"model": {"recall_at_10": 0.4}, "category_popularity": {"recall_at_10": 0.4 - (difference or 0.0)},
-            "popularity": {"recall_at_10": 0.2}, "versus_category_popularity": versus, "n_users_evaluated": 500}
+    versus = (
+        {} if difference is None else {"recall_at_10_difference": difference, "recall_at_10_difference_stderr": stderr}
+    )
+    return {
+        "model": {"recall_at_10": 0.4},
+        "category_popularity": {"recall_at_10": 0.4 - (difference or 0.0)},
+        "popularity": {"recall_at_10": 0.2},
+        "versus_category_popularity": versus,
+        "n_users_evaluated": 500,
+    }
 
 
 def test_recommender_is_chosen_only_when_it_beats_the_rule_by_enough_standard_errors():
@@ -230,9 +274,14 @@ def test_paired_recall_difference_by_hand():
 
 
 def test_model_card_states_the_featured_items_source():
-    metrics = {"as_of": "2026-10-31", "model": {"recall_at_10": 0.42}, "popularity": {"recall_at_10": 0.24},
-               "category_popularity": {"recall_at_10": 0.39}, "n_users_evaluated": 500,
-               "versus_category_popularity": {"recall_at_10_difference": 0.03, "recall_at_10_difference_stderr": 0.01}}
+    metrics = {
+        "as_of": "2026-10-31",
+        "model": {"recall_at_10": 0.42},
+        "popularity": {"recall_at_10": 0.24},
+        "category_popularity": {"recall_at_10": 0.39},
+        "n_users_evaluated": 500,
+        "versus_category_popularity": {"recall_at_10_difference": 0.03, "recall_at_10_difference_stderr": 0.01},
+    }
     metrics["selection"] = choose_featured_source(metrics)
     card = render_model_card(metrics)
     assert "recall@10 +0.0300 ± 0.0100" in card
@@ -249,8 +298,16 @@ def test_the_gpu_path_mirrored_strategy_and_mixed_precision_trains(monkeypatch):
 
     monkeypatch.setattr(recommender, "choose_strategy", lambda: (tf.distribute.MirroredStrategy(["/cpu:0"]), True))
     small = category_preference_shop(n_users=60, n_items=24, n_days=4, events_per_user=8, seed=2)
-    model, metrics = train_recommender(small["interactions"], small["user_features"], None, small["items"], small["as_of"], seed=1, epochs=1,
-                                       config=RecommenderConfig(batch_size=64))
+    model, metrics = train_recommender(
+        small["interactions"],
+        small["user_features"],
+        None,
+        small["items"],
+        small["as_of"],
+        seed=1,
+        epochs=1,
+        config=RecommenderConfig(batch_size=64),
+    )
     assert metrics["mixed_precision"] is True and metrics["strategy"] == "MirroredStrategy"
     assert np.isfinite(metrics["final_train_loss"])
     assert model.item_embeddings.dtype == np.float32 and np.isfinite(model.item_embeddings).all()

@@ -74,7 +74,8 @@ def test_save_load_round_trip_gives_identical_predictions(trained, scoring_users
     assert loaded.training_metrics == trained.training_metrics
     np.testing.assert_array_equal(loaded.predict(scoring_users).p_order, trained.predict(scoring_users).p_order)
     np.testing.assert_array_equal(
-        loaded.predict(scoring_users).expected_incremental_margin, trained.predict(scoring_users).expected_incremental_margin
+        loaded.predict(scoring_users).expected_incremental_margin,
+        trained.predict(scoring_users).expected_incremental_margin,
     )
 
 
@@ -136,4 +137,6 @@ def test_gpu_configuration_mirrored_mixed_precision_trains_and_round_trips(monke
     assert np.isfinite(predictions.p_order).all() and np.isfinite(predictions.margin_if_order).all()
     assert ((predictions.p_order > 0) & (predictions.p_order < 1)).all()
     model.save(tmp_path / "model")
-    np.testing.assert_array_equal(ResponseModel.load(tmp_path / "model").predict(data.head(50)).p_order, predictions.p_order)
+    np.testing.assert_array_equal(
+        ResponseModel.load(tmp_path / "model").predict(data.head(50)).p_order, predictions.p_order
+    )

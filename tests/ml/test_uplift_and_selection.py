@@ -35,8 +35,12 @@ def test_uplift_model_finds_the_planted_segment_and_its_sign():
     high = score_rows["spend_30d"].to_numpy() > HIGH_SPEND
     # Planted: promo_a lifts P(order) 0.10 -> 0.40 only above HIGH_SPEND (margin ~19 per order).
     assert scores.expected_incremental_margin[high, a].mean() > 1.0  # truth 5.7: heavily shrunk by design
-    assert scores.expected_incremental_margin[high, a].mean() > scores.expected_incremental_margin[~high, a].mean() + 0.5
-    assert (scores.decision_margin <= scores.expected_incremental_margin + 1e-12).all(), "conservative score above the estimate"
+    assert (
+        scores.expected_incremental_margin[high, a].mean() > scores.expected_incremental_margin[~high, a].mean() + 0.5
+    )
+    assert (scores.decision_margin <= scores.expected_incremental_margin + 1e-12).all(), (
+        "conservative score above the estimate"
+    )
     assert (scores.expected_cost[:, a] >= 0).all() and (scores.expected_cost[:, none] == 0).all()
 
 
@@ -95,7 +99,9 @@ def test_selection_publishes_a_real_effect_and_falls_back_on_noise():
     # No effect at all: a one-sided 1.645-sd bound lets a lucky policy through a few nights in a hundred.
     published = []
     for seed in range(6):
-        noise = train_and_select(_frame(6000, 100 + seed, effect=False), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False)
+        noise = train_and_select(
+            _frame(6000, 100 + seed, effect=False), ["promo_a", "promo_b"], WINDOWS, seed=1, train_tf=False
+        )
         published.append(noise.status == "published")
         if noise.status == "none":
             assert noise.gate["message"].startswith("fallback to 'none'")
@@ -149,11 +155,14 @@ def test_crossfit_reward_model_never_uses_a_rows_own_outcome():
     x, _, _ = design_matrix(frame, ["spend_30d", "orders_30d"])
     q = crossfit_reward_model(x, logged, seed=3)
     assert q.shape == (1000, 3) and np.isfinite(q).all() and np.abs(q).sum() > 0
-    changed = LoggedOutcomes(logged.arms, logged.arm_index, logged.margin_per_day.copy(), logged.discount, logged.propensity)
+    changed = LoggedOutcomes(
+        logged.arms, logged.arm_index, logged.margin_per_day.copy(), logged.discount, logged.propensity
+    )
     changed.margin_per_day[7] += 1e4  # a huge outlier on row 7 moves every other fold's fit, not row 7's own prediction
     q_changed = crossfit_reward_model(x, changed, seed=3)
     np.testing.assert_allclose(q_changed[7], q[7])
     assert not np.allclose(q_changed, q)
+
 
 def test_tf_scores_rescale_each_arms_logged_window_to_its_catalogue_window():
     """The TF model's margins are over the (censored, shorter) logged windows: per day over
@@ -164,8 +173,10 @@ def test_tf_scores_rescale_each_arms_logged_window_to_its_catalogue_window():
 
     # arms: promo_a (catalogue 7 days, logged 3.5 on average), promo_b (3 days, logged 2), none (logged 5)
     predictions = SimpleNamespace(
-        none_index=2, arms=["promo_a", "promo_b", "none"],
-        expected_margin=np.array([[7.0, 3.0, 5.0]]), expected_cost=np.array([[1.0, 0.5, 0.0]]),
+        none_index=2,
+        arms=["promo_a", "promo_b", "none"],
+        expected_margin=np.array([[7.0, 3.0, 5.0]]),
+        expected_cost=np.array([[1.0, 0.5, 0.0]]),
     )
     windows = np.array([7.0, 3.0, 0.0])
     scores = tf_arm_scores(predictions, windows, 5.0, np.array([3.5, 2.0, 5.0]))

@@ -33,7 +33,11 @@ class Rule:
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return method == self.method and re.search(self.path, path) is not None and (self.times is None or self.hits < self.times)
+        return (
+            method == self.method
+            and re.search(self.path, path) is not None
+            and (self.times is None or self.hits < self.times)
+        )
 
 
 @dataclass

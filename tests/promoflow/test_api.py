@@ -19,10 +19,22 @@ from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS, Warehouse
 
 def assignment(run_date: date, user_id: str, **overrides) -> dict:
     row = {
-        "run_date": run_date, "user_key": f"key-{user_id}", "user_id": user_id, "promo_id": "pct10",
-        "channel": "email", "send_hour": 9, "message": "10% off shoes", "featured_item_ids": "i1,i2",
-        "expected_incremental_margin": 1.25, "expected_cost": 0.5, "propensity": 0.95, "is_holdout": False,
-        "is_exploration": False, "reason": "margin_gain", "policy_version": "lagrangian-greedy-v1", "model_version": "m-1",
+        "run_date": run_date,
+        "user_key": f"key-{user_id}",
+        "user_id": user_id,
+        "promo_id": "pct10",
+        "channel": "email",
+        "send_hour": 9,
+        "message": "10% off shoes",
+        "featured_item_ids": "i1,i2",
+        "expected_incremental_margin": 1.25,
+        "expected_cost": 0.5,
+        "propensity": 0.95,
+        "is_holdout": False,
+        "is_exploration": False,
+        "reason": "margin_gain",
+        "policy_version": "lagrangian-greedy-v1",
+        "model_version": "m-1",
     }
     row.update(overrides)
     return row
@@ -30,7 +42,9 @@ def assignment(run_date: date, user_id: str, **overrides) -> dict:
 
 def publish(settings: Settings, run_date: date, rows: list[dict]) -> None:
     with Warehouse(settings) as wh:
-        wh.replace_assignments(run_date, pa.Table.from_pylist([{c: r[c] for c in PROMO_ASSIGNMENTS_COLUMNS} for r in rows]))
+        wh.replace_assignments(
+            run_date, pa.Table.from_pylist([{c: r[c] for c in PROMO_ASSIGNMENTS_COLUMNS} for r in rows])
+        )
 
 
 @pytest.fixture
@@ -43,14 +57,28 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    publish(settings, date(2026, 10, 2), [assignment(date(2026, 10, 2), "u1", promo_id="old"), assignment(date(2026, 10, 2), "u3")])
+    publish(
+        settings,
+        date(2026, 10, 2),
+        [assignment(date(2026, 10, 2), "u1", promo_id="old"), assignment(date(2026, 10, 2), "u3")],
+    )
     publish(
         settings,
         RUN_DATE,
         [
             assignment(RUN_DATE, "u1"),
-            assignment(RUN_DATE, "u2", promo_id="none", channel=None, message=None, featured_item_ids=None,
-                       expected_incremental_margin=0.0, expected_cost=0.0, is_holdout=True, reason="holdout"),
+            assignment(
+                RUN_DATE,
+                "u2",
+                promo_id="none",
+                channel=None,
+                message=None,
+                featured_item_ids=None,
+                expected_incremental_margin=0.0,
+                expected_cost=0.0,
+                is_holdout=True,
+                reason="holdout",
+            ),
         ],
     )
     return TestClient(create_app(settings), headers={"Authorization": f"Bearer {settings.api_token}"})
@@ -71,7 +99,12 @@ def test_offer_is_the_latest_runs_row_with_its_online_features(client):
 
 def test_holdout_user_has_nulls_not_strings(client):
     body = client.get("/users/u2/offer").json()
-    assert body["promo_id"] == "none" and body["is_holdout"] is True and body["channel"] is None and body["message"] is None
+    assert (
+        body["promo_id"] == "none"
+        and body["is_holdout"] is True
+        and body["channel"] is None
+        and body["message"] is None
+    )
     assert body["features"]["orders_30d"] == 7
 
 
@@ -84,7 +117,9 @@ def test_unknown_user_is_404_with_a_reason(client):
 
 
 def test_nothing_published_yet_is_503(settings):
-    response = TestClient(create_app(settings), headers={"Authorization": f"Bearer {settings.api_token}"}).get("/users/u1/offer")
+    response = TestClient(create_app(settings), headers={"Authorization": f"Bearer {settings.api_token}"}).get(
+        "/users/u1/offer"
+    )
     assert response.status_code == 503
     assert "promo_assignments" in response.json()["detail"]
 

@@ -26,10 +26,17 @@ def test_second_run_on_the_same_airflow_home_is_refused_with_the_holder_named(tm
     try:
         assert holder.stdout.readline().strip() == "held"
         second = subprocess.run(
-            [sys.executable, "-m", "promoflow.cli", "run", "--date", "2026-10-03"], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "promoflow.cli", "run", "--date", "2026-10-03"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert second.returncode == EXIT_AIRFLOW_HOME_BUSY
-        assert f"AIRFLOW_HOME={tmp_path / 'airflow'} is in use by another run (pid {holder.pid}, promo_nightly 2026-10-01" in second.stderr
+        assert (
+            f"AIRFLOW_HOME={tmp_path / 'airflow'} is in use by another run (pid {holder.pid}, promo_nightly 2026-10-01"
+            in second.stderr
+        )
         assert "promo_nightly 2026-10-03 was not started" in second.stderr
         assert "Traceback" not in second.stderr and "sqlite3" not in second.stderr.lower()
         assert "airflow dags test" not in second.stdout  # nothing was started

@@ -24,36 +24,76 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 # Written out from docs (shared/contracts/DATA_CONTRACT.md), not imported from the module,
 # so a drift between the generator and the contract fails here.
 CONTRACT = {
-    "users": [("user_id", pa.string()), ("signup_ts", UTC_TS), ("region", pa.string()), ("device", pa.string()), ("email", pa.string())],
-    "items": [("item_id", pa.string()), ("category", pa.string()), ("brand", pa.string()), ("price", pa.float64()), ("unit_cost", pa.float64())],
+    "users": [
+        ("user_id", pa.string()),
+        ("signup_ts", UTC_TS),
+        ("region", pa.string()),
+        ("device", pa.string()),
+        ("email", pa.string()),
+    ],
+    "items": [
+        ("item_id", pa.string()),
+        ("category", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("unit_cost", pa.float64()),
+    ],
     "promotions": [
-        ("promo_id", pa.string()), ("promo_type", pa.string()), ("value", pa.float64()), ("min_spend", pa.float64()),
-        ("max_discount", pa.float64()), ("category", pa.string()), ("channel", pa.string()), ("valid_days", pa.int32()),
-        ("active_from", pa.date32()), ("active_to", pa.date32()),
+        ("promo_id", pa.string()),
+        ("promo_type", pa.string()),
+        ("value", pa.float64()),
+        ("min_spend", pa.float64()),
+        ("max_discount", pa.float64()),
+        ("category", pa.string()),
+        ("channel", pa.string()),
+        ("valid_days", pa.int32()),
+        ("active_from", pa.date32()),
+        ("active_to", pa.date32()),
     ],
     "events": [
-        ("event_id", pa.string()), ("user_id", pa.string()), ("item_id", pa.string()), ("event_type", pa.string()),
-        ("event_ts", UTC_TS), ("session_id", pa.string()), ("query", pa.string()),
+        ("event_id", pa.string()),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("event_type", pa.string()),
+        ("event_ts", UTC_TS),
+        ("session_id", pa.string()),
+        ("query", pa.string()),
     ],
     "orders": [
-        ("order_id", pa.string()), ("user_id", pa.string()), ("order_ts", UTC_TS), ("gross_amount", pa.float64()),
-        ("discount_amount", pa.float64()), ("cogs", pa.float64()), ("shipping_fee", pa.float64()), ("promo_id", pa.string()),
+        ("order_id", pa.string()),
+        ("user_id", pa.string()),
+        ("order_ts", UTC_TS),
+        ("gross_amount", pa.float64()),
+        ("discount_amount", pa.float64()),
+        ("cogs", pa.float64()),
+        ("shipping_fee", pa.float64()),
+        ("promo_id", pa.string()),
         ("n_items", pa.int32()),
     ],
     "exposures": [
-        ("user_id", pa.string()), ("promo_id", pa.string()), ("sent_ts", UTC_TS), ("channel", pa.string()),
-        ("propensity", pa.float64()), ("policy_version", pa.string()),
+        ("user_id", pa.string()),
+        ("promo_id", pa.string()),
+        ("sent_ts", UTC_TS),
+        ("channel", pa.string()),
+        ("propensity", pa.float64()),
+        ("policy_version", pa.string()),
     ],
 }
 NULLABLE = {
-    "users": {"email"}, "items": {"brand"}, "promotions": {"max_discount", "category", "channel"},
-    "events": {"item_id", "session_id", "query"}, "orders": {"promo_id"}, "exposures": {"propensity", "policy_version"},
+    "users": {"email"},
+    "items": {"brand"},
+    "promotions": {"max_discount", "category", "channel"},
+    "events": {"item_id", "session_id", "query"},
+    "orders": {"promo_id"},
+    "exposures": {"propensity", "policy_version"},
 }
 DAILY = ("events", "orders", "exposures")
 
 
 def _generate(base: Path, seed: int = 7, **kwargs):
-    return demo_data.generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=seed, **kwargs)
+    return demo_data.generate(
+        base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=seed, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +131,11 @@ def test_layout_is_exactly_the_contract(shop):
         assert sorted(p.name for p in (raw / table).iterdir()) == expected_partitions
         for folder in (raw / table).iterdir():
             files = sorted(p.name for p in folder.iterdir())
-            allowed = [["part-0.parquet"], ["part-0.parquet", "part-1.parquet"]] if table == "events" else [["part-0.parquet"]]
+            allowed = (
+                [["part-0.parquet"], ["part-0.parquet", "part-1.parquet"]]
+                if table == "events"
+                else [["part-0.parquet"]]
+            )
             assert files in allowed, (table, folder.name, files)
     assert summary.run_date == START + timedelta(days=N_DAYS)
 
@@ -148,13 +192,28 @@ def test_same_seed_gives_identical_tables_and_different_seed_does_not(shop, tmp_
 
     _generate(tmp_path / "other", seed=8)
     other = tmp_path / "other" / "raw"
-    assert not pq.read_table(base / "raw" / "users" / "users.parquet").equals(pq.read_table(other / "users" / "users.parquet"))
+    assert not pq.read_table(base / "raw" / "users" / "users.parquet").equals(
+        pq.read_table(other / "users" / "users.parquet")
+    )
     assert not _concat(_read_daily(base / "raw", "orders")).equals(_concat(_read_daily(other, "orders")))
 
 
 def test_cli_replaces_existing_output_and_refuses_foreign_folders(tmp_path, capsys):
     raw, truth = tmp_path / "raw", tmp_path / "truth"
-    args = ["--raw-dir", str(raw), "--truth-dir", str(truth), "--users", "50", "--days", "2", "--start-date", "2026-10-01", "--seed", "3"]
+    args = [
+        "--raw-dir",
+        str(raw),
+        "--truth-dir",
+        str(truth),
+        "--users",
+        "50",
+        "--days",
+        "2",
+        "--start-date",
+        "2026-10-01",
+        "--seed",
+        "3",
+    ]
     assert demo_data.main(args) == 0
     first = pq.read_table(raw / "orders" / "dt=2026-10-02" / "part-0.parquet")
     (raw / "events" / "dt=2026-09-01").mkdir()  # stale partition from an earlier, longer run
@@ -181,7 +240,11 @@ def test_ids_are_unique_and_well_formed_except_deliberate_event_duplicates(shop)
     users = pq.read_table(raw / "users" / "users.parquet")
     items = pq.read_table(raw / "items" / "items.parquet")
     promos = pq.read_table(raw / "promotions" / "promotions.parquet")
-    for table, key, pattern in ((users, "user_id", r"u\d{6}"), (items, "item_id", r"i\d{4}"), (promos, "promo_id", r"p_[a-z0-9_]+")):
+    for table, key, pattern in (
+        (users, "user_id", r"u\d{6}"),
+        (items, "item_id", r"i\d{4}"),
+        (promos, "promo_id", r"p_[a-z0-9_]+"),
+    ):
         values = table.column(key).to_pylist()
         assert len(set(values)) == len(values)
         assert all(re.fullmatch(pattern, v) for v in values), key
@@ -357,7 +420,9 @@ def test_responders_are_visible_in_observable_behaviour(tmp_path):
     events = events.drop_duplicates("event_id")
     latent = pq.read_table(tmp_path / "truth" / "user_latent.parquet").to_pandas().set_index("user_id")
     searches = events[events.event_type == "search"]
-    deal_search_share = searches["query"].str.contains("sale|discount|coupon|cheap|deal").groupby(searches.user_id).mean()
+    deal_search_share = (
+        searches["query"].str.contains("sale|discount|coupon|cheap|deal").groupby(searches.user_id).mean()
+    )
     carts = events[events.event_type == "add_to_cart"].groupby("user_id").size()
     purchases = events[events.event_type == "purchase"].groupby("user_id").size()
     cart_conversion = (purchases.reindex(carts.index, fill_value=0) / carts).clip(upper=1)
@@ -377,7 +442,9 @@ def test_responders_are_visible_in_observable_behaviour(tmp_path):
 def test_observable_shape_ties_response_to_what_the_platform_sees(tmp_path):
     """The second response shape: tenure and favourite category decide who responds; the
     latent shape's tables are unchanged by its existence (its random stream is its own)."""
-    summary = demo_data.generate(tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11, response_shape="observable")
+    summary = demo_data.generate(
+        tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11, response_shape="observable"
+    )
     users = pq.read_table(tmp_path / "raw" / "users" / "users.parquet").to_pandas().set_index("user_id")
     latent = pq.read_table(tmp_path / "truth" / "user_latent.parquet").to_pandas().set_index("user_id")
     tenure_at_start = (pd.Timestamp(summary.start_date, tz="UTC") - users["signup_ts"]).dt.days
@@ -402,13 +469,23 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
     kwargs = dict(n_users=600, n_days=8, start_date=START, seed=5)
     demo_data.generate(tmp_path / "cat" / "raw", tmp_path / "cat" / "truth", **kwargs)
     demo_data.generate(tmp_path / "col" / "raw", tmp_path / "col" / "truth", item_shape="collaborative", **kwargs)
-    for table in ("users/users.parquet", "items/items.parquet", "promotions/promotions.parquet", f"exposures/dt={START}/part-0.parquet"):
-        assert pq.read_table(tmp_path / "cat" / "raw" / table).equals(pq.read_table(tmp_path / "col" / "raw" / table)), table
+    for table in (
+        "users/users.parquet",
+        "items/items.parquet",
+        "promotions/promotions.parquet",
+        f"exposures/dt={START}/part-0.parquet",
+    ):
+        assert pq.read_table(tmp_path / "cat" / "raw" / table).equals(
+            pq.read_table(tmp_path / "col" / "raw" / table)
+        ), table
     category_preference = pd.read_parquet(tmp_path / "cat" / "truth" / "user_item_preference.parquet")
     assert '"item_shape": "collaborative"' in (tmp_path / "col" / "truth" / "manifest.json").read_text()
 
     preference = pd.read_parquet(tmp_path / "col" / "truth" / "user_item_preference.parquet")
-    assert preference.groupby("user_id").size().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all() and preference["user_id"].nunique() == 600
+    assert (
+        preference.groupby("user_id").size().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
+        and preference["user_id"].nunique() == 600
+    )
     assert (preference.groupby("user_id")["pick_probability"].diff().dropna() <= 1e-12).all()  # most likely first
     assert preference.groupby("user_id")["item_id"].nunique().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
 
@@ -417,7 +494,9 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
     items = pq.read_table(tmp_path / "cat" / "raw" / "items" / "items.parquet").to_pandas().set_index("item_id")
     latent = pd.read_parquet(tmp_path / "cat" / "truth" / "user_latent.parquet").set_index("user_id")
     first = category_preference.loc[category_preference["preference_rank"] == 1].set_index("user_id")
-    assert (items.loc[first["item_id"], "category"].to_numpy() == latent.loc[first.index, "preferred_category"].to_numpy()).all()
+    assert (
+        items.loc[first["item_id"], "category"].to_numpy() == latent.loc[first.index, "preferred_category"].to_numpy()
+    ).all()
     assert category_preference.groupby("user_id")["pick_probability"].sum().between(0.1, 1.0).all()
 
     # Behaviour follows the tastes: views land on the user's true top-20 far more often than
@@ -428,7 +507,9 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
         hits = views.merge(preference[["user_id", "item_id"]], on=["user_id", "item_id"], how="left", indicator=True)
         return float((hits["_merge"] == "both").mean())
 
-    assert share_in_preferences(tmp_path / "col") > 0.6 > 0.3 > share_in_preferences(tmp_path / "cat")  # measured 0.76 vs 0.24
+    assert (
+        share_in_preferences(tmp_path / "col") > 0.6 > 0.3 > share_in_preferences(tmp_path / "cat")
+    )  # measured 0.76 vs 0.24
 
     # Repeat purchases and items bought together.
     def repeat_share(root: Path) -> float:
@@ -450,6 +531,23 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
 
 
 def test_cli_item_shape_flag(tmp_path, capsys):
-    assert demo_data.main(["--raw-dir", str(tmp_path / "raw"), "--truth-dir", str(tmp_path / "truth"), "--users", "50", "--days", "2",
-                           "--seed", "3", "--item-shape", "collaborative"]) == 0
+    assert (
+        demo_data.main(
+            [
+                "--raw-dir",
+                str(tmp_path / "raw"),
+                "--truth-dir",
+                str(tmp_path / "truth"),
+                "--users",
+                "50",
+                "--days",
+                "2",
+                "--seed",
+                "3",
+                "--item-shape",
+                "collaborative",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "truth" / "user_item_preference.parquet").exists()

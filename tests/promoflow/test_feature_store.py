@@ -11,6 +11,7 @@ from feature_store_rows import RUN_DATE, write_marts
 from promoflow import feature_store
 from promoflow.settings import Settings
 
+
 @pytest.fixture
 def bare_settings(tmp_path):
     settings = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)})
@@ -30,7 +31,11 @@ def _at(day: int, hour: int) -> datetime:
 
 def test_training_rows_only_see_features_computed_before_the_exposure(store_settings):
     exposures = pd.DataFrame(
-        {"user_id": ["u1", "u1", "u1", "u2"], "event_timestamp": [_at(1, 6), _at(2, 23), _at(3, 1), _at(2, 6)], "label": [0, 1, 0, 1]}
+        {
+            "user_id": ["u1", "u1", "u1", "u2"],
+            "event_timestamp": [_at(1, 6), _at(2, 23), _at(3, 1), _at(2, 6)],
+            "label": [0, 1, 0, 1],
+        }
     )
     joined = feature_store.historical_features(store_settings, exposures).sort_values(["user_id", "event_timestamp"])
     # u1's exposure on day 2 at 23:00 must see the day-2 row (computed from data before day 2), never day 3's.
@@ -50,7 +55,11 @@ def test_user_features_expire_after_their_ttl(store_settings):
 
 def test_recommender_training_rows_join_user_and_item_features_point_in_time(store_settings):
     rows = pd.DataFrame(
-        {"user_id": ["u1", "u1", "u1"], "item_id": ["i1", "i1", "i2"], "event_timestamp": [_at(2, 12), _at(3, 12), _at(2, 12)]}
+        {
+            "user_id": ["u1", "u1", "u1"],
+            "item_id": ["i1", "i1", "i2"],
+            "event_timestamp": [_at(2, 12), _at(3, 12), _at(2, 12)],
+        }
     )
     joined = feature_store.historical_features(store_settings, rows, service=feature_store.RECOMMENDER_SERVICE)
     joined = joined.sort_values(["item_id", "event_timestamp"])
@@ -88,7 +97,10 @@ def test_rematerialising_the_same_interval_is_idempotent(store_settings):
 
 def test_backfilling_an_older_night_keeps_the_latest_values_online(store_settings):
     summary = feature_store.apply_and_materialize(store_settings, date(2026, 10, 2))
-    assert summary["materialized_views"] == [] and set(summary["skipped_views"]) == {"user_behaviour", "item_popularity"}
+    assert summary["materialized_views"] == [] and set(summary["skipped_views"]) == {
+        "user_behaviour",
+        "item_popularity",
+    }
     assert feature_store.online_features(store_settings, ["u1"])["orders_30d"].tolist() == [3]
 
 
@@ -96,9 +108,16 @@ def test_each_night_exports_only_its_own_date_once_history_exists(store_settings
     from data_sources import offline_export_dir
 
     exported = offline_export_dir(store_settings, "user_features")
-    assert sorted(p.name for p in exported.glob("*.parquet")) == ["2026-10-01.parquet", "2026-10-02.parquet", "2026-10-03.parquet"]
+    assert sorted(p.name for p in exported.glob("*.parquet")) == [
+        "2026-10-01.parquet",
+        "2026-10-02.parquet",
+        "2026-10-03.parquet",
+    ]
     written = feature_store.export_offline_rows(store_settings, RUN_DATE)
-    assert sorted(p.name for p in written) == ["2026-10-03.parquet", "2026-10-03.parquet"]  # user + item file of the night
+    assert sorted(p.name for p in written) == [
+        "2026-10-03.parquet",
+        "2026-10-03.parquet",
+    ]  # user + item file of the night
     assert {p.parent.name for p in written} == {"user_features", "item_features"}
 
 

@@ -26,8 +26,10 @@ def _closed_port() -> int:
 def _settings(tmp_path, mode: str) -> Settings:
     settings = Settings.from_env(
         env={
-            "PROMO_DATA_DIR": str(tmp_path), "PROMO_FEAST_ONLINE_STORE": "redis",
-            "PROMO_REDIS_URL": f"127.0.0.1:{_closed_port()}", "PROMO_ONLINE_STORE_ON_FAILURE": mode,
+            "PROMO_DATA_DIR": str(tmp_path),
+            "PROMO_FEAST_ONLINE_STORE": "redis",
+            "PROMO_REDIS_URL": f"127.0.0.1:{_closed_port()}",
+            "PROMO_ONLINE_STORE_ON_FAILURE": mode,
         }
     )
     write_marts(settings)
@@ -39,17 +41,27 @@ def test_redis_down_stops_the_night_with_one_paragraph(tmp_path):
     with pytest.raises(feature_store.OnlineStoreUnavailableError) as stopped:
         feature_store.apply_and_materialize(settings, RUN_DATE, project="pf_redis_down")
     message = str(stopped.value)
-    assert message.startswith(f"feature_store {RUN_DATE}: Redis at {settings.redis_url} is unreachable while materialising")
-    assert "before anything is published" in message and "PROMO_ONLINE_STORE_ON_FAILURE=skip" in message and "\n" not in message
+    assert message.startswith(
+        f"feature_store {RUN_DATE}: Redis at {settings.redis_url} is unreachable while materialising"
+    )
+    assert (
+        "before anything is published" in message
+        and "PROMO_ONLINE_STORE_ON_FAILURE=skip" in message
+        and "\n" not in message
+    )
 
 
 def test_redis_down_with_skip_warns_and_the_offline_path_still_serves(tmp_path, caplog):
     settings = _settings(tmp_path, "skip")
     with caplog.at_level(logging.WARNING, logger="promoflow.feature_store"):
         summary = feature_store.apply_and_materialize(settings, RUN_DATE, project="pf_redis_skip")
-    assert summary["materialized_views"] == [] and "is unreachable while materialising" in summary["online_store_skipped"]
+    assert (
+        summary["materialized_views"] == [] and "is unreachable while materialising" in summary["online_store_skipped"]
+    )
     assert "the night publishes as usual" in caplog.text
-    offline = feature_store.scoring_features(settings, ["u1", "u2"], RUN_DATE, project="pf_redis_skip").set_index("user_id")
+    offline = feature_store.scoring_features(settings, ["u1", "u2"], RUN_DATE, project="pf_redis_skip").set_index(
+        "user_id"
+    )
     assert offline.loc["u1", "orders_30d"] == 3 and offline.loc["u2", "orders_30d"] == 7
 
 

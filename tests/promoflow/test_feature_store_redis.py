@@ -85,6 +85,8 @@ def test_redis_rematerialising_and_backfilling_keep_the_latest_values(redis_stor
 
 
 def test_unknown_online_store_is_named_in_the_error(tmp_path):
-    settings = dataclasses.replace(Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)}), feast_online_store="memcached")
+    settings = dataclasses.replace(
+        Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)}), feast_online_store="memcached"
+    )
     with pytest.raises(ValueError, match="PROMO_FEAST_ONLINE_STORE='memcached'"):
         feature_store.repo_config(settings)

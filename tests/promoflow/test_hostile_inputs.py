@@ -45,8 +45,12 @@ SECRET = "hostile-secret"
 def _settings(root: Path, **env: str) -> Settings:
     return Settings.from_env(
         env={
-            "PROMO_DATA_DIR": str(root / "data"), "PROMO_RAW_URI": str(root / "raw"), "PROMO_USER_KEY_SECRET": SECRET,
-            "PROMO_HOLDOUT_SHARE": "0", "PROMO_BUDGET": "10", **env,
+            "PROMO_DATA_DIR": str(root / "data"),
+            "PROMO_RAW_URI": str(root / "raw"),
+            "PROMO_USER_KEY_SECRET": SECRET,
+            "PROMO_HOLDOUT_SHARE": "0",
+            "PROMO_BUDGET": "10",
+            **env,
         }
     )
 
@@ -133,11 +137,22 @@ def _stage(settings: Settings, run_date: date) -> None:
     n = len(users)
     table = pa.table(
         {
-            "run_date": pa.array([run_date] * n, pa.date32()), "user_key": [k for _, k in users], "user_id": [u for u, _ in users],
-            "promo_id": ["p_pct10"] * n, "channel": ["email"] * n, "send_hour": pa.array([9] * n, pa.int32()),
-            "message": ["10% off"] * n, "featured_item_ids": ["i1"] * n, "expected_incremental_margin": [1.5] * n,
-            "expected_cost": [0.5] * n, "propensity": [0.9] * n, "is_holdout": [False] * n, "is_exploration": [False] * n,
-            "reason": ["uplift"] * n, "policy_version": ["v"] * n, "model_version": ["m"] * n,
+            "run_date": pa.array([run_date] * n, pa.date32()),
+            "user_key": [k for _, k in users],
+            "user_id": [u for u, _ in users],
+            "promo_id": ["p_pct10"] * n,
+            "channel": ["email"] * n,
+            "send_hour": pa.array([9] * n, pa.int32()),
+            "message": ["10% off"] * n,
+            "featured_item_ids": ["i1"] * n,
+            "expected_incremental_margin": [1.5] * n,
+            "expected_cost": [0.5] * n,
+            "propensity": [0.9] * n,
+            "is_holdout": [False] * n,
+            "is_exploration": [False] * n,
+            "reason": ["uplift"] * n,
+            "policy_version": ["v"] * n,
+            "model_version": ["m"] * n,
         }
     )
     path = staged_assignments_path(settings, run_date)
@@ -197,13 +212,18 @@ def nan_cogs_and_negative_inf_fee(raw):
 
 def _bad_promo(**values):
     def land(raw):
-        pq.write_table(catalogue([dict(lf.promotions().to_pylist()[0], promo_id="p_bad", **values)]), raw / "promotions" / "promotions.parquet")
+        pq.write_table(
+            catalogue([dict(lf.promotions().to_pylist()[0], promo_id="p_bad", **values)]),
+            raw / "promotions" / "promotions.parquet",
+        )
 
     return land
 
 
 def duplicate_promo_ids(raw):
-    pq.write_table(catalogue([dict(lf.promotions().to_pylist()[0], value=99.0)]), raw / "promotions" / "promotions.parquet")
+    pq.write_table(
+        catalogue([dict(lf.promotions().to_pylist()[0], value=99.0)]), raw / "promotions" / "promotions.parquet"
+    )
 
 
 def unknown_promo_in_exposures(raw):
@@ -216,7 +236,9 @@ def sent_ts_outside_partition(raw):
 
 def extra_columns(raw):
     data = events(NEW_DAY)
-    data = data.append_column("tracking_pixel", pa.array(["x"] * data.num_rows)).append_column("score", pa.array([1.0] * data.num_rows))
+    data = data.append_column("tracking_pixel", pa.array(["x"] * data.num_rows)).append_column(
+        "score", pa.array([1.0] * data.num_rows)
+    )
     _write_day(raw, "events", data)
 
 
@@ -261,7 +283,10 @@ def csv_with_crlf(raw):
 
 def check_crlf_values(settings, summary):
     clean = pq.read_table(Path(settings.lake_dir) / "clean" / "orders" / DT / "part-0.parquet").sort_by("order_id")
-    assert clean.num_rows == ROWS and clean.column("n_items").to_pylist() == orders(NEW_DAY).sort_by("order_id").column("n_items").to_pylist()
+    assert (
+        clean.num_rows == ROWS
+        and clean.column("n_items").to_pylist() == orders(NEW_DAY).sort_by("order_id").column("n_items").to_pylist()
+    )
     assert not any("\r" in (v or "") for v in clean.column("promo_id").to_pylist())
 
 
@@ -388,36 +413,92 @@ CASES = [
     Case("event_type_outside_enum", event_type_outside_enum, quarantined={"events": {"invalid_event_type": 2}}),
     Case("discount_three_times_gross", discount_three_times_gross, quarantined={"orders": {"discount_over_gross": 1}}),
     Case("nan_and_inf_gross_amount", nan_and_inf_amounts, quarantined={"orders": {"non_finite_gross_amount": 2}}),
-    Case("nan_cogs_and_negative_inf_fee", nan_cogs_and_negative_inf_fee,
-         quarantined={"orders": {"non_finite_cogs": 1, "non_finite_shipping_fee": 1}}),
-    Case("promo_valid_days_zero", _bad_promo(valid_days=0), stop=_stop("promotions", "promo_id='p_bad'", "non_positive_valid_days")),
-    Case("promo_percent_off_150", _bad_promo(value=150.0), stop=_stop("promotions", "promo_id='p_bad'", "percent_over_100")),
-    Case("promo_named_none", lambda raw: _bad_promo()(raw) or _rename_bad_promo(raw, "none"),
-         stop=_stop("promotions", "promo_id='none'", "reserved_promo_id_none")),
-    Case("promo_channel_outside_enum", _bad_promo(channel="fax"), stop=_stop("promotions", "promo_id='p_bad'", "invalid_channel")),
-    Case("promo_negative_max_discount", _bad_promo(max_discount=-5.0), stop=_stop("promotions", "promo_id='p_bad'", "negative_value")),
-    Case("promo_value_nan", _bad_promo(value=float("nan")), stop=_stop("promotions", "promo_id='p_bad'", "non_finite_value")),
+    Case(
+        "nan_cogs_and_negative_inf_fee",
+        nan_cogs_and_negative_inf_fee,
+        quarantined={"orders": {"non_finite_cogs": 1, "non_finite_shipping_fee": 1}},
+    ),
+    Case(
+        "promo_valid_days_zero",
+        _bad_promo(valid_days=0),
+        stop=_stop("promotions", "promo_id='p_bad'", "non_positive_valid_days"),
+    ),
+    Case(
+        "promo_percent_off_150",
+        _bad_promo(value=150.0),
+        stop=_stop("promotions", "promo_id='p_bad'", "percent_over_100"),
+    ),
+    Case(
+        "promo_named_none",
+        lambda raw: _bad_promo()(raw) or _rename_bad_promo(raw, "none"),
+        stop=_stop("promotions", "promo_id='none'", "reserved_promo_id_none"),
+    ),
+    Case(
+        "promo_channel_outside_enum",
+        _bad_promo(channel="fax"),
+        stop=_stop("promotions", "promo_id='p_bad'", "invalid_channel"),
+    ),
+    Case(
+        "promo_negative_max_discount",
+        _bad_promo(max_discount=-5.0),
+        stop=_stop("promotions", "promo_id='p_bad'", "negative_value"),
+    ),
+    Case(
+        "promo_value_nan",
+        _bad_promo(value=float("nan")),
+        stop=_stop("promotions", "promo_id='p_bad'", "non_finite_value"),
+    ),
     Case("item_price_nan", item_price_nan, stop=_stop("items", "item_id='i2'", "non_finite_price")),
     Case("duplicate_promo_ids", duplicate_promo_ids, quarantined={"promotions": {"duplicate_promo_id": 1}}),
     Case("unknown_promo_in_exposures", unknown_promo_in_exposures, quarantined={"exposures": {"unknown_promo_id": 1}}),
-    Case("sent_ts_outside_partition", sent_ts_outside_partition, quarantined={"exposures": {"sent_ts_outside_partition_day": 1}}),
+    Case(
+        "sent_ts_outside_partition",
+        sent_ts_outside_partition,
+        quarantined={"exposures": {"sent_ts_outside_partition_day": 1}},
+    ),
     Case("extra_columns", extra_columns, quarantined={}, check=check_rows("events", ROWS)),
     Case("naive_timestamps_are_utc", naive_timestamps, quarantined={}, check=check_naive_read_as_utc),
-    Case("non_utc_offsets", non_utc_offsets, quarantined={"events": {"event_ts_outside_partition_day": 1}}, check=check_offsets_in_utc),
+    Case(
+        "non_utc_offsets",
+        non_utc_offsets,
+        quarantined={"events": {"event_ts_outside_partition_day": 1}},
+        check=check_offsets_in_utc,
+    ),
     Case("csv_with_crlf", csv_with_crlf, quarantined={}, check=check_crlf_values),
     Case("users_csv_with_bom", users_csv_with_bom, quarantined={}, check=check_users_keyed),
     Case("unicode_user_ids", unicode_user_ids, quarantined={}, check=check_unicode_user),
-    Case("csv_user_ids_with_leading_zeros", csv_user_ids_with_leading_zeros, quarantined={}, check=check_rows("events", ROWS)),
+    Case(
+        "csv_user_ids_with_leading_zeros",
+        csv_user_ids_with_leading_zeros,
+        quarantined={},
+        check=check_rows("events", ROWS),
+    ),
     Case("two_hundred_files", two_hundred_files, quarantined={}, check=check_rows("events", 400)),
     Case("ten_thousand_tiny_files", ten_thousand_tiny_files, quarantined={}, check=check_rows("events", 10_000)),
     Case("file_name_with_a_quote", file_name_with_a_quote, quarantined={}, check=check_rows("orders", ROWS)),
-    Case("null_propensities_from_another_system", null_propensities_from_another_system, quarantined={},
-         check=check_null_propensities_kept),
+    Case(
+        "null_propensities_from_another_system",
+        null_propensities_from_another_system,
+        quarantined={},
+        check=check_null_propensities_kept,
+    ),
     Case("late_partition", late_partition, quarantined={}, check=check_late_named),
-    Case("users_snapshot_drops_live_offer_holder", users_snapshot_drops_live_offer_holder,
-         quarantined={"events": {"unknown_user_id": 1}}, check=check_dropped_counted),
-    Case("unexpected_file_type", unexpected_file_type, stop=r"orders/dt=2026-10-03/orders.json: unexpected file in the landing zone"),
-    Case("partition_folder_not_a_date", partition_folder_not_a_date, stop=r"events/dt=yesterday: partition folder name is not dt=YYYY-MM-DD"),
+    Case(
+        "users_snapshot_drops_live_offer_holder",
+        users_snapshot_drops_live_offer_holder,
+        quarantined={"events": {"unknown_user_id": 1}},
+        check=check_dropped_counted,
+    ),
+    Case(
+        "unexpected_file_type",
+        unexpected_file_type,
+        stop=r"orders/dt=2026-10-03/orders.json: unexpected file in the landing zone",
+    ),
+    Case(
+        "partition_folder_not_a_date",
+        partition_folder_not_a_date,
+        stop=r"events/dt=yesterday: partition folder name is not dt=YYYY-MM-DD",
+    ),
 ]
 
 
@@ -432,7 +513,10 @@ def _quarantined_tonight(settings: Settings) -> dict:
     with Warehouse(settings) as wh:
         if not wh.table_exists("raw", "quarantine"):
             return {}
-        rows = wh.query("select table_name, quarantine_reason, count(*) from raw.quarantine where run_date = ? group by 1, 2", [NEXT])
+        rows = wh.query(
+            "select table_name, quarantine_reason, count(*) from raw.quarantine where run_date = ? group by 1, 2",
+            [NEXT],
+        )
     out: dict = {}
     for table, reason, n in rows:
         out.setdefault(table, {})[reason] = n

@@ -19,8 +19,15 @@ def test_clean_landing_ingests_every_partition_and_keys_users(tmp_path, settings
     settings = settings_for(lf.write_landing(tmp_path / "raw"))
     summary = ingest(settings, lf.RUN_DATE)
     assert summary["events"] == {
-        "partitions": 2, "partitions_ingested": 2, "rows_in": 8, "rows_clean": 8, "rows_quarantined": 0, "reasons": {},
-        "ingested": ["dt=2026-10-01", "dt=2026-10-02"], "redelivered": [], "late": [],
+        "partitions": 2,
+        "partitions_ingested": 2,
+        "rows_in": 8,
+        "rows_clean": 8,
+        "rows_quarantined": 0,
+        "reasons": {},
+        "ingested": ["dt=2026-10-01", "dt=2026-10-02"],
+        "redelivered": [],
+        "late": [],
     }
     users = pq.read_table(f"{settings.lake_dir}/clean/users/users.parquet")
     assert users.column("user_key").to_pylist()[0] == user_key("u1", "test-secret")
@@ -55,7 +62,10 @@ def test_unknown_user_and_future_timestamp_rows_are_quarantined_with_reasons(tmp
     orders = lf.orders(lf.DAYS[1]).to_pylist()
     ghost = dict(orders[0], order_id="o_ghost", user_id="u_missing")
     late = dict(orders[0], order_id="o_late", order_ts=lf.ts(lf.RUN_DATE, 1))
-    table = pa.Table.from_pylist(orders + [ghost, late] + [dict(orders[0], order_id=f"o_ok{i}") for i in range(40)], schema=lf.orders(lf.DAYS[1]).schema)
+    table = pa.Table.from_pylist(
+        orders + [ghost, late] + [dict(orders[0], order_id=f"o_ok{i}") for i in range(40)],
+        schema=lf.orders(lf.DAYS[1]).schema,
+    )
     lf.replace_file(raw / "orders" / "dt=2026-10-02" / "part-0.parquet", table)
     settings = settings_for(raw)
     summary = ingest(settings, lf.RUN_DATE)
@@ -86,7 +96,9 @@ def test_too_many_bad_rows_stop_the_run_with_the_reason(tmp_path, settings_for):
 def test_missing_column_stops_naming_file_and_column(tmp_path, settings_for):
     raw = lf.write_landing(tmp_path / "raw")
     lf.replace_file(raw / "orders" / "dt=2026-10-01" / "part-0.parquet", lf.orders(lf.DAYS[0]).drop_columns(["cogs"]))
-    with pytest.raises(DataQualityError, match=r"orders/dt=2026-10-01/part-0.parquet: table 'orders' is missing column\(s\) \['cogs'\]"):
+    with pytest.raises(
+        DataQualityError, match=r"orders/dt=2026-10-01/part-0.parquet: table 'orders' is missing column\(s\) \['cogs'\]"
+    ):
         ingest(settings_for(raw), lf.RUN_DATE)
 
 

@@ -58,7 +58,9 @@ def settings(tmp_path):
 
 def _published(settings):
     with Warehouse(settings) as wh:
-        return wh.query("select user_id, promo_id from promo_assignments where run_date = ? order by user_id", [RUN_DATE])
+        return wh.query(
+            "select user_id, promo_id from promo_assignments where run_date = ? order by user_id", [RUN_DATE]
+        )
 
 
 def test_good_night_is_published_to_table_and_export(settings):

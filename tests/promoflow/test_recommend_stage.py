@@ -19,12 +19,18 @@ N_USERS, N_DAYS = 2500, 21  # measured: recommender +3.1 se on the collaborative
 
 def _night(base: Path, item_shape: str):
     """A demo shop whose clean lake is the landing zone itself (the stage reads only clean events and items)."""
-    summary = demo_data.generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, seed=3, item_shape=item_shape)
+    summary = demo_data.generate(
+        base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, seed=3, item_shape=item_shape
+    )
     clean = base / "data" / "lake" / "clean"
     clean.mkdir(parents=True)
-    shutil.copytree(base / "raw" / "events", clean / "events")  # duplicates included: the model drops repeated event_ids
+    shutil.copytree(
+        base / "raw" / "events", clean / "events"
+    )  # duplicates included: the model drops repeated event_ids
     shutil.copytree(base / "raw" / "items", clean / "items")
-    settings = Settings.from_env(env={"PROMO_DATA_DIR": str(base / "data"), "PROMO_RAW_URI": str(base / "raw"), "PROMO_TRAINING_SEED": "7"})
+    settings = Settings.from_env(
+        env={"PROMO_DATA_DIR": str(base / "data"), "PROMO_RAW_URI": str(base / "raw"), "PROMO_TRAINING_SEED": "7"}
+    )
     return settings, summary.run_date
 
 
@@ -37,9 +43,15 @@ def collaborative(tmp_path_factory):
 def test_collaborative_shop_chooses_the_recommender_and_stores_its_card(collaborative):
     settings, run_date, trained = collaborative
     assert trained["featured_items_source"] == "recommender", trained["reason"]
-    assert trained["recall"]["model"]["recall_at_10"] > trained["recall"]["category_popularity"]["recall_at_10"] > trained["recall"]["popularity"]["recall_at_10"]
+    assert (
+        trained["recall"]["model"]["recall_at_10"]
+        > trained["recall"]["category_popularity"]["recall_at_10"]
+        > trained["recall"]["popularity"]["recall_at_10"]
+    )
     assert trained["device"] == "CPU" or trained["device"].startswith("GPU")
-    assert trained["examples_per_second"] > 0 and trained["user_features_as_of"] is None  # no Spark features in this lake
+    assert (
+        trained["examples_per_second"] > 0 and trained["user_features_as_of"] is None
+    )  # no Spark features in this lake
     version = trained["recommender_version"]
     assert version.startswith(run_date.isoformat())
     card = (Path(settings.model_store_uri) / "recommender" / version / "model_card.md").read_text()
@@ -48,7 +60,11 @@ def test_collaborative_shop_chooses_the_recommender_and_stores_its_card(collabor
 
 def test_assign_scoring_features_recommended_items_within_the_offer_category(collaborative):
     settings, run_date, trained = collaborative
-    items = pq.read_table(Path(settings.lake_dir) / "clean" / "items" / "items.parquet").to_pandas().set_index("item_id")["category"]
+    items = (
+        pq.read_table(Path(settings.lake_dir) / "clean" / "items" / "items.parquet")
+        .to_pandas()
+        .set_index("item_id")["category"]
+    )
     user_ids = np.array([f"u{i:06d}" for i in range(40)], dtype=object)
     is_offer = np.arange(40) % 4 != 0
     categories = np.array([None, "beauty", None, "electronics"] * 10, dtype=object)
@@ -79,4 +95,7 @@ def test_a_lake_without_item_events_keeps_the_rule(tmp_path):
 
     trained = recommend.train(settings, date(2026, 10, 31))
     assert trained["recommender_version"] is None and trained["featured_items_source"] == "category_rule"
-    assert recommend.featured_for_offers(settings, date(2026, 10, 31), trained, ["u1"], np.array([True]), [None], 3) is None
+    assert (
+        recommend.featured_for_offers(settings, date(2026, 10, 31), trained, ["u1"], np.array([True]), [None], 3)
+        is None
+    )

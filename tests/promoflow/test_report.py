@@ -63,7 +63,11 @@ def test_budget_offers_and_expected_values_per_promo():
     a = _assignments()
     assert report.budget_use(20.0, a) == {"available": 20.0, "used": 9.0, "share_used": 0.45}
     by_channel = report.offers_by_promo_and_channel(a)
-    assert by_channel.loc["p10", "email"] == 2 and by_channel.loc["p10", "push"] == 1 and by_channel.loc["ship", "email"] == 1
+    assert (
+        by_channel.loc["p10", "email"] == 2
+        and by_channel.loc["p10", "push"] == 1
+        and by_channel.loc["ship", "email"] == 1
+    )
     assert "none" not in by_channel.index and by_channel.to_numpy().sum() == 4
     expected = report.expected_by_promo(a)
     assert expected.loc["p10"].tolist() == [3, 6.0, 7.5]
@@ -76,7 +80,12 @@ def test_exploration_share_and_cost():
 
 def test_gate_intervals_are_95_percent_normal_intervals():
     g = report.gate_intervals(
-        {"candidate_value_per_row": 0.4, "candidate_stderr": 0.1, "candidate_ips_value_per_row": 0.3, "candidate_ips_stderr": 0.2}
+        {
+            "candidate_value_per_row": 0.4,
+            "candidate_stderr": 0.1,
+            "candidate_ips_value_per_row": 0.3,
+            "candidate_ips_stderr": 0.2,
+        }
     )
     dr = g.set_index("estimator").loc["DR"]
     assert dr["ci_low"] == pytest.approx(0.4 - 0.196, abs=1e-4) and dr["ci_high"] == pytest.approx(0.596, abs=1e-4)
@@ -96,7 +105,9 @@ def test_qini_curves_of_the_production_model_only():
     selection = {
         "production_model": "dr_ridge",
         "models": {
-            "dr_ridge": {"qini": {"p10": {"qini": 0.01, "curve_share": [0.5, 1.0], "curve": [0.2, 0.1]}, "ship": {"qini": None}}},
+            "dr_ridge": {
+                "qini": {"p10": {"qini": 0.01, "curve_share": [0.5, 1.0], "curve": [0.2, 0.1]}, "ship": {"qini": None}}
+            },
             "tf_multihead": {"qini": {"p10": {"qini": 0.5, "curve_share": [1.0], "curve": [9.0]}}},
         },
     }
@@ -118,7 +129,11 @@ def test_page_is_self_contained_with_a_plot_per_section(tmp_path):
             "model_version": "2026-10-09-abc",
             "production_model": "dr_ridge",
             "gate": {"candidate_value_per_row": 0.4, "candidate_stderr": 0.1},
-            "selection": {"models": {"dr_ridge": {"qini": {"p10": {"qini": 0.01, "curve_share": [0.5, 1.0], "curve": [0.2, 0.1]}}}}},
+            "selection": {
+                "models": {
+                    "dr_ridge": {"qini": {"p10": {"qini": 0.01, "curve_share": [0.5, 1.0], "curve": [0.2, 0.1]}}}
+                }
+            },
         },
     }
     inputs = {"assignments": _assignments(), "performance": _performance(), "fairness": _fairness()}
@@ -133,10 +148,27 @@ def test_page_is_self_contained_with_a_plot_per_section(tmp_path):
 
 
 def test_report_is_written_next_to_the_export_on_s3(s3_bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "night_inputs", lambda settings, day: {"assignments": _assignments(), "performance": pd.DataFrame(), "fairness": pd.DataFrame()})
-    settings = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path), "PROMO_EXPORT_URI": f"s3://{s3_bucket}/export", "PROMO_S3_ENDPOINT_URL": __import__("os").environ["PROMO_S3_ENDPOINT_URL"]})
+    monkeypatch.setattr(
+        report,
+        "night_inputs",
+        lambda settings, day: {
+            "assignments": _assignments(),
+            "performance": pd.DataFrame(),
+            "fairness": pd.DataFrame(),
+        },
+    )
+    settings = Settings.from_env(
+        env={
+            "PROMO_DATA_DIR": str(tmp_path),
+            "PROMO_EXPORT_URI": f"s3://{s3_bucket}/export",
+            "PROMO_S3_ENDPOINT_URL": __import__("os").environ["PROMO_S3_ENDPOINT_URL"],
+        }
+    )
     written = report.write_report(settings, RUN_DATE, {"assign": {}, "model": {}})
-    assert written == {"report": f"s3://{s3_bucket}/export/reports/run_date=2026-10-09/report.html", "fairness_flags": []}
+    assert written == {
+        "report": f"s3://{s3_bucket}/export/reports/run_date=2026-10-09/report.html",
+        "fairness_flags": [],
+    }
     from promoflow import storage
 
     page = storage.storage_for(written["report"], settings.s3_endpoint_url).read_bytes(written["report"]).decode()

@@ -43,8 +43,12 @@ def _upload_tree(client, local: Path, bucket: str, prefix: str) -> None:
 def _settings(tmp_path: Path, proxy: FaultProxy, **env: str) -> Settings:
     return Settings.from_env(
         env={
-            "PROMO_DATA_DIR": str(tmp_path / "data"), "PROMO_USER_KEY_SECRET": "test-secret",
-            "PROMO_S3_ENDPOINT_URL": proxy.url, "PROMO_S3_TIMEOUT_S": "1", "PROMO_S3_MAX_ATTEMPTS": "4", **env,
+            "PROMO_DATA_DIR": str(tmp_path / "data"),
+            "PROMO_USER_KEY_SECRET": "test-secret",
+            "PROMO_S3_ENDPOINT_URL": proxy.url,
+            "PROMO_S3_TIMEOUT_S": "1",
+            "PROMO_S3_MAX_ATTEMPTS": "4",
+            **env,
         }
     )
 
@@ -70,14 +74,18 @@ def test_ingest_retries_503s_and_dropped_connections_and_completes(s3_landing, p
     assert summary["events"]["rows_clean"] == 12 and summary["orders"]["rows_clean"] == 2
     clean = pq.read_table(Path(settings.lake_dir) / "clean" / "events" / "dt=2026-10-02" / "part-0.parquet")
     assert sorted(clean.column("event_id").to_pylist()) == sorted(
-        lf.events(lf.DAYS[1]).column("event_id").to_pylist() + lf.events(lf.DAYS[1], prefix="b").column("event_id").to_pylist()
+        lf.events(lf.DAYS[1]).column("event_id").to_pylist()
+        + lf.events(lf.DAYS[1], prefix="b").column("event_id").to_pylist()
     )
 
 
 def test_ingest_timing_out_mid_partition_writes_none_of_it_and_the_rerun_completes(s3_landing, proxy, tmp_path):
     proxy.add(Rule("GET", r"/raw/events/dt=2026-10-02/part-1\.parquet$", "hang"))
     settings = _settings(tmp_path, proxy, PROMO_RAW_URI=s3_landing, PROMO_S3_MAX_ATTEMPTS="2")
-    with pytest.raises(StorageUnavailableError, match=r"S3 download of s3://.*/raw/events/dt=2026-10-02/part-1\.parquet failed after 2 attempt") as err:
+    with pytest.raises(
+        StorageUnavailableError,
+        match=r"S3 download of s3://.*/raw/events/dt=2026-10-02/part-1\.parquet failed after 2 attempt",
+    ) as err:
         ingest(settings, lf.RUN_DATE)
     assert "re-run the date" in str(err.value) and "Timeout" in str(err.value)
     assert proxy.rules[0].hits >= 2  # retried before giving up
@@ -100,11 +108,22 @@ def _stage(settings: Settings, run_date: date, promo: str) -> None:
     n = len(USERS)
     table = pa.table(
         {
-            "run_date": pa.array([run_date] * n, pa.date32()), "user_key": [f"k{u}" for u in USERS], "user_id": USERS,
-            "promo_id": [promo] * n, "channel": ["email"] * n, "send_hour": pa.array([9] * n, pa.int32()),
-            "message": ["m"] * n, "featured_item_ids": ["i1"] * n, "expected_incremental_margin": [1.0] * n,
-            "expected_cost": [0.5] * n, "propensity": [0.9] * n, "is_holdout": [False] * n, "is_exploration": [False] * n,
-            "reason": ["r"] * n, "policy_version": ["v"] * n, "model_version": ["m"] * n,
+            "run_date": pa.array([run_date] * n, pa.date32()),
+            "user_key": [f"k{u}" for u in USERS],
+            "user_id": USERS,
+            "promo_id": [promo] * n,
+            "channel": ["email"] * n,
+            "send_hour": pa.array([9] * n, pa.int32()),
+            "message": ["m"] * n,
+            "featured_item_ids": ["i1"] * n,
+            "expected_incremental_margin": [1.0] * n,
+            "expected_cost": [0.5] * n,
+            "propensity": [0.9] * n,
+            "is_holdout": [False] * n,
+            "is_exploration": [False] * n,
+            "reason": ["r"] * n,
+            "policy_version": ["v"] * n,
+            "model_version": ["m"] * n,
         }
     )
     path = staged_assignments_path(settings, run_date)
@@ -115,19 +134,23 @@ def _stage(settings: Settings, run_date: date, promo: str) -> None:
 def _export_objects(client, bucket: str, run_date: date) -> dict[str, bytes]:
     prefix = f"export/promo_assignments/run_date={run_date.isoformat()}/"
     listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"][len(prefix):]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    return {o["Key"][len(prefix) :]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 @pytest.fixture
 def export_settings(s3_bucket, proxy, tmp_path):
-    settings = _settings(tmp_path, proxy, PROMO_EXPORT_URI=f"s3://{s3_bucket}/export", PROMO_HOLDOUT_SHARE="0", PROMO_BUDGET="100")
+    settings = _settings(
+        tmp_path, proxy, PROMO_EXPORT_URI=f"s3://{s3_bucket}/export", PROMO_HOLDOUT_SHARE="0", PROMO_BUDGET="100"
+    )
     with Warehouse(settings) as wh:
         wh.replace_rows(RAW_SCHEMA, "users", pa.table({"user_id": USERS}), where=None)
         wh.replace_rows(RAW_SCHEMA, "promotions", pa.table({"promo_id": ["p1", "p2"]}), where=None)
     return settings
 
 
-def test_export_failing_mid_way_leaves_no_success_marker_and_the_retry_completes(export_settings, s3_bucket, proxy, moto_endpoint):
+def test_export_failing_mid_way_leaves_no_success_marker_and_the_retry_completes(
+    export_settings, s3_bucket, proxy, moto_endpoint
+):
     client = boto3.client("s3", endpoint_url=moto_endpoint)
     earlier = date(2026, 10, 30)
     _stage(export_settings, earlier, "p1")
@@ -138,7 +161,9 @@ def test_export_failing_mid_way_leaves_no_success_marker_and_the_retry_completes
 
     _stage(export_settings, RUN_DATE, "p2")  # a re-run of the date with other rows; the CSV upload keeps failing
     proxy.add(Rule("PUT", r"run_date=2026-10-31/promo_assignments\.csv$", "status", status=503))
-    with pytest.raises(StorageUnavailableError, match=r"the marketing export failed: S3 publish_dir .* failed after 4 attempt") as err:
+    with pytest.raises(
+        StorageUnavailableError, match=r"the marketing export failed: S3 publish_dir .* failed after 4 attempt"
+    ) as err:
         publish(export_settings, RUN_DATE)
     assert "has no _SUCCESS marker" in str(err.value)
     assert proxy.rules[0].hits >= 4  # max_attempts (botocore), with backoff in between
@@ -149,7 +174,9 @@ def test_export_failing_mid_way_leaves_no_success_marker_and_the_retry_completes
     publish(export_settings, RUN_DATE)  # the retry
     objects = _export_objects(client, s3_bucket, RUN_DATE)
     assert set(objects) == {"promo_assignments.parquet", "promo_assignments.csv", "_SUCCESS"}
-    assert set(pq.read_table(pa.BufferReader(objects["promo_assignments.parquet"])).column("promo_id").to_pylist()) == {"p2"}
+    assert set(pq.read_table(pa.BufferReader(objects["promo_assignments.parquet"])).column("promo_id").to_pylist()) == {
+        "p2"
+    }
     mutations = [(m, p.rsplit("/", 1)[1]) for m, p, _ in proxy.log if m in ("PUT", "DELETE", "POST")]
     assert mutations[0] == ("DELETE", "_SUCCESS") and mutations[-1] == ("PUT", "_SUCCESS")
 
@@ -176,8 +203,16 @@ def test_s3_endpoint_down_is_one_paragraph(tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     settings = Settings.from_env(
-        env={"PROMO_DATA_DIR": str(tmp_path), "PROMO_RAW_URI": "s3://nowhere/raw", "PROMO_S3_ENDPOINT_URL": f"http://127.0.0.1:{closed}",
-             "PROMO_S3_MAX_ATTEMPTS": "2", "PROMO_S3_TIMEOUT_S": "1"}
+        env={
+            "PROMO_DATA_DIR": str(tmp_path),
+            "PROMO_RAW_URI": "s3://nowhere/raw",
+            "PROMO_S3_ENDPOINT_URL": f"http://127.0.0.1:{closed}",
+            "PROMO_S3_MAX_ATTEMPTS": "2",
+            "PROMO_S3_TIMEOUT_S": "1",
+        }
     )
-    with pytest.raises(StorageUnavailableError, match=rf"S3 list_dirs of s3://nowhere/raw/events failed after 2 attempt.*EndpointConnectionError.*127.0.0.1:{closed}"):
+    with pytest.raises(
+        StorageUnavailableError,
+        match=rf"S3 list_dirs of s3://nowhere/raw/events failed after 2 attempt.*EndpointConnectionError.*127.0.0.1:{closed}",
+    ):
         ingest(settings, lf.RUN_DATE)

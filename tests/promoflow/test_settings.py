@@ -39,7 +39,9 @@ def test_contract_variables_and_production_values(tmp_path):
 
 
 def test_run_params_override_and_are_typed(tmp_path):
-    s = Settings.from_env(overrides={"budget": "500", "raw_uri": "/landing", "export_uri": None}, env={"PROMO_DATA_DIR": str(tmp_path)})
+    s = Settings.from_env(
+        overrides={"budget": "500", "raw_uri": "/landing", "export_uri": None}, env={"PROMO_DATA_DIR": str(tmp_path)}
+    )
     assert s.budget == 500.0 and s.raw_uri == "/landing" and s.export_uri == f"{tmp_path}/export"
     with pytest.raises(KeyError, match="unknown setting 'budjet'"):
         s.with_overrides({"budjet": 1})

@@ -67,7 +67,10 @@ def warehouse(request, tmp_path):
 
 
 def _published(wh, run_date):
-    return wh.query(f"select user_id, promo_id from {wh.default_schema}.promo_assignments where run_date = ? order by user_id", [run_date])
+    return wh.query(
+        f"select user_id, promo_id from {wh.default_schema}.promo_assignments where run_date = ? order by user_id",
+        [run_date],
+    )
 
 
 def test_replacing_a_run_date_never_duplicates_and_keeps_other_dates(warehouse):
@@ -117,10 +120,13 @@ def test_load_files_adds_columns_a_newer_feature_job_writes(warehouse, tmp_path)
 
     old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
     pq.write_table(pa.table({"user_id": ["u1"], "orders_7d": pa.array([1], pa.int32())}), old)
-    pq.write_table(pa.table({"user_id": ["u2"], "orders_7d": pa.array([2], pa.int32()),
-                             "top_category_1": ["shoes"]}), new)
+    pq.write_table(
+        pa.table({"user_id": ["u2"], "orders_7d": pa.array([2], pa.int32()), "top_category_1": ["shoes"]}), new
+    )
     table = f"features_{uuid.uuid4().hex[:8]}"
     assert warehouse.load_files(table, [old], where={"as_of": date(2024, 3, 9)}, extra={"as_of": date(2024, 3, 9)})
     assert warehouse.load_files(table, [new], where={"as_of": date(2024, 3, 10)}, extra={"as_of": date(2024, 3, 10)})
-    rows = warehouse.query(f"select user_id, orders_7d, top_category_1 from {warehouse.raw_schema}.{table} order by user_id")
+    rows = warehouse.query(
+        f"select user_id, orders_7d, top_category_1 from {warehouse.raw_schema}.{table} order by user_id"
+    )
     assert rows == [("u1", 1, None), ("u2", 2, "shoes")]

@@ -51,10 +51,18 @@ def pg_settings(tmp_path):
         cur.execute(f"create database {name}")
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     yield Settings.from_env(
-        env={"PROMO_DATA_DIR": str(tmp_path / "data"), "PROMO_WAREHOUSE_URL": url, "PROMO_HOLDOUT_SHARE": "0", "PROMO_BUDGET": "100"}
+        env={
+            "PROMO_DATA_DIR": str(tmp_path / "data"),
+            "PROMO_WAREHOUSE_URL": url,
+            "PROMO_HOLDOUT_SHARE": "0",
+            "PROMO_BUDGET": "100",
+        }
     )
     with admin.cursor() as cur:
-        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()", [name])
+        cur.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            [name],
+        )
         cur.execute(f"drop database if exists {name}")
     admin.close()
 
@@ -63,11 +71,22 @@ def _rows(run_date: date, promo: str) -> pa.Table:
     n = len(USERS)
     return pa.table(
         {
-            "run_date": pa.array([run_date] * n, pa.date32()), "user_key": [f"k{u}" for u in USERS], "user_id": USERS,
-            "promo_id": [promo] * n, "channel": ["email"] * n, "send_hour": pa.array([9] * n, pa.int32()),
-            "message": ["m"] * n, "featured_item_ids": ["i1"] * n, "expected_incremental_margin": [1.0] * n,
-            "expected_cost": [0.5] * n, "propensity": [0.9] * n, "is_holdout": [False] * n, "is_exploration": [False] * n,
-            "reason": ["r"] * n, "policy_version": ["v"] * n, "model_version": [f"m-{promo}"] * n,
+            "run_date": pa.array([run_date] * n, pa.date32()),
+            "user_key": [f"k{u}" for u in USERS],
+            "user_id": USERS,
+            "promo_id": [promo] * n,
+            "channel": ["email"] * n,
+            "send_hour": pa.array([9] * n, pa.int32()),
+            "message": ["m"] * n,
+            "featured_item_ids": ["i1"] * n,
+            "expected_incremental_margin": [1.0] * n,
+            "expected_cost": [0.5] * n,
+            "propensity": [0.9] * n,
+            "is_holdout": [False] * n,
+            "is_exploration": [False] * n,
+            "reason": ["r"] * n,
+            "policy_version": ["v"] * n,
+            "model_version": [f"m-{promo}"] * n,
         }
     )
 
@@ -114,7 +133,10 @@ def _row_lock_on_run(settings: Settings, run_date: date):
 
 def _published(settings: Settings, run_date: date) -> tuple[list, list]:
     with Warehouse(settings) as wh:
-        rows = wh.query("select user_id, promo_id, model_version from promo_assignments where run_date = ? order by user_id", [run_date])
+        rows = wh.query(
+            "select user_id, promo_id, model_version from promo_assignments where run_date = ? order by user_id",
+            [run_date],
+        )
         runs = wh.query("select model_version from promo_runs where run_date = ?", [run_date])
     return rows, runs
 
@@ -209,7 +231,10 @@ def test_connection_lost_inside_the_publish_transaction_publishes_nothing_and_th
     err = outcome.get("error")
     assert isinstance(err, WarehouseUnavailableError), outcome
     message = str(err)
-    assert message.startswith(f"publish {RUN_DATE} failed: warehouse postgresql://") and "connection was lost inside a transaction" in message
+    assert (
+        message.startswith(f"publish {RUN_DATE} failed: warehouse postgresql://")
+        and "connection was lost inside a transaction" in message
+    )
     assert "Nothing was published for 2026-10-31" in message and "\n" not in message
     assert _published(pg_settings, RUN_DATE) == before  # not half-written
     assert {p.name: p.read_bytes() for p in Path(export_uri(pg_settings, RUN_DATE)).iterdir()} == export_before
@@ -224,12 +249,17 @@ def test_postgres_unreachable_at_publish_is_one_paragraph_and_nothing_is_exporte
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     settings = Settings.from_env(
-        env={"PROMO_DATA_DIR": str(tmp_path / "data"), "PROMO_WAREHOUSE_URL": f"postgresql://promo:hunter2pw@127.0.0.1:{closed}/wh"}
+        env={
+            "PROMO_DATA_DIR": str(tmp_path / "data"),
+            "PROMO_WAREHOUSE_URL": f"postgresql://promo:hunter2pw@127.0.0.1:{closed}/wh",
+        }
     )
     _stage(settings, "p_new")
     with pytest.raises(WarehouseUnavailableError) as stopped:
         publish(settings, RUN_DATE)
     message = str(stopped.value)
-    assert message.startswith(f"publish {RUN_DATE} failed: warehouse postgresql://promo:***@127.0.0.1:{closed}/wh: cannot connect")
+    assert message.startswith(
+        f"publish {RUN_DATE} failed: warehouse postgresql://promo:***@127.0.0.1:{closed}/wh: cannot connect"
+    )
     assert "Nothing was published for 2026-10-31" in message and "hunter2pw" not in message and "\n" not in message
     assert not Path(export_uri(settings, RUN_DATE)).exists()

@@ -26,8 +26,13 @@ _FAST_SMALL_JOBS = {
 def spark():
     from spark_jobs.session import build_spark
 
-    session = build_spark(master="local[1]", app_name="promoflow-tests", shuffle_partitions=2, driver_memory="1g",
-        extra_conf=_FAST_SMALL_JOBS)
+    session = build_spark(
+        master="local[1]",
+        app_name="promoflow-tests",
+        shuffle_partitions=2,
+        driver_memory="1g",
+        extra_conf=_FAST_SMALL_JOBS,
+    )
     # Tiny inputs: skip adaptive re-planning and broadcast-size estimates, both cost time here.
     session.conf.set("spark.sql.adaptive.enabled", "false")
     yield session
@@ -36,5 +41,6 @@ def spark():
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "spark_cluster: starts a Spark standalone master and worker on 127.0.0.1 (part of the normal suite, < 2 min)"
+        "markers",
+        "spark_cluster: starts a Spark standalone master and worker on 127.0.0.1 (part of the normal suite, < 2 min)",
     )

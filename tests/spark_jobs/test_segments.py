@@ -12,11 +12,16 @@ COLUMNS = "user_id string, days_since_last_order int, orders_90d int, spend_90d 
 def _night(spark, jitter: float = 0.0, reverse: bool = False):
     rows = [
         # frequent full-price buyers
-        ("f1", 2, 10, 500.0 + jitter, 0.0, 40), ("f2", 3, 12, 620.0, 0.1, 45), ("f3", 1, 9, 480.0, 0.0, 38),
+        ("f1", 2, 10, 500.0 + jitter, 0.0, 40),
+        ("f2", 3, 12, 620.0, 0.1, 45),
+        ("f3", 1, 9, 480.0, 0.0, 38),
         # lapsing deal-seekers
-        ("d1", 80, 1, 30.0, 1.0, 2), ("d2", 75, 2, 45.0 + jitter, 1.0, 3), ("d3", 85, 1, 25.0, 0.5, 1),
+        ("d1", 80, 1, 30.0, 1.0, 2),
+        ("d2", 75, 2, 45.0 + jitter, 1.0, 3),
+        ("d3", 85, 1, 25.0, 0.5, 1),
         # never ordered, browses a lot
-        ("b1", None, 0, 0.0, None, 60), ("b2", None, 0, 0.0, None, 55 + int(jitter)),
+        ("b1", None, 0, 0.0, None, 60),
+        ("b2", None, 0, 0.0, None, 55 + int(jitter)),
     ]
     return spark.createDataFrame(list(reversed(rows)) if reverse else rows, COLUMNS)
 
@@ -71,13 +76,21 @@ def test_names_from_centroids_against_the_medians():
         return c
 
     names = segments.segment_names(
-        np.array([
-            centroid(recency_days=5, orders_90d=8, discount_order_share_90d=0.1),
-            centroid(recency_days=60, orders_90d=2, discount_order_share_90d=0.6),
-            centroid(recency_days=10, orders_90d=2, discount_order_share_90d=0.0),
-            centroid(recency_days=91, orders_90d=0, events_30d=2),
-            centroid(recency_days=4, orders_90d=9, discount_order_share_90d=0.0),
-        ]),
+        np.array(
+            [
+                centroid(recency_days=5, orders_90d=8, discount_order_share_90d=0.1),
+                centroid(recency_days=60, orders_90d=2, discount_order_share_90d=0.6),
+                centroid(recency_days=10, orders_90d=2, discount_order_share_90d=0.0),
+                centroid(recency_days=91, orders_90d=0, events_30d=2),
+                centroid(recency_days=4, orders_90d=9, discount_order_share_90d=0.0),
+            ]
+        ),
         medians,
     )
-    assert names == ["frequent full-price", "lapsing deal-seeker", "occasional full-price", "inactive full-price", "frequent full-price 2"]
+    assert names == [
+        "frequent full-price",
+        "lapsing deal-seeker",
+        "occasional full-price",
+        "inactive full-price",
+        "frequent full-price 2",
+    ]

@@ -24,13 +24,29 @@ sys.path.insert(0, str(ROOT / "tests" / "promoflow"))
 
 import landing_factory as lf  # noqa: E402
 
-FEATURE_TABLES = ("user_daily", "user_category_daily", "user_features", "user_category_features", "user_sequences", "item_features")
+FEATURE_TABLES = (
+    "user_daily",
+    "user_category_daily",
+    "user_features",
+    "user_category_features",
+    "user_sequences",
+    "item_features",
+)
 
 
 def _job(lake: Path) -> list[str]:
     return [
-        sys.executable, "-m", "spark_jobs.nightly", "--lake-dir", str(lake), "--run-date", lf.RUN_DATE.isoformat(),
-        "--master", "local[1]", "--shuffle-partitions", "2",
+        sys.executable,
+        "-m",
+        "spark_jobs.nightly",
+        "--lake-dir",
+        str(lake),
+        "--run-date",
+        lf.RUN_DATE.isoformat(),
+        "--master",
+        "local[1]",
+        "--shuffle-partitions",
+        "2",
     ]
 
 
@@ -40,7 +56,11 @@ def _env() -> dict[str, str]:
 
 def _rows(lake: Path, table: str) -> list[dict]:
     folder = lake / "features" / table
-    files = sorted(p for p in folder.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts))
+    files = sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+    )
     rows = []
     for f in files:
         partition = f.parent.name  # dt=... / as_of=...
@@ -56,7 +76,11 @@ def clean_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark_kill")
     lf.write_landing(root / "raw")
     settings = Settings.from_env(
-        env={"PROMO_DATA_DIR": str(root / "data"), "PROMO_RAW_URI": str(root / "raw"), "PROMO_USER_KEY_SECRET": "test-secret"}
+        env={
+            "PROMO_DATA_DIR": str(root / "data"),
+            "PROMO_RAW_URI": str(root / "raw"),
+            "PROMO_USER_KEY_SECRET": "test-secret",
+        }
     )
     ingest(settings, lf.RUN_DATE)
     return Path(settings.lake_dir)
@@ -70,7 +94,9 @@ def test_killed_spark_driver_then_retry_gives_identical_features(clean_lake, tmp
 
     killed = tmp_path / "killed"
     shutil.copytree(clean_lake, killed)
-    job = subprocess.Popen(_job(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    job = subprocess.Popen(
+        _job(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 600
     while not (killed / "features").exists() or not any((killed / "features").iterdir()):
         assert job.poll() is None, "the job ended before it wrote anything"

@@ -97,8 +97,10 @@ LATE_EVENTS = [
     ("late5", "v2", "b1", "purchase", ts(2024, 3, 10, 1, 0), "s5", None),
     ("late6", "v2", "a1", "purchase", ts(2024, 3, 10, 1, 0), "s5", None),
 ]
-LATE_ORDERS = [("late_o1", "v1", ts(2024, 3, 10, 0, 0), 500.0, 50.0, "p_gift"),
-               ("late_o2", "v3", ts(2024, 3, 12, 0, 0), 10.0, 0.0, "p_pct")]
+LATE_ORDERS = [
+    ("late_o1", "v1", ts(2024, 3, 10, 0, 0), 500.0, 50.0, "p_gift"),
+    ("late_o2", "v3", ts(2024, 3, 12, 0, 0), 10.0, 0.0, "p_pct"),
+]
 LATE_EXPOSURES = [("v1", "p_gift", ts(2024, 3, 10, 0, 0), "push"), ("v3", "p_pct", ts(2024, 3, 10, 6, 0), "in_app")]
 
 
@@ -143,7 +145,9 @@ def test_user_features_new_columns_hand_computed(outputs):
     v1 = _by(outputs["user_features"], "user_id")["v1"]
     expected = {
         # 9 distinct events: 8 in [03-03, 03-10), the search of 02-20 too in 30 and 90 days
-        "events_7d": 8, "events_30d": 9, "events_90d": 9,
+        "events_7d": 8,
+        "events_30d": 9,
+        "events_90d": 9,
         "sessions_90d": 4,  # s1, s2 (03-09), s3 (03-05), s4 (02-20)
         "events_per_session_90d": 9 / 4,
         "searches_90d": 1,
@@ -152,7 +156,9 @@ def test_user_features_new_columns_hand_computed(outputs):
         "avg_purchased_price_90d": (30 + 20) / 2,  # a2, c1
         "purchased_to_viewed_price_ratio_90d": 25 / 27.5,
         # offers (the 'none' control is not one): 03-03, 03-08 in 7 days; 02-01 too in 90
-        "exposures_7d": 2, "exposures_30d": 2, "exposures_90d": 3,
+        "exposures_7d": 2,
+        "exposures_30d": 2,
+        "exposures_90d": 3,
         "redemptions_90d": 1,  # o1 with p_pct
         "redemption_rate_90d": 1 / 3,
         "redemption_rate_percent_off_90d": 1.0,  # 1 of 1 percent_off offers redeemed
@@ -160,13 +166,19 @@ def test_user_features_new_columns_hand_computed(outputs):
         "redemption_rate_gift_90d": 0.0,
         "redemption_rate_spend_threshold_90d": 0.0,  # never offered
         "redemption_rate_free_shipping_90d": 0.0,
-        "hour_share_08": 4 / 9, "hour_share_20": 5 / 9, "hour_share_09": 0.0,
+        "hour_share_08": 4 / 9,
+        "hour_share_20": 5 / 9,
+        "hour_share_09": 0.0,
         "preferred_hour": 20,
         "channel_engagement_email_90d": 1.0,  # 03-03 (order 03-05) and 03-08 (order 03-09)
         "channel_engagement_push_90d": 0.0,  # 02-01, no order within 7 days
-        "channel_engagement_sms_90d": 0.0, "channel_engagement_in_app_90d": 0.0,
+        "channel_engagement_sms_90d": 0.0,
+        "channel_engagement_in_app_90d": 0.0,
         # shoes 4 (2 views, cart, purchase); bags 2 and hats 2 tie: alphabetical
-        "top_category": "shoes", "top_category_1": "shoes", "top_category_2": "bags", "top_category_3": "hats",
+        "top_category": "shoes",
+        "top_category_1": "shoes",
+        "top_category_2": "bags",
+        "top_category_3": "hats",
         "discount_order_share_90d": 0.5,  # o1 of o1, o2
     }
     for key, value in expected.items():
@@ -219,12 +231,14 @@ def test_user_sequences_hand_computed(outputs):
 def test_user_sequences_keep_the_last_20_across_days(spark):
     # 12 views on 03-01 (x01..x12) and 12 on 03-02 (x13..x24): the last 20 are x05..x24
     events = [
-        (f"q{i}", "v1", f"x{i:02d}", "view", ts(2024, 3, 1 if i <= 12 else 2, 10, i), "s", None)
-        for i in range(1, 25)
+        (f"q{i}", "v1", f"x{i:02d}", "view", ts(2024, 3, 1 if i <= 12 else 2, 10, i), "s", None) for i in range(1, 25)
     ]
     ev, orders, exposures, users, items, promotions = _frames(spark, events=events)
-    row = user_sequences(user_daily_aggregates(ev, orders, exposures, items, promotions), users, AS_OF).filter(
-        "user_id = 'v1'").first()
+    row = (
+        user_sequences(user_daily_aggregates(ev, orders, exposures, items, promotions), users, AS_OF)
+        .filter("user_id = 'v1'")
+        .first()
+    )
     assert row["last_item_ids"] == ",".join(f"x{i:02d}" for i in range(5, 25))
     assert row["sequence_length"] == 20
 
@@ -245,8 +259,16 @@ def test_neighbours_are_most_frequent_first_ties_by_item_id_top_n(spark):
     events = [
         (f"n{i}", "w", item, "view", ts(2024, 3, 1, 10, i), session, None)
         for i, (session, item) in enumerate(
-            [("t1", "m1"), ("t1", "m2"), ("t1", "m3"), ("t2", "m1"), ("t2", "m3"), ("t3", "m1"), ("t3", "m4"),
-             ("t3", "m4")]  # m4 twice in t3: one session, counted once
+            [
+                ("t1", "m1"),
+                ("t1", "m2"),
+                ("t1", "m3"),
+                ("t2", "m1"),
+                ("t2", "m3"),
+                ("t3", "m1"),
+                ("t3", "m4"),
+                ("t3", "m4"),
+            ]  # m4 twice in t3: one session, counted once
         )
     ]
     rows = item_neighbours_for_dates(spark.createDataFrame(events, EVENTS_SCHEMA), [AS_OF], top_n=2).collect()
@@ -266,8 +288,9 @@ def test_neighbours_only_on_the_requested_dates(spark, outputs):
 
 
 def test_nothing_at_or_after_as_of_changes_any_output(spark, outputs):
-    late = _outputs(spark, events=EVENTS + LATE_EVENTS, orders=ORDERS + LATE_ORDERS,
-                    exposures=EXPOSURES + LATE_EXPOSURES)
+    late = _outputs(
+        spark, events=EVENTS + LATE_EVENTS, orders=ORDERS + LATE_ORDERS, exposures=EXPOSURES + LATE_EXPOSURES
+    )
     for table in outputs:
         assert late[table] == outputs[table], table
 

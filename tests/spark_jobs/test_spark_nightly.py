@@ -66,18 +66,41 @@ EXPOSURES = pa.schema(
 
 
 def _event(event_id, user_id, item_id, event_type, ts, session_id=None):
-    return dict(event_id=event_id, user_id=user_id, item_id=item_id, event_type=event_type,
-                event_ts=ts, session_id=session_id, query=None)
+    return dict(
+        event_id=event_id,
+        user_id=user_id,
+        item_id=item_id,
+        event_type=event_type,
+        event_ts=ts,
+        session_id=session_id,
+        query=None,
+    )
 
 
 def _order(order_id, user_id, ts, gross, discount):
-    return dict(order_id=order_id, user_id=user_id, order_ts=ts, gross_amount=gross, discount_amount=discount,
-                cogs=gross / 2, shipping_fee=0.0, promo_id=None, n_items=1)
+    return dict(
+        order_id=order_id,
+        user_id=user_id,
+        order_ts=ts,
+        gross_amount=gross,
+        discount_amount=discount,
+        cogs=gross / 2,
+        shipping_fee=0.0,
+        promo_id=None,
+        n_items=1,
+    )
 
 
 def _exposure(exposure_id, user_id, promo_id, ts):
-    return dict(exposure_id=exposure_id, user_id=user_id, promo_id=promo_id, sent_ts=ts, channel="email",
-                propensity=None, policy_version=None)
+    return dict(
+        exposure_id=exposure_id,
+        user_id=user_id,
+        promo_id=promo_id,
+        sent_ts=ts,
+        channel="email",
+        propensity=None,
+        policy_version=None,
+    )
 
 
 def _build_lake(lake: Path) -> None:
@@ -89,15 +112,31 @@ def _build_lake(lake: Path) -> None:
             dict(user_id="u2", signup_ts=datetime(2024, 3, 9, 23, 59), region="south", device="web", user_key="k2"),
             dict(user_id="u3", signup_ts=datetime(2024, 4, 1), region="CN-31", device="android", user_key="k3"),
         ],
-        pa.schema([("user_id", pa.string()), ("signup_ts", UTC_NS), ("region", pa.string()),
-                   ("device", pa.string()), ("user_key", pa.string())]),
+        pa.schema(
+            [
+                ("user_id", pa.string()),
+                ("signup_ts", UTC_NS),
+                ("region", pa.string()),
+                ("device", pa.string()),
+                ("user_key", pa.string()),
+            ]
+        ),
     )
     _write(
         clean / "items" / "items.parquet",
-        [dict(item_id=i, category=c, brand=None, price=10.0, unit_cost=4.0)
-         for i, c in [("i1", "shoes"), ("i2", "bags"), ("i3", "shoes"), ("i4", None)]],
-        pa.schema([("item_id", pa.string()), ("category", pa.string()), ("brand", pa.string()),
-                   ("price", pa.float64()), ("unit_cost", pa.float64())]),
+        [
+            dict(item_id=i, category=c, brand=None, price=10.0, unit_cost=4.0)
+            for i, c in [("i1", "shoes"), ("i2", "bags"), ("i3", "shoes"), ("i4", None)]
+        ],
+        pa.schema(
+            [
+                ("item_id", pa.string()),
+                ("category", pa.string()),
+                ("brand", pa.string()),
+                ("price", pa.float64()),
+                ("unit_cost", pa.float64()),
+            ]
+        ),
     )
     _write(
         clean / "events" / "dt=2024-03-05" / "part-0.parquet",
@@ -129,28 +168,48 @@ def _build_lake(lake: Path) -> None:
         ],
         EVENTS,
     )
-    _write(clean / "orders" / "dt=2024-03-05" / "part-0.parquet",
-           [_order("o4", "u2", datetime(2024, 3, 5, 18, 0), 40.0, 0.0)], ORDERS)
-    _write(clean / "orders" / "dt=2024-03-09" / "part-0.parquet",
-           [_order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0)], ORDERS)
-    _write(clean / "exposures" / "dt=2024-03-08" / "part-0.parquet",
-           [_exposure("x1", "u1", "p1", datetime(2024, 3, 8, 7, 0))], EXPOSURES)
-    _write(clean / "exposures" / "dt=2024-03-09" / "part-0.parquet",
-           [_exposure("x2", "u1", "none", datetime(2024, 3, 9, 7, 0))], EXPOSURES)
+    _write(
+        clean / "orders" / "dt=2024-03-05" / "part-0.parquet",
+        [_order("o4", "u2", datetime(2024, 3, 5, 18, 0), 40.0, 0.0)],
+        ORDERS,
+    )
+    _write(
+        clean / "orders" / "dt=2024-03-09" / "part-0.parquet",
+        [_order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0)],
+        ORDERS,
+    )
+    _write(
+        clean / "exposures" / "dt=2024-03-08" / "part-0.parquet",
+        [_exposure("x1", "u1", "p1", datetime(2024, 3, 8, 7, 0))],
+        EXPOSURES,
+    )
+    _write(
+        clean / "exposures" / "dt=2024-03-09" / "part-0.parquet",
+        [_exposure("x2", "u1", "none", datetime(2024, 3, 9, 7, 0))],
+        EXPOSURES,
+    )
 
 
 def _add_day_2024_03_10(lake: Path) -> None:
     # session_id all null: pyarrow's null type, unlike the other days' files
-    _write(lake / "clean" / "events" / "dt=2024-03-10" / "part-0.parquet",
-           [_event("n1", "u2", "i1", "view", datetime(2024, 3, 10, 12, 0), None)],
-           pa.schema([f if f.name != "session_id" else pa.field("session_id", pa.null()) for f in EVENTS]))
+    _write(
+        lake / "clean" / "events" / "dt=2024-03-10" / "part-0.parquet",
+        [_event("n1", "u2", "i1", "view", datetime(2024, 3, 10, 12, 0), None)],
+        pa.schema([f if f.name != "session_id" else pa.field("session_id", pa.null()) for f in EVENTS]),
+    )
 
 
 def _restate_orders_2024_03_09(lake: Path) -> None:
     # ingest re-delivers 2024-03-09's orders with one more order
     orders_file = lake / "clean" / "orders" / "dt=2024-03-09" / "part-0.parquet"
-    _write(orders_file, [_order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0),
-                         _order("o5", "u1", datetime(2024, 3, 9, 20, 0), 20.0, 0.0)], ORDERS)
+    _write(
+        orders_file,
+        [
+            _order("o1", "u1", datetime(2024, 3, 9, 9, 10), 100.0, 10.0),
+            _order("o5", "u1", datetime(2024, 3, 9, 20, 0), 20.0, 0.0),
+        ],
+        ORDERS,
+    )
     stat = orders_file.stat()
     os.utime(orders_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # coarse-mtime filesystems
 
@@ -164,7 +223,7 @@ def _read_daily(table_dir: Path) -> list[dict]:
     """Rows of a dt-partitioned feature table, with dt from the folder names."""
     rows = []
     for partition in sorted(table_dir.glob("dt=*")):
-        dt = date.fromisoformat(partition.name[len("dt="):])
+        dt = date.fromisoformat(partition.name[len("dt=") :])
         rows += [{**r, "dt": dt} for r in _read(partition).to_pylist()]
     return rows
 
@@ -230,7 +289,11 @@ def test_first_night_user_features(nights):
     assert u1["top_category"] == "shoes"
     u3 = rows["u3"]
     assert (u3["tenure_days"], u3["days_since_last_event"], u3["preferred_hour"], u3["top_category"]) == (
-        0, 999, 10, "unknown")
+        0,
+        999,
+        10,
+        "unknown",
+    )
     assert all(v is not None for row in rows.values() for v in row.values())
 
 
@@ -245,9 +308,16 @@ def test_output_types_are_stable(nights):
     assert schema.names == USER_FEATURES_SCHEMA.names
     assert schema.names[:3] == ["user_id", "as_of", "tenure_days"] and schema.names[24] == "top_category"
     item_schema = nights["first_item_features"].schema
-    assert item_schema.names == ["item_id", "category", "views_30d", "purchases_30d",
-                                 "conversion_rate_30d", "popularity_rank_in_category",
-                                 "co_viewed_item_ids", "co_bought_item_ids"]
+    assert item_schema.names == [
+        "item_id",
+        "category",
+        "views_30d",
+        "purchases_30d",
+        "conversion_rate_30d",
+        "popularity_rank_in_category",
+        "co_viewed_item_ids",
+        "co_bought_item_ids",
+    ]
     assert item_schema.field("popularity_rank_in_category").type == pa.int32()
     daily_schema = nights["first_user_daily"].schema
     assert daily_schema.field("n_events").type == pa.int64()
@@ -335,13 +405,17 @@ def batch(nights, tmp_path_factory):
     out = {"lake": lake, "ref_features": ref_features}
     out["first"] = run_many()
     out["first_tables"] = snapshot()
-    out["first_files"] = {t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
-                          for t in ("user_features", "item_features")}
+    out["first_files"] = {
+        t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
+        for t in ("user_features", "item_features")
+    }
     out["first_user_daily"] = _read_daily(features / "user_daily")
     out["rerun"] = run_many()
     out["rerun_tables"] = snapshot()
-    out["rerun_files"] = {t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
-                          for t in ("user_features", "item_features")}
+    out["rerun_files"] = {
+        t: sorted(p.relative_to(features / t).as_posix() for p in (features / t).rglob("*"))
+        for t in ("user_features", "item_features")
+    }
     return out
 
 
@@ -351,7 +425,9 @@ def test_run_many_computes_the_daily_partitions_once(batch):
     assert first["days_computed"] == ["2024-03-05", "2024-03-08", "2024-03-09", "2024-03-10"]
     assert (first["user_daily_rows"], first["user_category_daily_rows"]) == (5, 4)
     assert {d: (s["user_features_rows"], s["item_features_rows"]) for d, s in first["as_of"].items()} == {
-        "2024-03-06": (3, 4), "2024-03-11": (3, 4)}
+        "2024-03-06": (3, 4),
+        "2024-03-11": (3, 4),
+    }
     assert batch["first_user_daily"] == _read_daily(batch["ref_features"] / "user_daily")
 
 
@@ -382,7 +458,8 @@ def test_run_many_rerun_is_idempotent(batch):
     for key, table in batch["rerun_tables"].items():
         assert table.equals(batch["first_tables"][key]), key
     assert [f.split("/")[0] for f in batch["rerun_files"]["user_features"]] == [
-        f.split("/")[0] for f in batch["first_files"]["user_features"]]  # no temp folders left behind
+        f.split("/")[0] for f in batch["first_files"]["user_features"]
+    ]  # no temp folders left behind
 
 
 def test_run_many_builds_only_user_features_for_user_features_only_dates(batch, tmp_path):
@@ -391,8 +468,13 @@ def test_run_many_builds_only_user_features_for_user_features_only_dates(batch, 
     _build_lake(lake)
     _add_day_2024_03_10(lake)
     _restate_orders_2024_03_09(lake)
-    summary = nightly.run_many(str(lake), [date(2024, 3, 6), date(2024, 3, 11)], spark_master="local[1]",
-                               shuffle_partitions=2, user_features_only=[date(2024, 3, 6)])
+    summary = nightly.run_many(
+        str(lake),
+        [date(2024, 3, 6), date(2024, 3, 11)],
+        spark_master="local[1]",
+        shuffle_partitions=2,
+        user_features_only=[date(2024, 3, 6)],
+    )
     features, ref = lake / "features", batch["ref_features"]
     for d in ("2024-03-06", "2024-03-11"):
         assert _read(features / "user_features" / f"as_of={d}").equals(_read(ref / "user_features" / f"as_of={d}")), d

@@ -93,45 +93,92 @@ def test_user_daily_aggregates_hand_computed(spark):
     expected = {
         # e1..e6 (e2 once); 'none' exposure that day is not an offer
         ("u1", date(2024, 3, 9)): _daily_row(
-            user_id="u1", dt=date(2024, 3, 9), n_events=6, n_views=2, n_clicks=1, n_carts=1,
-            n_purchase_events=1, n_searches=1, n_sessions=2, n_orders=1, order_amount=100.0,
-            order_amount_sq=10000.0, n_discounted_orders=1, discount_amount=10.0,
-            last_event_ts=datetime(2024, 3, 9, 21, 5), last_order_ts=datetime(2024, 3, 9, 9, 10),
-            n_cart_sessions=1, last_item_ids="i1,i2,i1,i1,i2",  # s1 carted and bought: not abandoned
+            user_id="u1",
+            dt=date(2024, 3, 9),
+            n_events=6,
+            n_views=2,
+            n_clicks=1,
+            n_carts=1,
+            n_purchase_events=1,
+            n_searches=1,
+            n_sessions=2,
+            n_orders=1,
+            order_amount=100.0,
+            order_amount_sq=10000.0,
+            n_discounted_orders=1,
+            discount_amount=10.0,
+            last_event_ts=datetime(2024, 3, 9, 21, 5),
+            last_order_ts=datetime(2024, 3, 9, 9, 10),
+            n_cart_sessions=1,
+            last_item_ids="i1,i2,i1,i1,i2",  # s1 carted and bought: not abandoned
             **hours(events_h08=2, events_h09=2, events_h21=2),
         ),
         ("u1", date(2024, 3, 8)): _daily_row(
             user_id="u1", dt=date(2024, 3, 8), n_exposures=1, last_exposure_ts=datetime(2024, 3, 8, 7, 0)
         ),
         ("u1", date(2024, 3, 1)): _daily_row(
-            user_id="u1", dt=date(2024, 3, 1), n_events=1, n_sessions=1,
-            last_event_ts=datetime(2024, 3, 1, 8, 0), events_h08=1,
+            user_id="u1",
+            dt=date(2024, 3, 1),
+            n_events=1,
+            n_sessions=1,
+            last_event_ts=datetime(2024, 3, 1, 8, 0),
+            events_h08=1,
         ),
         ("u1", date(2024, 2, 20)): _daily_row(
-            user_id="u1", dt=date(2024, 2, 20), n_orders=1, order_amount=50.0, order_amount_sq=2500.0,
+            user_id="u1",
+            dt=date(2024, 2, 20),
+            n_orders=1,
+            order_amount=50.0,
+            order_amount_sq=2500.0,
             last_order_ts=datetime(2024, 2, 20, 12, 0),
         ),
         # e8 has no session_id: no session counted
         ("u1", date(2024, 1, 20)): _daily_row(
-            user_id="u1", dt=date(2024, 1, 20), n_events=1, n_views=1, n_orders=1, order_amount=30.0,
-            order_amount_sq=900.0, n_discounted_orders=1, discount_amount=5.0,
-            last_event_ts=datetime(2024, 1, 20, 10, 0), last_order_ts=datetime(2024, 1, 20, 10, 30), events_h10=1,
+            user_id="u1",
+            dt=date(2024, 1, 20),
+            n_events=1,
+            n_views=1,
+            n_orders=1,
+            order_amount=30.0,
+            order_amount_sq=900.0,
+            n_discounted_orders=1,
+            discount_amount=5.0,
+            last_event_ts=datetime(2024, 1, 20, 10, 0),
+            last_order_ts=datetime(2024, 1, 20, 10, 30),
+            events_h10=1,
             last_item_ids="i2",
         ),
         ("u1", date(2023, 12, 1)): _daily_row(
-            user_id="u1", dt=date(2023, 12, 1), n_events=1, n_views=1, n_sessions=1,
-            last_event_ts=datetime(2023, 12, 1, 10, 0), events_h10=1, last_item_ids="i2",
+            user_id="u1",
+            dt=date(2023, 12, 1),
+            n_events=1,
+            n_views=1,
+            n_sessions=1,
+            last_event_ts=datetime(2023, 12, 1, 10, 0),
+            events_h10=1,
+            last_item_ids="i2",
         ),
         ("u2", date(2024, 3, 5)): _daily_row(
-            user_id="u2", dt=date(2024, 3, 5), n_orders=1, order_amount=40.0, order_amount_sq=1600.0,
+            user_id="u2",
+            dt=date(2024, 3, 5),
+            n_orders=1,
+            order_amount=40.0,
+            order_amount_sq=1600.0,
             last_order_ts=datetime(2024, 3, 5, 18, 0),
         ),
         ("u2", date(2024, 2, 1)): _daily_row(
             user_id="u2", dt=date(2024, 2, 1), n_exposures=1, last_exposure_ts=datetime(2024, 2, 1, 7, 0)
         ),
         ("u4", date(2024, 3, 5)): _daily_row(
-            user_id="u4", dt=date(2024, 3, 5), n_events=3, n_views=2, n_purchase_events=1, n_sessions=1,
-            last_event_ts=datetime(2024, 3, 5, 10, 2), events_h10=3, last_item_ids="i3,i3,i3",
+            user_id="u4",
+            dt=date(2024, 3, 5),
+            n_events=3,
+            n_views=2,
+            n_purchase_events=1,
+            n_sessions=1,
+            last_event_ts=datetime(2024, 3, 5, 10, 2),
+            events_h10=3,
+            last_item_ids="i3,i3,i3",
         ),
     }
     assert got == expected
@@ -265,8 +312,13 @@ def test_item_features_hand_computed(spark):
 
 
 def test_popularity_rank_ties_fall_back_to_item_id(spark):
-    f = frames(spark, events=[("a", "u1", "i3", "view", ts(2024, 3, 9), None, None),
-                              ("b", "u1", "i1", "view", ts(2024, 3, 9), None, None)])
+    f = frames(
+        spark,
+        events=[
+            ("a", "u1", "i3", "view", ts(2024, 3, 9), None, None),
+            ("b", "u1", "i1", "view", ts(2024, 3, 9), None, None),
+        ],
+    )
     ranks = {r.item_id: r.popularity_rank_in_category for r in item_features(f["events"], f["items"], AS_OF).collect()}
     assert (ranks["i1"], ranks["i3"]) == (1, 2)
 
@@ -343,11 +395,14 @@ def test_roll_up_spend_does_not_depend_on_the_order_of_the_daily_rows(spark, sam
     amounts = {"u1": [0.1, 0.2, 0.3], "u2": [1.5, float("nan")]}
     rows = [
         _daily_row(user_id=u, dt=date(2024, 3, 1 + i), n_orders=1, order_amount=a, order_amount_sq=a * a)
-        for u, values in amounts.items() for i, a in enumerate(values)
+        for u, values in amounts.items()
+        for i, a in enumerate(values)
     ]
     daily = spark.createDataFrame(rows, USER_DAILY_SCHEMA)
-    got = {r.user_id: r for r in roll_up_user_features(
-        daily, sample_inputs["category_daily"], sample_inputs["users"], AS_OF).collect()}
+    got = {
+        r.user_id: r
+        for r in roll_up_user_features(daily, sample_inputs["category_daily"], sample_inputs["users"], AS_OF).collect()
+    }
     assert got["u1"].spend_30d == 0.6 and got["u1"].avg_order_value_90d == 0.6 / 3
     assert math.isnan(got["u2"].spend_30d)
     assert got["u3"].spend_30d == 0.0

@@ -82,7 +82,9 @@ def _wait_for_worker(ui_port: int, procs: list[subprocess.Popen], logs: list[Pat
         except (OSError, ValueError):  # not up yet, or a page that is not the master's JSON yet
             pass
         time.sleep(1)
-    pytest.fail("the worker did not register with the master in time:\n" + "\n".join(l.read_text()[-2000:] for l in logs))
+    pytest.fail(
+        "the worker did not register with the master in time:\n" + "\n".join(l.read_text()[-2000:] for l in logs)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +112,31 @@ def cluster(tmp_path_factory, request):
     request.addfinalizer(stop)
     logs = [tmp / "master.log", tmp / "worker.log"]
     commands = [
-        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-         "--webui-port", str(master_ui)],
-        [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1",
-         "--cores", "1", "--memory", "1g", "--webui-port", str(worker_ui), "--work-dir", str(tmp / "work")],
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(master_ui),
+        ],
+        [
+            spark_class,
+            "org.apache.spark.deploy.worker.Worker",
+            f"spark://127.0.0.1:{port}",
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "1",
+            "--memory",
+            "1g",
+            "--webui-port",
+            str(worker_ui),
+            "--work-dir",
+            str(tmp / "work"),
+        ],
     ]
     for command, log in zip(commands, logs):
         procs.append(subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp))
@@ -124,9 +147,11 @@ def cluster(tmp_path_factory, request):
 
 
 def _add_promotions(lake: Path) -> None:
-    _write(lake / "clean" / "promotions" / "promotions.parquet",
-           [dict(promo_id="p1", promo_type="percent_off", value=10.0)],
-           pa.schema([("promo_id", pa.string()), ("promo_type", pa.string()), ("value", pa.float64())]))
+    _write(
+        lake / "clean" / "promotions" / "promotions.parquet",
+        [dict(promo_id="p1", promo_type="percent_off", value=10.0)],
+        pa.schema([("promo_id", pa.string()), ("promo_type", pa.string()), ("value", pa.float64())]),
+    )
 
 
 def _rows(table_dir: Path) -> list[tuple]:
@@ -153,20 +178,33 @@ def test_spark_submit_on_standalone_cluster_equals_local_run(spark, cluster, tmp
             zf.write(path, f"spark_jobs/{path.name}")
     submit = [
         str(cluster["spark_home"] / "bin" / "spark-submit"),
-        "--master", cluster["url"],
-        "--deploy-mode", "client",
-        "--driver-memory", "1g",
-        "--executor-memory", "512m",
-        "--total-executor-cores", "1",
-        "--py-files", str(py_files),
-        "--conf", "spark.ui.enabled=false",
-        "--conf", f"spark.executorEnv.PYTHONPATH={REPO}",
-        "--conf", "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-        "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        "--master",
+        cluster["url"],
+        "--deploy-mode",
+        "client",
+        "--driver-memory",
+        "1g",
+        "--executor-memory",
+        "512m",
+        "--total-executor-cores",
+        "1",
+        "--py-files",
+        str(py_files),
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        f"spark.executorEnv.PYTHONPATH={REPO}",
+        "--conf",
+        "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        "--conf",
+        "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         str(REPO / "spark_jobs" / "nightly.py"),
-        "--lake-dir", str(cluster_lake),
-        "--run-date", RUN_DATE.isoformat(),
-        "--shuffle-partitions", "2",
+        "--lake-dir",
+        str(cluster_lake),
+        "--run-date",
+        RUN_DATE.isoformat(),
+        "--shuffle-partitions",
+        "2",
     ]
     started = time.monotonic()
     result = subprocess.run(submit, env=cluster["env"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -175,7 +213,7 @@ def test_spark_submit_on_standalone_cluster_equals_local_run(spark, cluster, tmp
     with urllib.request.urlopen(f"http://127.0.0.1:{cluster['ui_port']}/json/", timeout=5) as response:
         apps = json.load(response)["completedapps"]
     assert len(apps) == 1, apps
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["user_features_rows"] == 3 and summary["days_computed"] == ["2024-03-05", "2024-03-08", "2024-03-09"]
     assert time.monotonic() - started < 240
 

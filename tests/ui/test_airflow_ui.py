@@ -61,7 +61,9 @@ def console(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("ui")
     today = datetime.now(timezone.utc).date()
-    generate(base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=today - timedelta(days=N_DAYS), seed=11)
+    generate(
+        base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=today - timedelta(days=N_DAYS), seed=11
+    )
     port = _free_port()
     env = {
         **os.environ,
@@ -79,8 +81,12 @@ def console(tmp_path_factory):
     }
     out = open(base / "console.out", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promoflow.console", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
-        start_new_session=True, cwd=ROOT,
+        [sys.executable, "-m", "promoflow.console", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -94,7 +100,15 @@ def console(tmp_path_factory):
     shots = Path(os.environ.get("PROMO_UI_SHOTS", base / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        yield {"url": url, "password": password, "printed": printed, "base": base, "today": today, "shots": shots, "proc": proc}
+        yield {
+            "url": url,
+            "password": password,
+            "printed": printed,
+            "base": base,
+            "today": today,
+            "shots": shots,
+            "proc": proc,
+        }
     finally:
         _stop(proc)
         leftovers = _processes_with(f"AIRFLOW_HOME={base / 'airflow'}")
@@ -128,7 +142,8 @@ def _stop(proc: subprocess.Popen) -> None:
 def _api(console, path: str) -> dict:
     if "token" not in console:
         request = urllib.request.Request(
-            console["url"] + "/auth/token", data=json.dumps({"username": "admin", "password": console["password"]}).encode(),
+            console["url"] + "/auth/token",
+            data=json.dumps({"username": "admin", "password": console["password"]}).encode(),
             headers={"Content-Type": "application/json"},
         )
         console["token"] = json.load(urllib.request.urlopen(request, timeout=30))["access_token"]
@@ -207,7 +222,9 @@ def test_backfill_from_the_trigger_form_runs_the_nights_in_date_order_and_report
             page.screenshot(path=shots / "task_log.png")
 
             step = "report"
-            summary = json.loads((console["base"] / "data" / "runs" / f"run_date={last.isoformat()}" / "summary.json").read_text())
+            summary = json.loads(
+                (console["base"] / "data" / "runs" / f"run_date={last.isoformat()}" / "summary.json").read_text()
+            )
             assert summary["budget"] == BUDGET and summary["report"].startswith("file://")
             page.goto(summary["report"])
             expect(page.get_by_role("heading", name=f"Campaign report — night of {last.isoformat()}")).to_be_visible()
