@@ -29,11 +29,12 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser
+.PHONY: help install demo demo-data run summary test airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run the test suite"
+	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
@@ -86,6 +87,20 @@ browser:
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
+
+# Lint and format: ruff for Python, sqlfluff with the dbt templater for the models (compiles the project, ~30 s).
+LINT_DUCKDB := $(CURDIR)/.lint/lint.duckdb
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@mkdir -p $(dir $(LINT_DUCKDB))
+	cd dbt_project && PROMO_DUCKDB_PATH=$(LINT_DUCKDB) $(VENV)/bin/sqlfluff lint models
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	@mkdir -p $(dir $(LINT_DUCKDB))
+	cd dbt_project && PROMO_DUCKDB_PATH=$(LINT_DUCKDB) $(VENV)/bin/sqlfluff fix models
 
 # The production topology on loopback (Celery + gpu worker, Postgres, Redis, Spark standalone, moto S3): ~20 min here.
 test-cluster: install

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from entities import item, user
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
-
-from entities import item, user
 
 # Behaviour features are recomputed every night (as of 00:00 UTC); a value older
 # than two nights means the pipeline is behind, and training / scoring should see

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,6 @@ def choose_channels(
     ``promo_channels`` and ``devices`` hold one value per row; ``engagement`` maps a channel
     to one share per row (NaN or <= 0: no history on that channel). Returns an object array."""
     promo_channels = np.asarray(promo_channels, dtype=object)
-    n = len(promo_channels)
     # The promo's fixed channel, normalised once per distinct value (None / NaN: none).
     codes, uniques = pd.factorize(promo_channels)
     fixed = np.array([_fixed_channel(u) for u in uniques] + [None], dtype=object)[codes]

@@ -84,7 +84,7 @@ def _verify(local_dir: Path, manifest: dict) -> None:
     for entry in manifest["files"]:
         data = (local_dir / entry["path"]).read_bytes()
         if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
-            raise IOError(
+            raise OSError(
                 f"{local_dir / entry['path']}: content differs from the version's manifest; the copy is corrupt"
             )
 
@@ -278,7 +278,7 @@ def load_model_version(
         try:
             _verify(target, json.loads((target / MANIFEST_FILE).read_text()))
             return target
-        except (IOError, OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError):
             shutil.rmtree(target)  # a damaged cache is refetched, not trusted
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=cache_root))

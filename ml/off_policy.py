@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -328,10 +328,10 @@ def policy_gate(
     if not baselines:
         raise ValueError("baselines: empty; pass at least the 'none' policy's estimate")
     tolerance = float(tolerance)
-    if not 0 <= tolerance or math.isnan(tolerance):
+    if not tolerance >= 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance={tolerance!r}: must be a share >= 0 of the baseline's |value|")
     z = float(z)
-    if not 0 <= z or math.isnan(z):
+    if not z >= 0 or math.isnan(z):
         raise ValueError(f"z={z!r}: must be >= 0 standard errors")
     for name, baseline in baselines.items():
         if baseline.estimator != candidate.estimator:

@@ -81,7 +81,7 @@ def allocate(
     Arms with non-finite numbers are treated as not eligible; negative costs are an error.
     """
     margin, cost, budget, eligible = _validated(incremental_margin, cost, budget, eligible, none_index)
-    n_users, n_arms = margin.shape
+    n_users = margin.shape[0]
     rows = np.arange(n_users)
 
     usable = eligible & np.isfinite(margin) & np.isfinite(cost)

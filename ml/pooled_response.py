@@ -116,7 +116,7 @@ class CostModel:
         discount: np.ndarray,
         arms: list[str],
         prior_rows: float = 20.0,
-    ) -> "CostModel":
+    ) -> CostModel:
         none = arms.index(NONE_ARM)
         offer_conv = (arm_index != none) & (converted > 0)
         pooled = float(discount[offer_conv].mean()) if offer_conv.any() else 0.0
@@ -162,7 +162,7 @@ class UserDesign:
     scale: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     @classmethod
-    def fit(cls, features: pd.DataFrame, numeric_features, categorical_features) -> "UserDesign":
+    def fit(cls, features: pd.DataFrame, numeric_features, categorical_features) -> UserDesign:
         from ml.uplift import categorical_levels, design_matrix
 
         levels = categorical_levels(features, categorical_features)
@@ -294,7 +294,7 @@ def fit_pooled_response(
     seed: int = 0,
     c: float = 1.0,
     interactions: bool = True,
-    reuse: "PooledResponse | None" = None,
+    reuse: PooledResponse | None = None,
 ) -> PooledResponse:
     """Fit on logged rows. ``design`` maps features to a standardised [n, f] user matrix;
     ``gross_margin`` is the converting window's margin before discount (0 without an order)."""

@@ -73,16 +73,15 @@ Entry points: :func:`train_recommender`, :func:`featured_items`, :func:`top_k_it
 
 from __future__ import annotations
 
-import ml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-
 import dataclasses
 import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,6 +89,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
+import ml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from ml.response_model import choose_strategy, enable_determinism
 
 log = logging.getLogger(__name__)
@@ -557,7 +557,7 @@ class Recommender:
         return local_dir
 
     @classmethod
-    def load(cls, local_dir: str | Path) -> "Recommender":
+    def load(cls, local_dir: str | Path) -> Recommender:
         local_dir = Path(local_dir)
         for name in (USER_TOWER_FILE, ITEM_EMBEDDINGS_FILE, METADATA_FILE):
             if not (local_dir / name).exists():

@@ -18,21 +18,21 @@ Entry points: :func:`train_response_model`, :meth:`ResponseModel.predict`,
 
 from __future__ import annotations
 
-import ml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-
 import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
+import ml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from ml.feature_spec import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,
@@ -297,7 +297,7 @@ class ResponseModel:
         return local_dir
 
     @classmethod
-    def load(cls, local_dir: str | Path) -> "ResponseModel":
+    def load(cls, local_dir: str | Path) -> ResponseModel:
         local_dir = Path(local_dir)
         metadata_path, model_path = local_dir / METADATA_FILE, local_dir / MODEL_FILE
         for path in (metadata_path, model_path):

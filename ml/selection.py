@@ -30,8 +30,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,7 @@ class PolicyData:
             self.arms, self.arm_index, self.margin / self.window_days, self.discount, np.maximum(self.propensity, 0.02)
         )
 
-    def take(self, rows: np.ndarray) -> "PolicyData":
+    def take(self, rows: np.ndarray) -> PolicyData:
         rows = np.asarray(rows)
         return PolicyData(
             self.features.iloc[rows].reset_index(drop=True),

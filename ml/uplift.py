@@ -36,9 +36,9 @@ logged randomised exposures.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -172,7 +172,7 @@ class LoggedOutcomes:
     propensity: np.ndarray
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, arms: Sequence[str]) -> "LoggedOutcomes":
+    def from_frame(cls, frame: pd.DataFrame, arms: Sequence[str]) -> LoggedOutcomes:
         arms = normalise_arms(arms)
         missing = [
             c
@@ -278,7 +278,7 @@ class UpliftModel:
         return local_dir
 
     @classmethod
-    def load(cls, local_dir: str | Path) -> "UpliftModel":
+    def load(cls, local_dir: str | Path) -> UpliftModel:
         local_dir = Path(local_dir)
         for name in (MODEL_FILE, METADATA_FILE):
             if not (local_dir / name).exists():

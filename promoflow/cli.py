@@ -18,10 +18,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Iterator
 
 from promoflow.settings import Settings
 
@@ -60,7 +60,7 @@ def airflow_home_lock(run_date: date, home: Path | None = None) -> Iterator[Path
         ) from None
     try:
         os.ftruncate(fd, 0)
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = datetime.now(UTC).isoformat(timespec="seconds")
         os.pwrite(fd, f"pid {os.getpid()}, promo_nightly {run_date}, started {started}".encode(), 0)
         yield path
     finally:

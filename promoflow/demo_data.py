@@ -276,7 +276,7 @@ class _Items:
     category_offset: np.ndarray
     category_count: np.ndarray
     by_price: np.ndarray  # all items sorted by price (for spend-threshold top-ups)
-    choice: "_CollaborativeChoice | None" = None  # item_shape="collaborative": picks items instead of the rule below
+    choice: _CollaborativeChoice | None = None  # item_shape="collaborative": picks items instead of the rule below
 
 
 @dataclass

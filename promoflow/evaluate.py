@@ -338,10 +338,6 @@ def print_report(reports: list[dict]) -> None:
                 f"    {row['promo_id']:12s} offers {row['offers']:6d}  true cost {row['true_cost']:9.1f}  expected {row['expected_cost'] or 0:9.1f}"
                 f"  true incremental margin {row['true_incremental_margin']:9.1f}"
             )
-    report["item_shape"] = item_shape
-    if report["featured_items"] is not None:
-        report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
-        report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ replaced in one transaction (older dates untouched) and the export folder
 from __future__ import annotations
 
 import tempfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,7 +85,7 @@ def run_record(settings: Settings, run_date: date, staged: pa.Table) -> dict:
         "holdout_share": settings.holdout_share,
         "policy_version": settings.policy_version,
         "model_version": staged.column("model_version")[0].as_py() if staged.num_rows else None,
-        "published_at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+        "published_at": datetime.now(UTC).replace(tzinfo=None, microsecond=0),
     }
 
 

@@ -12,9 +12,10 @@ import base64
 import html
 import io
 import math
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 

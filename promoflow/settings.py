@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 # Settings a DAG run may override: name -> the JSON schema of its Airflow param (the trigger
@@ -203,7 +204,7 @@ class Settings:
         # duckdb:///abs/path/file.duckdb -> /abs/path/file.duckdb
         return self.warehouse_url[len("duckdb://") :]
 
-    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "Settings":
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Settings:
         """Apply per-run overrides (Airflow params); unknown keys are an error."""
         if not overrides:
             return self
@@ -217,7 +218,7 @@ class Settings:
             changes[key] = _coerce(names[key].type, value)
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         """Check every setting against its bounds (RUN_PARAMS, SETTING_BOUNDS); raise one ValueError naming them all."""
         problems = []
         for name, schema in {**RUN_PARAMS, **SETTING_BOUNDS}.items():
@@ -235,7 +236,7 @@ class Settings:
         return self
 
     @classmethod
-    def from_env(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("PROMO_DATA_DIR", str(DEFAULT_DATA_DIR))).resolve()
 

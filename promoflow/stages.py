@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from promoflow.settings import Settings
 
@@ -93,7 +94,8 @@ def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> di
 
 def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str | None = None) -> dict:
     """``dbt build`` of one layer (``staging``, ``intermediate``, ``marts``) with its tests, or of everything."""
-    from promoflow.transform import LAYERS, dbt_build as build
+    from promoflow.transform import LAYERS
+    from promoflow.transform import dbt_build as build
 
     if layer == "feedback":
         return build(resolve(params), _date(run_date), select=FEEDBACK_SELECT)

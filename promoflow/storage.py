@@ -18,9 +18,10 @@ import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class StorageUnavailableError(RuntimeError):
@@ -156,7 +157,7 @@ def _s3_errors(method: Callable) -> Callable:
     """Turn botocore / boto3 failures (after botocore's own retries) into one readable paragraph."""
 
     @functools.wraps(method)
-    def wrapper(self: "S3Storage", uri: Any, *args, **kwargs):
+    def wrapper(self: S3Storage, uri: Any, *args, **kwargs):
         import boto3.exceptions
         import botocore.exceptions
 

@@ -20,10 +20,10 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -172,7 +172,7 @@ class Warehouse:
     def close(self) -> None:
         self._con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,7 +211,7 @@ class Warehouse:
         return rows[0][0] > 0
 
     @contextmanager
-    def transaction(self, lock: str | None = None) -> Iterator["Warehouse"]:
+    def transaction(self, lock: str | None = None) -> Iterator[Warehouse]:
         """One transaction; on Postgres ``lock`` names an advisory lock held until it ends (others wait)."""
         if self.kind == "duckdb":
             self._con.execute("begin transaction")

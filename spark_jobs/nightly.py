@@ -38,9 +38,9 @@ import re
 import shutil
 import sys
 import uuid
+from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Iterable
 
 if __package__ in (None, ""):  # spark-submit spark_jobs/nightly.py: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "ml"))
 
+from test_delivery_columns import reference_delivery_columns, synthetic_night  # noqa: E402
+
 from ml import policy  # noqa: E402
 from ml.delivery import delivery_columns  # noqa: E402
-from test_delivery_columns import reference_delivery_columns, synthetic_night  # noqa: E402
 
 POLICY_ARMS = 9
 

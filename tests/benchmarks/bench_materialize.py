@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -251,8 +251,8 @@ def main() -> None:
     )
     results = run(args.users, args.stores.split(","), options)
     print(f"\nload average {os.getloadavg()[0]:.1f} at end\n")
-    print(f"| store | option | seconds | rows/s | vs Feast default | same online values |")
-    print(f"|---|---|---:|---:|---:|---|")
+    print("| store | option | seconds | rows/s | vs Feast default | same online values |")
+    print("|---|---|---:|---:|---:|---|")
     for r in results:
         default = next((d for d in results if d["store"] == r["store"] and d["option"] == names[0]), None)
         ratio = f"{r['rows_per_s'] / default['rows_per_s']:.2f}x" if default else "n/a"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from cluster_topology import Production, http_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]

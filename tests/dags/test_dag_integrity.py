@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -79,7 +78,7 @@ def test_promo_feedback_attributes_after_loading(dagbag):
 def test_every_param_has_a_title_type_and_description_for_the_trigger_form(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.owner == "data-engineering" and "promoflow" in dag.tags
-    for name, param in dag.params.items():
+    for name in dag.params:
         schema = dag.params.get_param(name).schema
         assert schema.get("title") and schema.get("type") and dag.params.get_param(name).description, name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def die() -> None:
@@ -48,7 +48,7 @@ def main(point: str, day: str) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["promo_nightly"]
-    run = dag.test(logical_date=datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
+    run = dag.test(logical_date=datetime.fromisoformat(day).replace(tzinfo=UTC))
     print(f"not killed: run ended {run.state}")
     return 3
 

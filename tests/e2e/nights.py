@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 
@@ -28,7 +28,7 @@ def load_dag(dag_id: str = "promo_nightly"):
 def run_night(dag, day: date, env: dict[str, str], conf: dict | None = None) -> str:
     """Run the DAG in-process for ``day`` with ``env`` applied; returns the run's state."""
     os.environ.update(env)
-    return dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc), run_conf=conf).state
+    return dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf).state
 
 
 def published_rows(env: dict[str, str], day: date, conf: dict | None = None) -> list[tuple]:

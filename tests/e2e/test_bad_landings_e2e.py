@@ -10,16 +10,15 @@ message. Either way, night D's published rows and export files stay byte-identic
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from nights import export_files, load_dag, night_env, published_rows, restored_environ, run_night
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bad_landings")]
@@ -94,7 +93,7 @@ def negative_price(raw):
     seen = counts.filter(pc.is_valid(counts["item_id"])).sort_by(
         [("event_id_count", "ascending"), ("item_id", "ascending")]
     )
-    victim, victim_events = seen["item_id"][0].as_py(), seen["event_id_count"][0].as_py()
+    victim = seen["item_id"][0].as_py()
     prices = pc.if_else(pc.equal(items["item_id"], victim), -5.0, items["price"])
     pq.write_table(
         items.set_column(items.schema.get_field_index("price"), "price", prices), raw / "items" / "items.parquet"
@@ -114,7 +113,7 @@ def duplicate_event_ids(raw):
 def future_timestamps(raw):
     path = _day_files(raw, "events")[0]
     events = _read(path)
-    later = pa.array([datetime(2026, 10, 9, 12, tzinfo=timezone.utc)] * 5, pa.timestamp("us", tz="UTC"))
+    later = pa.array([datetime(2026, 10, 9, 12, tzinfo=UTC)] * 5, pa.timestamp("us", tz="UTC"))
     ts = pa.concat_arrays([later, events["event_ts"].combine_chunks().slice(5)])
     pq.write_table(events.set_column(events.schema.get_field_index("event_ts"), "event_ts", ts), path)
     return {}

@@ -15,7 +15,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from nights import export_files, load_dag, night_env, published_rows, restored_environ, run_night
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("crash_recovery")]

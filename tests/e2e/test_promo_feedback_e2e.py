@@ -22,13 +22,12 @@ discount_amount counts only orders that redeem its own promo.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from nights import load_dag, night_env, published_rows, restored_environ, run_night
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("promo_feedback")]
@@ -37,7 +36,7 @@ N_USERS, N_DAYS, START = 300, 8, date(2026, 10, 1)
 NIGHT = date(2026, 10, 9)  # D: the first night the generated landing supports
 MID = NIGHT + timedelta(days=2)  # every platform window (>= 3 days) still open
 CONTROL_WINDOW_DAYS = 7  # dbt var control_window_days: the window of a `none` send
-UTC = timezone.utc
+UTC = UTC
 
 # Hand-computed outcomes over each exposure's window, as of F (all windows closed) and MID.
 EXPECTED_FINAL = {

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from nights import load_dag, night_env, published_rows, restored_environ, run_night
+
 from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

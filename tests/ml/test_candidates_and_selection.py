@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml import candidates as cand
 from ml.off_policy import PolicyValueEstimate
@@ -140,7 +141,7 @@ def test_the_rule_rolls_out_a_positive_but_inconclusive_candidate_and_otherwise_
 
 def test_evaluate_and_select_publishes_a_targeting_policy_on_a_real_effect():
     data = _data(9000, 5)
-    selection, fitted, ctx, metrics = evaluate_and_select(
+    selection, fitted, _ctx, metrics = evaluate_and_select(
         data,
         budget_per_user=None,
         names=["none", "blanket:promo_a", "blanket:promo_b", "ranked_rule", "pooled_main"],

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from ml_test_data import category_preference_shop
+
 from ml.model_card import render_model_card
 from ml.model_store import latest_model_version, list_model_versions
 from ml.recommender import (
@@ -21,9 +21,9 @@ from ml.recommender import (
     _sequences_at_day_starts,
     choose_featured_source,
     featured_items,
-    paired_recall_difference,
     last_item_sequences,
     load_recommender_version,
+    paired_recall_difference,
     save_recommender_version,
     top_k_items,
     train_recommender,

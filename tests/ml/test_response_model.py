@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from ml_test_data import HIGH_SPEND, PLANTED_ARMS, planted_exposures
+
 from ml.model_store import load_model_version, save_model_version
 from ml.response_model import ResponseModel, train_response_model
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from ml_test_data import planted_exposures
 
 from ml.feature_spec import NUMERIC_FEATURES, numeric_matrix
 from ml.training_data import ips_weights, normalise_arms, prepare_training, roc_auc, time_ordered_split
-from ml_test_data import planted_exposures
 
 
 def test_ips_weights_are_inverse_propensity_normalised_to_mean_one():

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from promoflow.settings import Settings  # noqa: E402
+from promoflow.settings import Settings
 
 
 @pytest.fixture

@@ -77,9 +77,9 @@ class FaultProxy:
                     return
                 if rule and rule.action == "status":
                     payload = (
-                        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
-                        f"<Message>injected fault</Message></Error>"
-                    ).encode()
+                        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+                        b"<Message>injected fault</Message></Error>"
+                    )
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))

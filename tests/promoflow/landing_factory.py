@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-UTC = timezone.utc
+UTC = UTC
 DAYS = [date(2026, 10, 1), date(2026, 10, 2)]
 RUN_DATE = date(2026, 10, 3)
 

@@ -9,8 +9,8 @@ from datetime import date
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
-
 from feature_store_rows import RUN_DATE, write_marts
+
 from promoflow import feature_store
 from promoflow.api import MissingTokenError, create_app
 from promoflow.settings import Settings

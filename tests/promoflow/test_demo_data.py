@@ -4,7 +4,7 @@ shop is hard (naive targeting loses money under the ground truth)."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +171,12 @@ def test_timestamps_lie_inside_their_partition_day(shop):
     for table, column in (("events", "event_ts"), ("orders", "order_ts"), ("exposures", "sent_ts")):
         for part in ("part-0.parquet", "part-1.parquet"):
             for day, data in _read_daily(base / "raw", table, part).items():
-                lo = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+                lo = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
                 hi = lo + timedelta(days=1)
                 ts = data.column(column)
                 assert pc.min(ts).as_py() >= lo and pc.max(ts).as_py() < hi, (table, day)
     signup = pq.read_table(base / "raw" / "users" / "users.parquet").column("signup_ts")
-    assert pc.max(signup).as_py() < datetime.combine(START, datetime.min.time(), tzinfo=timezone.utc)
+    assert pc.max(signup).as_py() < datetime.combine(START, datetime.min.time(), tzinfo=UTC)
 
 
 # ----------------------------------------------------------------------------- determinism

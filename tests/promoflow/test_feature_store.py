@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
-
 from feature_store_rows import RUN_DATE, write_marts
+
 from promoflow import feature_store
 from promoflow.settings import Settings
 
@@ -26,7 +26,7 @@ def store_settings(bare_settings):
 
 
 def _at(day: int, hour: int) -> datetime:
-    return datetime(2026, 10, day, hour, tzinfo=timezone.utc)
+    return datetime(2026, 10, day, hour, tzinfo=UTC)
 
 
 def test_training_rows_only_see_features_computed_before_the_exposure(store_settings):

@@ -11,8 +11,8 @@ import logging
 import socket
 
 import pytest
-
 from feature_store_rows import RUN_DATE, write_marts
+
 from promoflow import feature_store
 from promoflow.settings import Settings
 

@@ -14,8 +14,8 @@ from datetime import date
 
 import pandas as pd
 import pytest
-
 from feature_store_rows import RUN_DATE, write_marts
+
 from promoflow import feature_store
 from promoflow.settings import Settings
 

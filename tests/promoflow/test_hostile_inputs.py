@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
+import landing_factory as lf
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-import landing_factory as lf
 from promoflow.decisions import staged_assignments_path
 from promoflow.ingest import DataQualityError, ingest, user_key
 from promoflow.load import load_lake
@@ -269,7 +269,7 @@ def non_utc_offsets(raw):
 def check_offsets_in_utc(settings, summary):
     clean = pq.read_table(Path(settings.lake_dir) / "clean" / "events" / DT / "part-0.parquet")
     first = clean.filter(pa.compute.equal(clean["event_id"], "z0"))
-    assert first.column("event_ts").to_pylist() == [datetime(2026, 10, 3, 0, 15, tzinfo=timezone.utc)]
+    assert first.column("event_ts").to_pylist() == [datetime(2026, 10, 3, 0, 15, tzinfo=UTC)]
 
 
 def csv_with_crlf(raw):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import landing_factory as lf
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import landing_factory as lf
 from promoflow.ingest import DataQualityError, ingest, user_key
 
 

@@ -13,12 +13,12 @@ from datetime import date
 from pathlib import Path
 
 import boto3
+import landing_factory as lf
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import landing_factory as lf
 from fault_proxy import FaultProxy, Rule
+
 from promoflow.decisions import staged_assignments_path
 from promoflow.ingest import ingest
 from promoflow.publish import publish

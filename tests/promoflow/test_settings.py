@@ -49,8 +49,8 @@ def test_run_params_override_and_are_typed(tmp_path):
 
 def test_unsupported_warehouse_scheme_names_the_fix(tmp_path):
     s = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path), "PROMO_WAREHOUSE_URL": "mysql://x"})
-    with pytest.raises(ValueError, match="use duckdb:///path/file.duckdb or postgresql://"):
-        s.warehouse_kind
+    with pytest.raises(ValueError, match=r"use duckdb:///path/file\.duckdb or postgresql://"):
+        _ = s.warehouse_kind
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_validate_names_the_setting_its_rule_and_the_fix(tmp_path, overrides, ru
 def test_defaults_and_environment_values_within_bounds_validate(tmp_path):
     env = {"PROMO_DATA_DIR": str(tmp_path), "PROMO_BUDGET": "0", "PROMO_SPARK_MASTER": "spark://spark:7077"}
     assert Settings.from_env(env=env).validate().budget == 0.0
-    with pytest.raises(ValueError, match="spark_shuffle_partitions .* must be >= 1"):
+    with pytest.raises(ValueError, match=r"spark_shuffle_partitions .* must be >= 1"):
         Settings.from_env(env={**env, "PROMO_SPARK_SHUFFLE_PARTITIONS": "0"}).validate()
 
 

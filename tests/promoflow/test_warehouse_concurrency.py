@@ -147,7 +147,7 @@ def _in_thread(fn, *args) -> tuple[threading.Thread, dict]:
     def target():
         try:
             outcome["result"] = fn(*args)
-        except BaseException as err:  # noqa: BLE001 - reported to the test
+        except BaseException as err:
             outcome["error"] = err
 
     thread = threading.Thread(target=target, daemon=True)
@@ -240,7 +240,7 @@ def test_connection_lost_inside_the_publish_transaction_publishes_nothing_and_th
     assert {p.name: p.read_bytes() for p in Path(export_uri(pg_settings, RUN_DATE)).iterdir()} == export_before
 
     publish(pg_settings, RUN_DATE)  # the retry
-    rows, runs = _published(pg_settings, RUN_DATE)
+    rows, _runs = _published(pg_settings, RUN_DATE)
     assert len(rows) == len(USERS) and {p for _, p, _ in rows} == {"p_new"}
 
 

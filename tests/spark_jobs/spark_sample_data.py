@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
@@ -40,7 +40,7 @@ ITEMS_SCHEMA = StructType([StructField("item_id", StringType()), StructField("ca
 
 
 def ts(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 # i1, i3: shoes; i2: bags; i4: no category

@@ -8,10 +8,11 @@ user_sequences, item_features with neighbours).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+from spark_sample_data import AS_OF, EVENTS_SCHEMA, USERS_SCHEMA, ts
 
 from spark_jobs.category_features import USER_CATEGORY_FEATURES_SCHEMA, user_category_features
 from spark_jobs.item_features import (
@@ -27,7 +28,6 @@ from spark_jobs.user_features import (
     user_category_daily,
     user_daily_aggregates,
 )
-from spark_sample_data import AS_OF, EVENTS_SCHEMA, USERS_SCHEMA, ts
 
 ORDERS_SCHEMA = StructType(
     [

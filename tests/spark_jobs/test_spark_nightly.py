@@ -352,7 +352,7 @@ def test_second_night_computes_only_the_new_day(nights):
     assert (u2["preferred_hour"], u2["top_category"], u2["tenure_days"]) == (12, "shoes", 2)
     assert nights["second_user_features"]["u1"]["days_since_last_event"] == 2
     assert u2["sessions_30d"] == 0 and u2["events_per_session_30d"] == 0.0  # the view has no session
-    i1 = [r for r in nights["second_item_features"] if r["item_id"] == "i1"][0]
+    i1 = next(r for r in nights["second_item_features"] if r["item_id"] == "i1")
     assert (i1["views_30d"], i1["purchases_30d"], i1["conversion_rate_30d"]) == (2, 1, 0.5)
 
 

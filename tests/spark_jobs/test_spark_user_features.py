@@ -9,6 +9,16 @@ from functools import reduce
 import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from spark_sample_data import (
+    AS_OF,
+    DUPLICATE_EVENTS,
+    EVENTS,
+    EVENTS_SCHEMA,
+    EXPOSURES,
+    ORDERS,
+    frames,
+    ts,
+)
 
 from spark_jobs.user_features import (
     HOUR_COLUMNS,
@@ -23,16 +33,6 @@ from spark_jobs.user_features import (
     roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
-)
-from spark_sample_data import (
-    AS_OF,
-    DUPLICATE_EVENTS,
-    EVENTS,
-    EVENTS_SCHEMA,
-    EXPOSURES,
-    ORDERS,
-    frames,
-    ts,
 )
 
 

@@ -18,15 +18,15 @@ import sys
 import time
 import urllib.request
 import zipfile
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_spark_nightly import _build_lake, _write
 
 from spark_jobs import nightly
-from test_spark_nightly import _build_lake, _write
 
 pytestmark = pytest.mark.spark_cluster
 
@@ -83,7 +83,7 @@ def _wait_for_worker(ui_port: int, procs: list[subprocess.Popen], logs: list[Pat
             pass
         time.sleep(1)
     pytest.fail(
-        "the worker did not register with the master in time:\n" + "\n".join(l.read_text()[-2000:] for l in logs)
+        "the worker did not register with the master in time:\n" + "\n".join(log.read_text()[-2000:] for log in logs)
     )
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,7 +59,7 @@ def console(tmp_path_factory):
     from promoflow.demo_data import generate
 
     base = tmp_path_factory.mktemp("ui")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     generate(
         base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=today - timedelta(days=N_DAYS), seed=11
     )

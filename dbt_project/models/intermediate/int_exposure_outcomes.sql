@@ -123,7 +123,7 @@ exposure_windows_censored as (
         offer_neighbours.next_offer_ts,
         case
             when offer_neighbours.next_offer_ts < exposure_windows_with_end.window_end_ts
-            then offer_neighbours.next_offer_ts
+                then offer_neighbours.next_offer_ts
             else exposure_windows_with_end.window_end_ts
         end as outcome_end_ts,
         -- another offer live at this send: sent strictly earlier with a window
@@ -135,13 +135,14 @@ exposure_windows_censored as (
                 false
             )
             or offer_neighbours.n_offers
-                > case when exposure_windows_with_end.promo_id <> 'none' then 1 else 0 end
+            > case when exposure_windows_with_end.promo_id <> 'none' then 1 else 0 end
         ) as had_live_offer_at_send
 
     from exposure_windows_with_end
     inner join offer_neighbours
-        on exposure_windows_with_end.user_id = offer_neighbours.user_id
-        and exposure_windows_with_end.sent_ts = offer_neighbours.sent_ts
+        on
+            exposure_windows_with_end.user_id = offer_neighbours.user_id
+            and exposure_windows_with_end.sent_ts = offer_neighbours.sent_ts
 
 ),
 
@@ -156,9 +157,11 @@ orders_in_window as (
         orders.order_margin,
         -- redeemed this very promo (the control arm `none` never redeems)
         case
-            when exposure_windows_censored.promo_id <> 'none'
+            when
+                exposure_windows_censored.promo_id <> 'none'
                 and orders.promo_id = exposure_windows_censored.promo_id
-            then 1 else 0
+                then 1
+            else 0
         end as is_redemption,
         -- inside the uncontaminated part [sent_ts, outcome_end_ts)
         case
@@ -168,9 +171,10 @@ orders_in_window as (
 
     from exposure_windows_censored
     inner join orders
-        on orders.user_id = exposure_windows_censored.user_id
-        and orders.order_ts >= exposure_windows_censored.sent_ts
-        and orders.order_ts < exposure_windows_censored.window_end_ts
+        on
+            exposure_windows_censored.user_id = orders.user_id
+            and exposure_windows_censored.sent_ts <= orders.order_ts
+            and exposure_windows_censored.window_end_ts > orders.order_ts
 
 ),
 
@@ -185,7 +189,8 @@ outcomes as (
         sum(case when is_redemption = 1 then discount_amount else 0 end) as discount_amount,
         sum(is_in_outcome) as outcome_n_orders,
         sum(case when is_in_outcome = 1 then order_margin end) as outcome_order_margin,
-        sum(case when is_in_outcome = 1 and is_redemption = 1 then discount_amount else 0 end) as outcome_discount_amount
+        sum(case when is_in_outcome = 1 and is_redemption = 1 then discount_amount else 0 end)
+            as outcome_discount_amount
 
     from orders_in_window
     group by exposure_id
@@ -217,7 +222,8 @@ final as (
         cast(coalesce(outcomes.discount_amount, 0) as double precision) as discount_amount,
         cast(exposure_windows_censored.next_offer_ts as timestamp) as next_offer_ts,
         cast(exposure_windows_censored.outcome_end_ts as timestamp) as outcome_end_ts,
-        {{ days_between('exposure_windows_censored.sent_ts', 'exposure_windows_censored.outcome_end_ts') }} as outcome_days,
+        {{ days_between('exposure_windows_censored.sent_ts', 'exposure_windows_censored.outcome_end_ts') }}
+            as outcome_days,
         cast(coalesce(outcomes.outcome_n_orders, 0) as integer) as outcome_n_orders,
         case when coalesce(outcomes.outcome_n_orders, 0) > 0 then 1 else 0 end as outcome_converted,
         cast(coalesce(outcomes.outcome_order_margin, 0) as double precision) as outcome_order_margin,

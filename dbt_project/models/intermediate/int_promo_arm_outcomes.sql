@@ -15,7 +15,8 @@ with
 exposures as (
 
     select * from {{ ref('int_promo_exposures') }}
-    where run_date is not null
+    where
+        run_date is not null
         and sent_ts < {{ run_date_ts() }}
 
 ),
@@ -50,16 +51,25 @@ sends as (
 
 treated as (
 
-    select run_date, promo_id, user_id, sent_ts, 'treated' as arm
+    select
+        run_date,
+        promo_id,
+        user_id,
+        sent_ts,
+        'treated' as arm
     from sends
-    where not is_holdout
+    where
+        not is_holdout
         and promo_id <> 'none'
 
 ),
 
 promos_of_run as (
 
-    select distinct run_date, promo_id from treated
+    select distinct
+        run_date,
+        promo_id
+    from treated
 
 ),
 
@@ -75,7 +85,8 @@ control as (
     from sends
     inner join promos_of_run
         on sends.run_date = promos_of_run.run_date
-    where sends.is_holdout
+    where
+        sends.is_holdout
         and sends.promo_id = 'none'
 
 ),
@@ -95,7 +106,8 @@ arm_windows as (
     select
         arms.*,
         coalesce(promotions.valid_days, {{ var('control_window_days') }}) as valid_days,
-        {{ dbt.dateadd('day', 'coalesce(promotions.valid_days, ' ~ var('control_window_days') ~ ')', 'arms.sent_ts') }} as window_end_ts
+        {{ dbt.dateadd('day', 'coalesce(promotions.valid_days, ' ~ var('control_window_days') ~ ')', 'arms.sent_ts') }}
+            as window_end_ts
 
     from arms
     left join promotions
@@ -110,16 +122,17 @@ orders_in_window as (
         arm_windows.promo_id,
         arm_windows.user_id,
         orders.order_margin,
+        orders.discount_amount,
         case
             when arm_windows.arm = 'treated' and orders.promo_id = arm_windows.promo_id then 1 else 0
-        end as is_redemption,
-        orders.discount_amount
+        end as is_redemption
 
     from arm_windows
     inner join orders
-        on orders.user_id = arm_windows.user_id
-        and orders.order_ts >= arm_windows.sent_ts
-        and orders.order_ts < arm_windows.window_end_ts
+        on
+            arm_windows.user_id = orders.user_id
+            and arm_windows.sent_ts <= orders.order_ts
+            and arm_windows.window_end_ts > orders.order_ts
 
 ),
 
@@ -157,9 +170,10 @@ final as (
 
     from arm_windows
     left join outcomes
-        on arm_windows.run_date = outcomes.run_date
-        and arm_windows.promo_id = outcomes.promo_id
-        and arm_windows.user_id = outcomes.user_id
+        on
+            arm_windows.run_date = outcomes.run_date
+            and arm_windows.promo_id = outcomes.promo_id
+            and arm_windows.user_id = outcomes.user_id
 
 )
 

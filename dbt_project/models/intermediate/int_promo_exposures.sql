@@ -68,9 +68,10 @@ landed_with_assignment as (
 
     from landed
     left join published_sends
-        on landed.user_id = published_sends.user_id
-        and landed.promo_id = published_sends.promo_id
-        and landed.sent_date = published_sends.run_date
+        on
+            landed.user_id = published_sends.user_id
+            and landed.promo_id = published_sends.promo_id
+            and landed.sent_date = published_sends.run_date
 
 ),
 
@@ -94,7 +95,8 @@ published_not_landed as (
     where not exists (
         select 1
         from landed
-        where landed.user_id = published_sends.user_id
+        where
+            landed.user_id = published_sends.user_id
             and landed.promo_id = published_sends.promo_id
             and landed.sent_date = published_sends.run_date
     )

@@ -13,12 +13,23 @@ segments as (
 
 ),
 
+latest_night as (
+
+    select max(as_of) as as_of
+    from segments
+
+),
+
 -- the segment of the latest night up to run_date
 latest_segments as (
 
-    select user_id, segment_id, segment
+    select
+        segments.user_id,
+        segments.segment_id,
+        segments.segment
     from segments
-    where as_of = (select max(as_of) from segments)
+    inner join latest_night
+        on segments.as_of = latest_night.as_of
 
 ),
 

@@ -10,6 +10,8 @@
   (fct_promo_outcomes), null until both exist. Segment is each user's latest
   segment up to run_date (dim_users), tenure band is tenure at the run date.
 -#}
+{%- set dimensions = ['region', 'device', 'segment', 'tenure_band'] -%}
+{%- set tenure_days = dbt.datediff('users.signup_date', 'assignments.run_date', 'day') -%}
 
 with
 
@@ -35,7 +37,8 @@ outcomes as (
         avg(order_margin) as order_margin
 
     from {{ ref('fct_promo_outcomes') }}
-    where run_date is not null
+    where
+        run_date is not null
         and is_matured
     group by run_date, user_id
 
@@ -53,9 +56,9 @@ assigned_users as (
         coalesce(users.device, 'unknown') as device,
         coalesce(users.segment, 'unsegmented') as segment,
         case
-            when {{ dbt.datediff('users.signup_date', 'assignments.run_date', 'day') }} < 30 then '0-29 days'
-            when {{ dbt.datediff('users.signup_date', 'assignments.run_date', 'day') }} < 180 then '30-179 days'
-            when {{ dbt.datediff('users.signup_date', 'assignments.run_date', 'day') }} < 365 then '180-364 days'
+            when {{ tenure_days }} < 30 then '0-29 days'
+            when {{ tenure_days }} < 180 then '30-179 days'
+            when {{ tenure_days }} < 365 then '180-364 days'
             else '365+ days'
         end as tenure_band,
         outcomes.order_margin as realised_order_margin
@@ -64,29 +67,28 @@ assigned_users as (
     left join users
         on assignments.user_id = users.user_id
     left join outcomes
-        on assignments.run_date = outcomes.run_date
-        and assignments.user_id = outcomes.user_id
+        on
+            assignments.run_date = outcomes.run_date
+            and assignments.user_id = outcomes.user_id
 
 ),
 
 -- one row per user x audited dimension
 by_dimension as (
 
-    select run_date, user_id, has_offer, is_holdout, expected_incremental_margin, realised_order_margin,
-        'region' as dimension, region as group_value
-    from assigned_users
-    union all
-    select run_date, user_id, has_offer, is_holdout, expected_incremental_margin, realised_order_margin,
-        'device' as dimension, device as group_value
-    from assigned_users
-    union all
-    select run_date, user_id, has_offer, is_holdout, expected_incremental_margin, realised_order_margin,
-        'segment' as dimension, segment as group_value
-    from assigned_users
-    union all
-    select run_date, user_id, has_offer, is_holdout, expected_incremental_margin, realised_order_margin,
-        'tenure_band' as dimension, tenure_band as group_value
-    from assigned_users
+    {% for dimension in dimensions %}
+        select
+            run_date,
+            user_id,
+            has_offer,
+            is_holdout,
+            expected_incremental_margin,
+            realised_order_margin,
+            '{{ dimension }}' as dimension,
+            {{ dimension }} as group_value
+        from assigned_users
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
@@ -126,11 +128,11 @@ final as (
         cast(groups.group_value as text) as group_value,
         cast(groups.users as integer) as users,
         cast(groups.offers as integer) as offers,
-        cast(groups.offers as double precision) / groups.users as offer_rate,
         cast(overall.overall_offer_rate as double precision) as overall_offer_rate,
         cast(groups.mean_expected_incremental_margin as double precision) as mean_expected_incremental_margin,
         cast(groups.offered_margin_per_user - groups.holdout_margin_per_user as double precision)
-            as realised_margin_uplift_per_user
+            as realised_margin_uplift_per_user,
+        cast(groups.offers as double precision) / groups.users as offer_rate
 
     from groups
     inner join overall

@@ -48,10 +48,10 @@ final as (
         activity.n_discounted_orders,
         activity.discount_amount,
         activity.n_exposures,
-        activity.n_exposures > 0 as received_offer,
         activity.last_event_ts,
         activity.last_order_ts,
-        activity.last_exposure_ts
+        activity.last_exposure_ts,
+        activity.n_exposures > 0 as received_offer
 
     from activity
     left join users

@@ -54,13 +54,15 @@ by_arm as (
 
 treated as (
 
-    select * from by_arm where arm = 'treated'
+    select * from by_arm
+    where arm = 'treated'
 
 ),
 
 control as (
 
-    select * from by_arm where arm = 'control'
+    select * from by_arm
+    where arm = 'control'
 
 ),
 
@@ -88,9 +90,9 @@ compared as (
         treated.conversion_rate as treated_conversion_rate,
         treated.margin_per_user as treated_margin_per_user,
         treated.discount_cost,
-        coalesce(control.n_users, 0) as holdout_users,
         control.conversion_rate as holdout_conversion_rate,
         control.margin_per_user as holdout_margin_per_user,
+        coalesce(control.n_users, 0) as holdout_users,
         treated.conversion_rate - control.conversion_rate as conversion_uplift,
         treated.margin_per_user - control.margin_per_user as margin_uplift_per_user,
         -- standard errors of the differences (normal approximation)
@@ -110,8 +112,9 @@ compared as (
 
     from treated
     left join control
-        on treated.run_date = control.run_date
-        and treated.promo_id = control.promo_id
+        on
+            treated.run_date = control.run_date
+            and treated.promo_id = control.promo_id
 
 ),
 
@@ -123,18 +126,21 @@ final as (
         promotions.promo_type,
         cast(compared.sends as integer) as sends,
         cast(compared.redemptions as integer) as redemptions,
-        cast(compared.redemptions as double precision) / compared.sends as redemption_rate,
         cast(compared.holdout_users as integer) as holdout_users,
         cast(compared.treated_conversion_rate as double precision) as treated_conversion_rate,
         cast(compared.holdout_conversion_rate as double precision) as holdout_conversion_rate,
         cast(compared.conversion_uplift as double precision) as conversion_uplift,
-        cast(compared.conversion_uplift - 1.96 * compared.conversion_uplift_se as double precision) as conversion_uplift_ci_low,
-        cast(compared.conversion_uplift + 1.96 * compared.conversion_uplift_se as double precision) as conversion_uplift_ci_high,
+        cast(compared.conversion_uplift - 1.96 * compared.conversion_uplift_se as double precision)
+            as conversion_uplift_ci_low,
+        cast(compared.conversion_uplift + 1.96 * compared.conversion_uplift_se as double precision)
+            as conversion_uplift_ci_high,
         cast(compared.treated_margin_per_user as double precision) as treated_margin_per_user,
         cast(compared.holdout_margin_per_user as double precision) as holdout_margin_per_user,
         cast(compared.margin_uplift_per_user as double precision) as margin_uplift_per_user,
-        cast(compared.margin_uplift_per_user - 1.96 * compared.margin_uplift_se as double precision) as margin_uplift_ci_low,
-        cast(compared.margin_uplift_per_user + 1.96 * compared.margin_uplift_se as double precision) as margin_uplift_ci_high,
+        cast(compared.margin_uplift_per_user - 1.96 * compared.margin_uplift_se as double precision)
+            as margin_uplift_ci_low,
+        cast(compared.margin_uplift_per_user + 1.96 * compared.margin_uplift_se as double precision)
+            as margin_uplift_ci_high,
         cast(compared.margin_uplift_per_user * compared.sends as double precision) as incremental_margin,
         cast(compared.discount_cost as double precision) as discount_cost,
         cast(
@@ -143,14 +149,16 @@ final as (
         ) as roi,
         cast(planned.expected_cost as double precision) as expected_cost,
         cast(planned.expected_incremental_margin as double precision) as expected_incremental_margin,
+        cast(compared.redemptions as double precision) / compared.sends as redemption_rate,
         compared.last_window_end_ts <= {{ run_date_ts() }} as is_matured
 
     from compared
     left join promotions
         on compared.promo_id = promotions.promo_id
     left join planned
-        on compared.run_date = planned.run_date
-        and compared.promo_id = planned.promo_id
+        on
+            compared.run_date = planned.run_date
+            and compared.promo_id = planned.promo_id
 
 )
 

@@ -3,35 +3,32 @@
   on a warehouse nothing has been loaded into (dbt run by hand, tests) it does not
   exist yet: then this model is empty (same columns and types) instead of failing.
 -#}
-{%- set published = source('published', 'promo_assignments') -%}
-{%- set published_exists = (load_relation(published) is not none) if execute else true -%}
 
 with
 
 source as (
 
-    {% if published_exists %}
-    select * from {{ published }}
-    {% else %}
-    select
-        cast(null as date) as run_date,
-        cast(null as text) as user_key,
-        cast(null as text) as user_id,
-        cast(null as text) as promo_id,
-        cast(null as text) as channel,
-        cast(null as integer) as send_hour,
-        cast(null as text) as message,
-        cast(null as text) as featured_item_ids,
-        cast(null as double precision) as expected_incremental_margin,
-        cast(null as double precision) as expected_cost,
-        cast(null as double precision) as propensity,
-        cast(null as boolean) as is_holdout,
-        cast(null as boolean) as is_exploration,
-        cast(null as text) as reason,
-        cast(null as text) as policy_version,
-        cast(null as text) as model_version
-    where 1 = 0
-    {% endif %}
+    {{ source_or_empty(
+        source('published', 'promo_assignments'),
+        {
+            'run_date': 'date',
+            'user_key': 'text',
+            'user_id': 'text',
+            'promo_id': 'text',
+            'channel': 'text',
+            'send_hour': 'integer',
+            'message': 'text',
+            'featured_item_ids': 'text',
+            'expected_incremental_margin': 'double precision',
+            'expected_cost': 'double precision',
+            'propensity': 'double precision',
+            'is_holdout': 'boolean',
+            'is_exploration': 'boolean',
+            'reason': 'text',
+            'policy_version': 'text',
+            'model_version': 'text',
+        },
+    ) }}
 
 ),
 

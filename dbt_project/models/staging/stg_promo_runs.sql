@@ -3,30 +3,27 @@
   warehouse nothing has been loaded into it does not exist yet: then this model
   is empty (same columns and types) instead of failing the build.
 -#}
-{%- set published = source('published', 'promo_runs') -%}
-{%- set published_exists = (load_relation(published) is not none) if execute else true -%}
 
 with
 
 source as (
 
-    {% if published_exists %}
-    select * from {{ published }}
-    {% else %}
-    select
-        cast(null as date) as run_date,
-        cast(null as double precision) as budget,
-        cast(null as double precision) as expected_cost,
-        cast(null as double precision) as expected_incremental_margin,
-        cast(null as bigint) as users,
-        cast(null as bigint) as offers,
-        cast(null as bigint) as holdout_users,
-        cast(null as double precision) as holdout_share,
-        cast(null as text) as policy_version,
-        cast(null as text) as model_version,
-        cast(null as timestamp) as published_at
-    where 1 = 0
-    {% endif %}
+    {{ source_or_empty(
+        source('published', 'promo_runs'),
+        {
+            'run_date': 'date',
+            'budget': 'double precision',
+            'expected_cost': 'double precision',
+            'expected_incremental_margin': 'double precision',
+            'users': 'bigint',
+            'offers': 'bigint',
+            'holdout_users': 'bigint',
+            'holdout_share': 'double precision',
+            'policy_version': 'text',
+            'model_version': 'text',
+            'published_at': 'timestamp',
+        },
+    ) }}
 
 ),
 
