@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
-CHANNELS = ("email", "push", "sms", "in_app")
+from promoflow.contract import CHANNELS, PROMO_TYPES
+
 PUSH_DEVICES = ("ios", "android")
 MAX_FEATURED_ITEMS_IN_MESSAGE = 3
 LANGUAGES = ("en", "zh")

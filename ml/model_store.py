@@ -29,6 +29,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from promoflow import atomic
+
 MODEL_NAME = "promo_response"
 _MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LATEST_FILE = "LATEST"
@@ -135,9 +137,7 @@ class _LocalStore:
             staging.rename(final)
 
     def write_latest(self, version: str) -> None:
-        tmp = self.root / f".{LATEST_FILE}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, self.root / LATEST_FILE)
+        atomic.write_text(self.root / LATEST_FILE, version + "\n")
 
     def download(self, version: str, target: Path) -> dict:
         source = self.root / version

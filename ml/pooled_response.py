@@ -1,4 +1,5 @@
 """``pooled_response``: one response model for every arm, sharing strength through offer mechanics.
+from promoflow.contract import PROMO_TYPES
 
 Per-arm learners fit each arm's noise separately (a T-learner with one boosted model per arm,
 or a separate ridge per arm); this model pools every logged exposure into three library
@@ -29,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ml.predictions import NONE_ARM
+from promoflow.contract import PROMO_TYPES
 
 # Catalogue promo types (the data contract's `promotions.promo_type`).
-PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
 BASKET_FEATURES = ("avg_order_value_90d", "avg_viewed_price_90d")
 CATEGORY_FEATURE = "top_category"
 WINSOR_QUANTILE = 0.99

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NONE_ARM = "none"
+from promoflow.contract import NONE_ARM
 
 
 @dataclass

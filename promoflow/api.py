@@ -30,27 +30,11 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from promoflow import feature_store
+from promoflow import contract, feature_store
 from promoflow.settings import Settings
 from promoflow.warehouse import Warehouse
 
-ASSIGNMENT_FIELDS = [
-    "run_date",
-    "user_key",
-    "promo_id",
-    "channel",
-    "send_hour",
-    "message",
-    "featured_item_ids",
-    "expected_incremental_margin",
-    "expected_cost",
-    "propensity",
-    "is_holdout",
-    "is_exploration",
-    "reason",
-    "policy_version",
-    "model_version",
-]
+ASSIGNMENT_FIELDS = list(contract.EXPORT_COLUMNS)  # user_id stays in the warehouse
 
 
 def _json_value(value: Any) -> Any:

@@ -22,13 +22,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from promoflow import feature_store
+from promoflow import atomic, feature_store
+from promoflow.contract import NONE_ARM, PROMO_ASSIGNMENTS
 from promoflow.settings import Settings
 from promoflow.warehouse import ANALYTICS_SCHEMA, RAW_SCHEMA, Warehouse
 
 log = logging.getLogger(__name__)
 
-NONE_ARM = "none"
 TRAINING_WINDOW_DAYS = 60
 # Training drops exposures sent under a live offer only while at least this share remains.
 MIN_CLEAN_SHARE = 0.5
@@ -390,31 +390,29 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
             np.asarray(delivered["reason"], dtype=object),
         )
 
-    table = pa.table(
+    table = pa.Table.from_pydict(
         {
-            "run_date": pa.array([run_date] * len(users), pa.date32()),
-            "user_key": pa.array(users["user_key"], pa.string()),
-            "user_id": pa.array(users["user_id"], pa.string()),
-            "promo_id": pa.array(chosen_ids.tolist(), pa.string()),
-            "channel": pa.array(delivered["channel"], pa.string()),
-            "send_hour": pa.array(delivered["send_hour"], pa.int32()),
-            "message": pa.array(delivered["message"], pa.string()),
-            "featured_item_ids": pa.array(delivered["featured_item_ids"], pa.string()),
-            "expected_incremental_margin": pa.array(expected_margin, pa.float64()),
-            "expected_cost": pa.array(expected_cost, pa.float64()),
-            "propensity": pa.array(propensity, pa.float64()),
-            "is_holdout": pa.array(is_holdout, pa.bool_()),
-            "is_exploration": pa.array(is_exploration, pa.bool_()),
-            "reason": pa.array(delivered["reason"], pa.string()),
-            "policy_version": pa.array([settings.policy_version] * len(users), pa.string()),
-            "model_version": pa.array([model_version or "none"] * len(users), pa.string()),
-        }
+            "run_date": [run_date] * len(users),
+            "user_key": users["user_key"],
+            "user_id": users["user_id"],
+            "promo_id": chosen_ids.tolist(),
+            "channel": delivered["channel"],
+            "send_hour": delivered["send_hour"],
+            "message": delivered["message"],
+            "featured_item_ids": delivered["featured_item_ids"],
+            "expected_incremental_margin": expected_margin,
+            "expected_cost": expected_cost,
+            "propensity": propensity,
+            "is_holdout": is_holdout,
+            "is_exploration": is_exploration,
+            "reason": delivered["reason"],
+            "policy_version": [settings.policy_version] * len(users),
+            "model_version": [model_version or "none"] * len(users),
+        },
+        schema=PROMO_ASSIGNMENTS,
     )
     path = staged_assignments_path(settings, run_date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".assignments.parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    atomic.write_with(path, lambda tmp: pq.write_table(table, tmp))
     return json_safe(
         {
             "users": len(users),

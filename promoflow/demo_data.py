@@ -58,97 +58,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from promoflow import contract
+from promoflow.contract import CHANNELS, PROMO_TYPES
+
 GENERATOR_VERSION = "promoflow-demo-data-v1"
 LOGGING_POLICY_VERSION = "random-logging-v0"
-NO_OFFER_ARM = "none"  # the control arm's promo_id in exposures and truth
+NO_OFFER_ARM = contract.NONE_ARM  # the control arm's promo_id in exposures and truth
 
 # --------------------------------------------------------------------------- contract schemas
-# Exactly the data contract's columns; ``nullable=False`` where the contract has no
-# "nullable" note, so a writer bug that produces nulls fails loudly in pyarrow.
-_UTC_TS = pa.timestamp("us", tz="UTC")
-
-
-def _required(name: str, arrow_type: pa.DataType) -> pa.Field:
-    return pa.field(name, arrow_type, nullable=False)
-
-
-def _optional(name: str, arrow_type: pa.DataType) -> pa.Field:
-    return pa.field(name, arrow_type, nullable=True)
-
-
-RAW_SCHEMAS: dict[str, pa.Schema] = {
-    "users": pa.schema(
-        [
-            _required("user_id", pa.string()),
-            _required("signup_ts", _UTC_TS),
-            _required("region", pa.string()),
-            _required("device", pa.string()),
-            _optional("email", pa.string()),
-        ]
-    ),
-    "items": pa.schema(
-        [
-            _required("item_id", pa.string()),
-            _required("category", pa.string()),
-            _optional("brand", pa.string()),
-            _required("price", pa.float64()),
-            _required("unit_cost", pa.float64()),
-        ]
-    ),
-    "promotions": pa.schema(
-        [
-            _required("promo_id", pa.string()),
-            _required("promo_type", pa.string()),
-            _required("value", pa.float64()),
-            _required("min_spend", pa.float64()),
-            _optional("max_discount", pa.float64()),
-            _optional("category", pa.string()),
-            _optional("channel", pa.string()),
-            _required("valid_days", pa.int32()),
-            _required("active_from", pa.date32()),
-            _required("active_to", pa.date32()),
-        ]
-    ),
-    "events": pa.schema(
-        [
-            _required("event_id", pa.string()),
-            _required("user_id", pa.string()),
-            _optional("item_id", pa.string()),
-            _required("event_type", pa.string()),
-            _required("event_ts", _UTC_TS),
-            _optional("session_id", pa.string()),
-            _optional("query", pa.string()),
-        ]
-    ),
-    "orders": pa.schema(
-        [
-            _required("order_id", pa.string()),
-            _required("user_id", pa.string()),
-            _required("order_ts", _UTC_TS),
-            _required("gross_amount", pa.float64()),
-            _required("discount_amount", pa.float64()),
-            _required("cogs", pa.float64()),
-            _required("shipping_fee", pa.float64()),
-            _optional("promo_id", pa.string()),
-            _required("n_items", pa.int32()),
-        ]
-    ),
-    "exposures": pa.schema(
-        [
-            _required("user_id", pa.string()),
-            _required("promo_id", pa.string()),
-            _required("sent_ts", _UTC_TS),
-            _required("channel", pa.string()),
-            _optional("propensity", pa.float64()),
-            _optional("policy_version", pa.string()),
-        ]
-    ),
-}
-SNAPSHOT_TABLES = ("users", "items", "promotions")
-DAILY_TABLES = ("events", "orders", "exposures")
+RAW_SCHEMAS: dict[str, pa.Schema] = contract.RAW_TABLES
+SNAPSHOT_TABLES = contract.SNAPSHOT_TABLES
+DAILY_TABLES = contract.DAILY_TABLES
 
 # --------------------------------------------------------------------------- shop constants
-CHANNELS = ("email", "push", "sms", "in_app")
 REGIONS = ("north", "south", "east", "west", "central")
 DEVICES = ("ios", "android", "web")
 DEVICE_SHARES = (0.42, 0.38, 0.20)
@@ -228,7 +150,6 @@ CATALOGUE: tuple[PromoSpec, ...] = (
     PromoSpec("p_beauty15", "percent_off", 15.0, 0.0, 20.0, "beauty", None, 7, 0.90, 1.0),
     PromoSpec("p_elec_amt20", "amount_off", 20.0, 100.0, None, "electronics", "email", 14, 0.90, 1.0),
 )
-PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
 ACTIVE_AFTER_RUN_DAYS = 60  # offers stay assignable this long after the simulated period
 
 
@@ -497,7 +418,7 @@ def _build_users(
     table = pa.Table.from_arrays(
         [
             users.ids,
-            pa.array(signup_us, _UTC_TS),
+            pa.array(signup_us, contract.UTC_TIMESTAMP),
             pa.array(np.array(REGIONS)[rng.integers(0, len(REGIONS), n)]),
             pa.array(np.array(DEVICES)[rng.choice(len(DEVICES), size=n, p=DEVICE_SHARES)]),
             pc.if_else(email_missing, pa.scalar(None, pa.string()), emails),
@@ -867,7 +788,7 @@ def _simulate_day(
         [
             users.ids.take(pa.array(exposed[order_by_time])),
             arm_ids_pa.take(pa.array(arm[order_by_time])),
-            pa.array(sent_us[order_by_time], _UTC_TS),
+            pa.array(sent_us[order_by_time], contract.UTC_TIMESTAMP),
             channels_pa.take(pa.array(channel[order_by_time])),
             pa.array(arm_probs[arm[order_by_time]]),
             pa.array(np.full(len(exposed), LOGGING_POLICY_VERSION)),
@@ -939,7 +860,7 @@ def _simulate_day(
         [
             order_ids,
             users.ids.take(pa.array(order_user[time_order])),
-            pa.array(order_us[time_order], _UTC_TS),
+            pa.array(order_us[time_order], contract.UTC_TIMESTAMP),
             pa.array(np.round(gross[time_order], 2)),
             pa.array(np.round(discount[time_order], 2)),
             pa.array(np.round(cogs[time_order], 2)),
@@ -1032,7 +953,7 @@ def _simulate_day(
             users.ids.take(pa.array(ev_user[by_time])),
             items.ids.take(pa.array(ev_item[by_time], mask=ev_item[by_time] < 0)),
             pa.array(list(EV)).take(pa.array(ev_kind[by_time])),
-            pa.array(ev_us[by_time], _UTC_TS),
+            pa.array(ev_us[by_time], contract.UTC_TIMESTAMP),
             _id_strings(f"s{stamp}-", ev_session[by_time], 7),
             pa.array(list(SEARCH_VOCABULARY)).take(pa.array(ev_query[by_time], mask=ev_query[by_time] < 0)),
         ],

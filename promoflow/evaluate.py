@@ -43,10 +43,9 @@ import numpy as np
 import pandas as pd
 
 from ml.policy import allocate
+from promoflow.contract import NONE_ARM
 from promoflow.demo_data import ITEM_SHAPES, RESPONSE_SHAPES
 from promoflow.settings import Settings
-
-NONE_ARM = "none"
 
 
 def truth_matrices(truth: pd.DataFrame, user_ids, arms: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -37,31 +36,59 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from promoflow import quality, storage
+from promoflow import atomic, contract, quality, storage
+from promoflow.contract import CHANNELS, EVENT_TYPES, PROMO_TYPES
 from promoflow.quality import DataQualityError
 from promoflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RULES_VERSION = "ingest-rules-v2"
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "app_open")
-PROMO_TYPES = ("percent_off", "amount_off", "spend_threshold", "free_shipping", "gift")
-CHANNELS = ("email", "push", "sms", "in_app")
+
+
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB type ingest casts a landing column of this contract type to."""
+    if pa.types.is_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
+    if pa.types.is_date32(arrow_type):
+        return "DATE"
+    raise TypeError(f"no DuckDB type for contract type {arrow_type}")
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """The contract's columns of one landing table and the rules its rows must meet."""
+    """One landing table: its contract (columns, key, not-null) and the rules its rows must meet."""
 
     name: str
-    columns: dict[str, str]  # column -> DuckDB type
-    key: tuple[str, ...]
-    partitioned: bool
     # (reason, SQL condition that marks a row bad), checked in order; columns are already cast.
     rules: tuple[tuple[str, str], ...] = ()
-    required_not_null: tuple[str, ...] = ()
     # column -> SQL expression over the clean columns, added after the checks
     derived: tuple[tuple[str, str], ...] = ()
+    # required by the contract, yet a null is accepted rather than quarantined
+    tolerated_nulls: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Column -> DuckDB type, in the contract's order."""
+        return {f.name: _duckdb_type(f.type) for f in contract.RAW_TABLES[self.name]}
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return contract.RAW_KEYS[self.name]
+
+    @property
+    def partitioned(self) -> bool:
+        return self.name in contract.DAILY_TABLES
+
+    @property
+    def required_not_null(self) -> tuple[str, ...]:
+        return tuple(c for c in contract.required_columns(self.name) if c not in self.tolerated_nulls)
 
     @property
     def snapshot_file(self) -> str:
@@ -78,50 +105,17 @@ def _ts_in_day(col: str) -> tuple[tuple[str, str], ...]:
 TABLES: dict[str, TableSpec] = {
     "users": TableSpec(
         name="users",
-        columns={
-            "user_id": "VARCHAR",
-            "signup_ts": "TIMESTAMPTZ",
-            "region": "VARCHAR",
-            "device": "VARCHAR",
-            "email": "VARCHAR",
-        },
-        key=("user_id",),
-        partitioned=False,
-        required_not_null=("user_id", "signup_ts"),
+        # a user without region or device is still a customer: dbt reports them as 'unknown'
+        tolerated_nulls=("region", "device"),
         # A snapshot exported after midnight legitimately holds today's signups; only absurd values are bad.
         rules=(("future_timestamp", "signup_ts > now() + interval 1 day"),),
     ),
     "items": TableSpec(
         name="items",
-        columns={
-            "item_id": "VARCHAR",
-            "category": "VARCHAR",
-            "brand": "VARCHAR",
-            "price": "DOUBLE",
-            "unit_cost": "DOUBLE",
-        },
-        key=("item_id",),
-        partitioned=False,
-        required_not_null=("item_id", "category", "price", "unit_cost"),
         rules=(("non_positive_price", "price <= 0"), ("negative_unit_cost", "unit_cost < 0")),
     ),
     "promotions": TableSpec(
         name="promotions",
-        columns={
-            "promo_id": "VARCHAR",
-            "promo_type": "VARCHAR",
-            "value": "DOUBLE",
-            "min_spend": "DOUBLE",
-            "max_discount": "DOUBLE",
-            "category": "VARCHAR",
-            "channel": "VARCHAR",
-            "valid_days": "INTEGER",
-            "active_from": "DATE",
-            "active_to": "DATE",
-        },
-        key=("promo_id",),
-        partitioned=False,
-        required_not_null=("promo_id", "promo_type", "value", "min_spend", "valid_days", "active_from", "active_to"),
         rules=(
             ("reserved_promo_id_none", "promo_id = 'none'"),
             ("invalid_promo_type", f"promo_type not in {PROMO_TYPES}"),
@@ -134,18 +128,6 @@ TABLES: dict[str, TableSpec] = {
     ),
     "events": TableSpec(
         name="events",
-        columns={
-            "event_id": "VARCHAR",
-            "user_id": "VARCHAR",
-            "item_id": "VARCHAR",
-            "event_type": "VARCHAR",
-            "event_ts": "TIMESTAMPTZ",
-            "session_id": "VARCHAR",
-            "query": "VARCHAR",
-        },
-        key=("event_id",),
-        partitioned=True,
-        required_not_null=("event_id", "user_id", "event_type", "event_ts"),
         rules=(
             ("invalid_event_type", f"event_type not in {EVENT_TYPES}"),
             *_ts_in_day("event_ts"),
@@ -155,29 +137,6 @@ TABLES: dict[str, TableSpec] = {
     ),
     "orders": TableSpec(
         name="orders",
-        columns={
-            "order_id": "VARCHAR",
-            "user_id": "VARCHAR",
-            "order_ts": "TIMESTAMPTZ",
-            "gross_amount": "DOUBLE",
-            "discount_amount": "DOUBLE",
-            "cogs": "DOUBLE",
-            "shipping_fee": "DOUBLE",
-            "promo_id": "VARCHAR",
-            "n_items": "INTEGER",
-        },
-        key=("order_id",),
-        partitioned=True,
-        required_not_null=(
-            "order_id",
-            "user_id",
-            "order_ts",
-            "gross_amount",
-            "discount_amount",
-            "cogs",
-            "shipping_fee",
-            "n_items",
-        ),
         rules=(
             ("negative_amount", "gross_amount < 0 or discount_amount < 0 or cogs < 0 or shipping_fee < 0"),
             # A free-shipping offer's waived fee is part of discount_amount, so the discount may reach
@@ -191,17 +150,6 @@ TABLES: dict[str, TableSpec] = {
     ),
     "exposures": TableSpec(
         name="exposures",
-        columns={
-            "user_id": "VARCHAR",
-            "promo_id": "VARCHAR",
-            "sent_ts": "TIMESTAMPTZ",
-            "channel": "VARCHAR",
-            "propensity": "DOUBLE",
-            "policy_version": "VARCHAR",
-        },
-        key=("user_id", "promo_id", "sent_ts"),
-        partitioned=True,
-        required_not_null=("user_id", "promo_id", "sent_ts", "channel"),
         rules=(
             ("propensity_outside_0_1", "propensity is not null and (propensity <= 0 or propensity > 1)"),
             ("invalid_channel", f"channel not in {CHANNELS}"),
@@ -214,11 +162,11 @@ TABLES: dict[str, TableSpec] = {
         ),
     ),
 }
-SNAPSHOTS = ("users", "items", "promotions")
+SNAPSHOTS = contract.SNAPSHOT_TABLES
 # Validated by a GX checkpoint on the Spark engine in the features stage (see
 # promoflow.feature_checks), not in pandas here: the largest table of a night.
 SPARK_VALIDATED = ("events",)
-PARTITIONED = ("events", "orders", "exposures")
+PARTITIONED = contract.DAILY_TABLES
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("table_name", pa.string()),
@@ -408,10 +356,7 @@ def expectations(table: TableSpec) -> list:
 
 
 def _write_parquet(data: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(data, tmp, compression="zstd")
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: pq.write_table(data, tmp, compression="zstd"))
 
 
 def _fingerprint(files: list[storage.FileInfo], extra: str = "") -> str:
@@ -568,14 +513,12 @@ def _validate_and_write(settings: Settings, table: TableSpec, checked: list[_Che
         elif c.quarantine_path.exists():
             c.quarantine_path.unlink()
     for c in checked:
-        c.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = c.manifest_path.with_suffix(".tmp")
-        tmp.write_text(
+        atomic.write_text(
+            c.manifest_path,
             json.dumps(
                 {"fingerprint": c.fingerprint, "source_files": c.source_files, "report": c.report.__dict__}, indent=1
-            )
+            ),
         )
-        os.replace(tmp, c.manifest_path)
 
 
 def _register_known_keys(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

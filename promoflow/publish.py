@@ -18,11 +18,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from promoflow import quality, storage
-from promoflow.decisions import NONE_ARM, staged_assignments_path
+from promoflow.contract import EXPORT_COLUMNS, NONE_ARM
+from promoflow.decisions import staged_assignments_path
 from promoflow.settings import Settings
 from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS, RAW_SCHEMA, Warehouse, WarehouseUnavailableError
 
-EXPORT_COLUMNS = [c for c in PROMO_ASSIGNMENTS_COLUMNS if c != "user_id"]  # raw ids never leave the warehouse
 HOLDOUT_TOLERANCE = 0.03
 
 
@@ -107,7 +107,7 @@ def publish(settings: Settings, run_date: date) -> dict:
             "keep their previous rows and the export was not written."
         ) from err
     target = export_uri(settings, run_date)
-    export = staged.select(EXPORT_COLUMNS)
+    export = staged.select(list(EXPORT_COLUMNS))
     with tempfile.TemporaryDirectory(prefix="promoflow-export-") as tmp:
         folder = Path(tmp) / "export"
         folder.mkdir()

@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 
 from promoflow import storage
+from promoflow.contract import NONE_ARM
 from promoflow.settings import Settings
 
-NONE_ARM = "none"
 Z95 = 1.959964
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from promoflow import atomic
+
 
 # Settings a DAG run may override: name -> the JSON schema of its Airflow param (the trigger
 # form shows title, type, bounds, description; empty = the PROMO_* environment value). The same
@@ -318,9 +320,5 @@ def _local_user_key_secret(data_dir: Path) -> str:
     path = data_dir / ".user_key_secret"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(secret)
-    os.replace(tmp, path)
+    atomic.write_text(path, secrets.token_hex(32))
     return path.read_text().strip()

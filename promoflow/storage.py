@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promoflow import atomic
+
 
 class StorageUnavailableError(RuntimeError):
     """An S3 request failed after its retries (endpoint down, timeouts, 5xx, denied)."""
@@ -117,21 +119,13 @@ class LocalStorage(Storage):
         shutil.copyfile(self._path(uri), local_path)
 
     def upload(self, local_path: Path, uri: str) -> None:
-        target = self._path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, target)
+        atomic.write_with(self._path(uri), lambda tmp: shutil.copyfile(local_path, tmp))
 
     def read_bytes(self, uri: str) -> bytes:
         return self._path(uri).read_bytes()
 
     def write_bytes(self, uri: str, data: bytes) -> None:
-        target = self._path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic.write_bytes(self._path(uri), data)
 
     def delete_prefix(self, uri: str) -> None:
         path = self._path(uri)

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from promoflow import contract
 from promoflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,59 +56,10 @@ def _lock_key(name: str) -> int:
 RAW_SCHEMA = "raw"
 ANALYTICS_SCHEMA = "analytics"
 
-# The contract's output table, in column order.
-PROMO_ASSIGNMENTS_COLUMNS: dict[str, str] = {
-    "run_date": "date",
-    "user_key": "varchar",
-    "user_id": "varchar",
-    "promo_id": "varchar",
-    "channel": "varchar",
-    "send_hour": "integer",
-    "message": "varchar",
-    "featured_item_ids": "varchar",
-    "expected_incremental_margin": "double precision",
-    "expected_cost": "double precision",
-    "propensity": "double precision",
-    "is_holdout": "boolean",
-    "is_exploration": "boolean",
-    "reason": "varchar",
-    "policy_version": "varchar",
-    "model_version": "varchar",
-}
-
-
+# The contract's output tables, in column order: column -> SQL type.
+PROMO_ASSIGNMENTS_COLUMNS: dict[str, str] = contract.warehouse_columns(contract.PROMO_ASSIGNMENTS)
 # One row per published night: what marketing's table was produced under.
-PROMO_RUNS_COLUMNS: dict[str, str] = {
-    "run_date": "date",
-    "budget": "double precision",
-    "expected_cost": "double precision",
-    "expected_incremental_margin": "double precision",
-    "users": "bigint",
-    "offers": "bigint",
-    "holdout_users": "bigint",
-    "holdout_share": "double precision",
-    "policy_version": "varchar",
-    "model_version": "varchar",
-    "published_at": "timestamp",
-}
-
-
-def _sql_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "varchar"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type) or pa.types.is_int32(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "double precision"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    raise TypeError(f"no warehouse type for Arrow type {arrow_type}")
+PROMO_RUNS_COLUMNS: dict[str, str] = contract.warehouse_columns(contract.PROMO_RUNS)
 
 
 def to_warehouse_arrow(table: pa.Table) -> pa.Table:
@@ -251,7 +203,7 @@ class Warehouse:
     # ------------------------------------------------------------------ loads
     def _create_table_like(self, qualified: str, schema: pa.Schema) -> None:
         """Create the table, or add the columns a newer producer added (e.g. Spark feature columns)."""
-        cols = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in schema)
+        cols = ", ".join(f'"{f.name}" {contract.warehouse_type(f.type)}' for f in schema)
         self.execute(f"create table if not exists {qualified} ({cols})")
         schema_name, table = qualified.split(".", 1)
         existing = {
@@ -263,7 +215,7 @@ class Warehouse:
         }
         for field in schema:
             if field.name not in existing:
-                self.execute(f'alter table {qualified} add column "{field.name}" {_sql_type(field.type)}')
+                self.execute(f'alter table {qualified} add column "{field.name}" {contract.warehouse_type(field.type)}')
 
     def _insert_arrow(self, qualified: str, data: pa.Table) -> None:
         if data.num_rows == 0:

@@ -45,9 +45,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit spark_jobs/nightly.py: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    DataType,
+    DateType,
     DoubleType,
     IntegerType,
     LongType,
@@ -57,6 +60,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from promoflow import atomic, contract
 from spark_jobs.category_features import user_category_features_for_dates
 from spark_jobs.item_features import item_features_with_neighbours_for_dates
 from spark_jobs.segments import build_segments
@@ -78,45 +82,37 @@ MANIFEST_VERSION = 2
 # Partition column of run_many's staged roll-ups (files keep their own as_of column).
 _PUBLISH_PARTITION = "publish_as_of"
 
-# Columns the feature stage reads from the clean tables, with the types it needs.
+
+def _spark_type(arrow_type: pa.DataType) -> DataType:
+    """The Spark type of a contract column (promoflow.contract's Arrow types)."""
+    if pa.types.is_string(arrow_type):
+        return StringType()
+    if pa.types.is_timestamp(arrow_type):
+        return TimestampType()
+    if pa.types.is_float64(arrow_type):
+        return DoubleType()
+    if pa.types.is_int32(arrow_type):
+        return IntegerType()
+    if pa.types.is_date32(arrow_type):
+        return DateType()
+    raise TypeError(f"no Spark type for contract type {arrow_type}")
+
+
+def _contract_columns(table: str, names: list[str]) -> StructType:
+    schema = contract.RAW_TABLES[table]
+    return StructType([StructField(name, _spark_type(schema.field(name).type)) for name in names])
+
+
+# Columns the feature stage reads from the clean tables, with the contract's types.
 _CLEAN_COLUMNS: dict[str, StructType] = {
-    "events": StructType(
-        [
-            StructField("event_id", StringType()),
-            StructField("user_id", StringType()),
-            StructField("item_id", StringType()),
-            StructField("event_type", StringType()),
-            StructField("event_ts", TimestampType()),
-            StructField("session_id", StringType()),
-        ]
+    "events": _contract_columns("events", ["event_id", "user_id", "item_id", "event_type", "event_ts", "session_id"]),
+    "orders": _contract_columns(
+        "orders", ["order_id", "user_id", "order_ts", "gross_amount", "discount_amount", "promo_id"]
     ),
-    "orders": StructType(
-        [
-            StructField("order_id", StringType()),
-            StructField("user_id", StringType()),
-            StructField("order_ts", TimestampType()),
-            StructField("gross_amount", DoubleType()),
-            StructField("discount_amount", DoubleType()),
-            StructField("promo_id", StringType()),
-        ]
-    ),
-    "exposures": StructType(
-        [
-            StructField("user_id", StringType()),
-            StructField("promo_id", StringType()),
-            StructField("sent_ts", TimestampType()),
-            StructField("channel", StringType()),
-        ]
-    ),
-    "users": StructType([StructField("user_id", StringType()), StructField("signup_ts", TimestampType())]),
-    "items": StructType(
-        [
-            StructField("item_id", StringType()),
-            StructField("category", StringType()),
-            StructField("price", DoubleType()),
-        ]
-    ),
-    "promotions": StructType([StructField("promo_id", StringType()), StructField("promo_type", StringType())]),
+    "exposures": _contract_columns("exposures", ["user_id", "promo_id", "sent_ts", "channel"]),
+    "users": _contract_columns("users", ["user_id", "signup_ts"]),
+    "items": _contract_columns("items", ["item_id", "category", "price"]),
+    "promotions": _contract_columns("promotions", ["promo_id", "promo_type"]),
 }
 
 _DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
@@ -165,10 +161,7 @@ def _read_manifest(path: Path) -> dict[str, dict]:
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _parquet_rows(folder: Path) -> int:

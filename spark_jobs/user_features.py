@@ -34,6 +34,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from promoflow.contract import CHANNELS, PROMO_TYPES
+
 ROLLUP_LOOKBACK_DAYS = 90
 ITEM_WINDOW_DAYS = 30
 
@@ -51,8 +53,6 @@ HOUR_COLUMNS = [f"events_h{h:02d}" for h in HOURS]
 HOUR_SHARE_COLUMNS = [f"hour_share_{h:02d}" for h in HOURS]
 
 # The contract's channels and promo types; exposures on another channel count only in n_exposures.
-CHANNELS = ["email", "push", "sms", "in_app"]
-PROMO_TYPES = ["percent_off", "amount_off", "spend_threshold", "free_shipping", "gift"]
 CHANNEL_EXPOSURE_COLUMNS = [f"n_exposures_{c}" for c in CHANNELS]
 TYPE_EXPOSURE_COLUMNS = [f"n_exposures_{t}" for t in PROMO_TYPES]
 TYPE_REDEMPTION_COLUMNS = [f"n_redemptions_{t}" for t in PROMO_TYPES]

@@ -15,9 +15,10 @@ import pytest
 
 from ml import delivery
 from ml.delivery import choose_channel, choose_channels, delivery_columns, reason_codes
+from promoflow.contract import NONE_ARM
 
 RUN_DATE = dt.date(2026, 10, 31)
-NONE_ARM = "none"
+
 TOP_BY_CATEGORY = {"beauty": "b01,b02,b03", "electronics": "e01,e02,e03", "books": "k01,k02", "garden": "g01"}
 TOP_OVERALL = "b01,e01,k01"
 CATEGORIES = ["beauty", "electronics", "books", "garden", "unknown", "shoes"]
