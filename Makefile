@@ -56,7 +56,7 @@ $(AIRFLOW_HOME)/airflow.db: $(STAMP)
 airflow-db: $(AIRFLOW_HOME)/airflow.db
 
 demo-data: install
-	$(PY) -m promoflow.demo_data --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
+	$(PY) -m demo.simulator --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
 		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED) --item-shape $(DEMO_ITEM_SHAPE)
 
 demo: demo-data
@@ -117,33 +117,33 @@ EVAL_USERS ?= 20000
 EVAL_DAYS ?= 60
 EVAL_ITEM_SHAPE ?= category
 evaluate: install airflow-db
-	$(PY) -m promoflow.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE)
+	$(PY) -m demo.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE)
 
 # The nightly candidate-and-selection code on Hillstrom's randomised e-mail experiment (docs/decisions.md).
 VALIDATE_SPLITS ?= 20
 validate-uplift: install
-	$(PY) tests/benchmarks/validate_uplift_hillstrom.py --splits $(VALIDATE_SPLITS)
+	$(PY) -m benchmarks.validate_uplift_hillstrom --splits $(VALIDATE_SPLITS)
 
 # Benchmarks: figures as ratios against a reference measured in the same run (never timed tests).
 bench-materialize: install
-	$(PY) tests/benchmarks/bench_materialize.py
+	$(PY) -m benchmarks.bench_materialize
 
 # Off-policy estimators against the Open Bandit Dataset sample (docs/off_policy_evaluation.md).
 validate-ope: install
-	$(PY) tests/benchmarks/validate_ope_obd.py
+	$(PY) -m benchmarks.validate_ope_obd
 
 # The two-tower recommender trained on the OBD sample's BTS clicks, its top item valued by IPS on the random log (docs/recommender.md).
 validate-recommender: install
-	$(PY) tests/benchmarks/recommender_obd.py
+	$(PY) -m benchmarks.recommender_obd
 
 # Spark feature job vs the same aggregations in DuckDB SQL, 100k and 1M users (docs/spark_features.md).
 bench-features: install
-	$(PY) tests/benchmarks/bench_features.py
+	$(PY) -m benchmarks.bench_features
 
 # assign's delivery columns: the former per-user loop vs ml.delivery.delivery_columns, 100k and 1M users;
 # ml.policy holdout / allocate / explore at 1M users x 9 arms.
 bench-assign: install
-	$(PY) tests/benchmarks/bench_assign.py
+	$(PY) -m benchmarks.bench_assign
 
 clean:
 	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)

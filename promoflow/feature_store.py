@@ -33,7 +33,7 @@ RECOMMENDER_SERVICE = "recommender_v1"
 USER_VIEW = "user_behaviour"
 ITEM_VIEW = "item_popularity"
 
-# Materialisation settings, measured by tests/benchmarks/bench_materialize.py (figures in
+# Materialisation settings, measured by benchmarks/bench_materialize.py (figures in
 # docs/feature_store.md). Feast's local engine spends its time converting rows to
 # protobuf in Python; no supported option changed that clearly (all within the
 # noise of a shared machine). Writing in chunks is speed-neutral but keeps one chunk's

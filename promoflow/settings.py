@@ -126,8 +126,6 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
 # Bounds of settings that are not run params (environment only).
 SETTING_BOUNDS: dict[str, dict[str, Any]] = {
     "spark_shuffle_partitions": {"minimum": 1},
-    "demo_users": {"minimum": 1},
-    "demo_days": {"minimum": 1},
 }
 
 PROJECT_ROOT = Path(os.environ.get("PROMO_HOME", Path(__file__).resolve().parents[1]))
@@ -175,9 +173,6 @@ class Settings:
     fairness_max_ratio: float  # a group's offer rate beyond this ratio of the overall rate is flagged (report, summary)
 
     # --- demo generator defaults (make demo)
-    demo_users: int
-    demo_days: int
-    demo_seed: int
 
     # --- reliability and security (issue 20)
     api_token: str = field(default="", repr=False)  # bearer token of the read API; empty = the API refuses to start
@@ -272,9 +267,6 @@ class Settings:
             message_language=get("message_language", "en"),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
             fairness_max_ratio=float(get("fairness_max_ratio", "2")),
-            demo_users=int(get("demo_users", "5000")),
-            demo_days=int(get("demo_days", "30")),
-            demo_seed=int(get("demo_seed", "7")),
             api_token=get("api_token", ""),
             s3_max_attempts=int(get("s3_max_attempts", "5")),
             s3_timeout_s=float(get("s3_timeout_s", "30")),

@@ -85,7 +85,7 @@ def _wait_for_run(production: Production, dag_id: str, run_id: str) -> dict:
 @pytest.fixture(scope="module")
 def nights(production: Production, upload_landing, tmp_path_factory):
     """The demo shop landed in S3, night NIGHT and then promo_feedback for FEEDBACK_DAY, both through the REST API."""
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
 
     local = tmp_path_factory.mktemp("landing")
     # one day more than the night reads: dt=NIGHT is what promo_feedback ingests the morning after

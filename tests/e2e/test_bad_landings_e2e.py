@@ -36,7 +36,7 @@ def _env(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def published_night(tmp_path_factory, airflow_db):
     """Night D published from a clean landing; the landing's next day is kept aside for the cases."""
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
 
     root = tmp_path_factory.mktemp("published")
     generate(root / "raw", root / "truth", n_users=500, n_days=7, start_date=date(2026, 10, 1), seed=5)

@@ -31,7 +31,7 @@ def _env(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory, airflow_db):
     """Night D published, the landing's next day restored, and a reference uninterrupted run of D+1."""
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
 
     root = tmp_path_factory.mktemp("crash_base")
     generate(root / "raw", root / "truth", n_users=300, n_days=7, start_date=date(2026, 10, 1), seed=9)

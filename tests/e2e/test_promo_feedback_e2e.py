@@ -134,7 +134,7 @@ def _midnight(day: date) -> datetime:
 
 
 def _write_partition(raw: Path, table: str, day: date, rows: list[dict]) -> None:
-    from promoflow.demo_data import RAW_SCHEMAS
+    from demo.simulator import RAW_SCHEMAS
 
     folder = raw / table / f"dt={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -274,7 +274,7 @@ def _snapshot(settings) -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, airflow_db):
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
     from promoflow.settings import Settings
     from promoflow.warehouse import PROMO_ASSIGNMENTS_COLUMNS
 

@@ -32,7 +32,7 @@ def _published_rows(settings, run_date):
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory, airflow_db):
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
     from promoflow.settings import Settings
 
     base = tmp_path_factory.mktemp("e2e")

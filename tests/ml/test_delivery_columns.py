@@ -1,7 +1,7 @@
 """ml.delivery.delivery_columns gives, row for row, what assign's former per-user loop gave.
 
 ``reference_delivery_columns`` is that loop (promoflow.decisions.assign up to the commit that
-replaced it), copied with its inputs passed in; tests/benchmarks/bench_assign.py times both on
+replaced it), copied with its inputs passed in; benchmarks/bench_assign.py times both on
 ``synthetic_night``.
 """
 

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from demo.simulator import RAW_SCHEMAS
 from ml.feature_spec import CATEGORICAL_FEATURES, ID_COLUMNS, NUMERIC_FEATURES
 from promoflow import api, contract, ingest, publish, warehouse
-from promoflow.demo_data import RAW_SCHEMAS
 from spark_jobs.user_features import USER_FEATURES_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from promoflow import demo_data, recommend
+from demo import simulator
+from promoflow import recommend
 from promoflow.settings import Settings
 
 N_USERS, N_DAYS = 2500, 21  # measured: recommender +3.1 se on the collaborative shop, -3.3 se on the category one
@@ -19,7 +20,7 @@ N_USERS, N_DAYS = 2500, 21  # measured: recommender +3.1 se on the collaborative
 
 def _night(base: Path, item_shape: str):
     """A demo shop whose clean lake is the landing zone itself (the stage reads only clean events and items)."""
-    summary = demo_data.generate(
+    summary = simulator.generate(
         base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, seed=3, item_shape=item_shape
     )
     clean = base / "data" / "lake" / "clean"

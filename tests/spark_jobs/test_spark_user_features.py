@@ -190,7 +190,7 @@ def test_user_category_daily_hand_computed(spark):
     out = user_category_daily(events, f["items"])
     assert _types(out.schema) == _types(USER_CATEGORY_DAILY_SCHEMA)
     got = sorted((r.user_id, r.dt, r.category, r.views, r.carts, r.purchases) for r in out.collect())
-    # spend (item prices of purchases) is 0 here: these items carry no price; see test_spark_issue3_features
+    # spend (item prices of purchases) is 0 here: these items carry no price; see test_spark_behaviour_features
     assert got == [
         ("u1", date(2023, 12, 1), "bags", 1, 0, 0),
         ("u1", date(2024, 1, 20), "bags", 1, 0, 0),

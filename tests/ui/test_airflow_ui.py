@@ -56,7 +56,7 @@ def console(tmp_path_factory):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(problem)
         pytest.skip(problem)
-    from promoflow.demo_data import generate
+    from demo.simulator import generate
 
     base = tmp_path_factory.mktemp("ui")
     today = datetime.now(UTC).date()

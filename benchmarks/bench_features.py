@@ -18,8 +18,8 @@ Item neighbours and user_sequences are Spark-only and not in the comparison. Pri
 table, the Spark/DuckDB wall-time ratio and the growth from the smallest to the largest
 user count, and writes ``data/bench/bench_features.json``.
 
-    .venv/bin/python tests/benchmarks/bench_features.py                 # 100k and 1M users
-    .venv/bin/python tests/benchmarks/bench_features.py --users 100000
+    .venv/bin/python benchmarks/bench_features.py                 # 100k and 1M users
+    .venv/bin/python benchmarks/bench_features.py --users 100000
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DAYS = 30

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from promoflow import demo_data
+from demo import simulator
 
 START = date(2026, 10, 1)
 N_USERS = 300
@@ -91,7 +91,7 @@ DAILY = ("events", "orders", "exposures")
 
 
 def _generate(base: Path, seed: int = 7, **kwargs):
-    return demo_data.generate(
+    return simulator.generate(
         base / "raw", base / "truth", n_users=N_USERS, n_days=N_DAYS, start_date=START, seed=seed, **kwargs
     )
 
@@ -214,11 +214,11 @@ def test_cli_replaces_existing_output_and_refuses_foreign_folders(tmp_path, caps
         "--seed",
         "3",
     ]
-    assert demo_data.main(args) == 0
+    assert simulator.main(args) == 0
     first = pq.read_table(raw / "orders" / "dt=2026-10-02" / "part-0.parquet")
     (raw / "events" / "dt=2026-09-01").mkdir()  # stale partition from an earlier, longer run
     (truth / "stale.txt").write_text("old")
-    assert demo_data.main(args) == 0
+    assert simulator.main(args) == 0
     assert not (raw / "events" / "dt=2026-09-01").exists() and not (truth / "stale.txt").exists()
     assert pq.read_table(raw / "orders" / "dt=2026-10-02" / "part-0.parquet").equals(first)
     out = capsys.readouterr().out.strip().splitlines()
@@ -229,7 +229,7 @@ def test_cli_replaces_existing_output_and_refuses_foreign_folders(tmp_path, caps
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="refusing to replace"):
-        demo_data.main(["--raw-dir", str(foreign), "--truth-dir", str(truth), "--users", "10", "--days", "1"])
+        simulator.main(["--raw-dir", str(foreign), "--truth-dir", str(truth), "--users", "10", "--days", "1"])
     assert (foreign / "thesis.txt").read_text() == "keep me"
 
 
@@ -341,7 +341,7 @@ def test_exposure_propensities_are_the_logging_policy(shop):
     base, _ = shop
     raw = base / "raw"
     promo_ids = pq.read_table(raw / "promotions" / "promotions.parquet").column("promo_id").to_pylist()
-    policy = demo_data.logging_policy(promo_ids)
+    policy = simulator.logging_policy(promo_ids)
     assert set(policy) == set(promo_ids) | {"none"}
     assert sum(policy.values()) == pytest.approx(1.0)
     assert policy["none"] == pytest.approx(2 * policy["p_pct10"])
@@ -415,7 +415,7 @@ def test_richest_offer_to_most_active_users_loses_money(shop, truth):
 def test_responders_are_visible_in_observable_behaviour(tmp_path):
     """The platform must be able to learn who responds: persuadables differ from the
     rest in what the raw data shows (deal searches, carts that do not become orders)."""
-    summary = demo_data.generate(tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11)
+    summary = simulator.generate(tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11)
     events = pq.ParquetDataset(tmp_path / "raw" / "events").read().to_pandas()
     events = events.drop_duplicates("event_id")
     latent = pq.read_table(tmp_path / "truth" / "user_latent.parquet").to_pandas().set_index("user_id")
@@ -442,7 +442,7 @@ def test_responders_are_visible_in_observable_behaviour(tmp_path):
 def test_observable_shape_ties_response_to_what_the_platform_sees(tmp_path):
     """The second response shape: tenure and favourite category decide who responds; the
     latent shape's tables are unchanged by its existence (its random stream is its own)."""
-    summary = demo_data.generate(
+    summary = simulator.generate(
         tmp_path / "raw", tmp_path / "truth", n_users=3000, n_days=14, seed=11, response_shape="observable"
     )
     users = pq.read_table(tmp_path / "raw" / "users" / "users.parquet").to_pandas().set_index("user_id")
@@ -455,7 +455,7 @@ def test_observable_shape_ties_response_to_what_the_platform_sees(tmp_path):
     manifest = (tmp_path / "truth" / "manifest.json").read_text()
     assert '"response_shape": "observable"' in manifest
     with pytest.raises(ValueError, match="response_shape"):
-        demo_data.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, response_shape="linear")
+        simulator.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, response_shape="linear")
 
 
 def _purchases(raw: Path) -> pd.DataFrame:
@@ -467,8 +467,8 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
     """--item-shape collaborative: its own random stream (users, items, promotions and the first
     day's exposures are those of the category shape); true item preferences in the truth folder."""
     kwargs = dict(n_users=600, n_days=8, start_date=START, seed=5)
-    demo_data.generate(tmp_path / "cat" / "raw", tmp_path / "cat" / "truth", **kwargs)
-    demo_data.generate(tmp_path / "col" / "raw", tmp_path / "col" / "truth", item_shape="collaborative", **kwargs)
+    simulator.generate(tmp_path / "cat" / "raw", tmp_path / "cat" / "truth", **kwargs)
+    simulator.generate(tmp_path / "col" / "raw", tmp_path / "col" / "truth", item_shape="collaborative", **kwargs)
     for table in (
         "users/users.parquet",
         "items/items.parquet",
@@ -483,11 +483,11 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
 
     preference = pd.read_parquet(tmp_path / "col" / "truth" / "user_item_preference.parquet")
     assert (
-        preference.groupby("user_id").size().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
+        preference.groupby("user_id").size().eq(simulator.TRUTH_PREFERENCE_ITEMS).all()
         and preference["user_id"].nunique() == 600
     )
     assert (preference.groupby("user_id")["pick_probability"].diff().dropna() <= 1e-12).all()  # most likely first
-    assert preference.groupby("user_id")["item_id"].nunique().eq(demo_data.TRUTH_PREFERENCE_ITEMS).all()
+    assert preference.groupby("user_id")["item_id"].nunique().eq(simulator.TRUTH_PREFERENCE_ITEMS).all()
 
     # The category shape's preferences are its pick rule's exact probabilities: the favourite
     # category first, cheap items first for the price-sensitive.
@@ -527,12 +527,12 @@ def test_collaborative_item_shape_keeps_the_other_streams_and_writes_true_prefer
     assert repeat_share(tmp_path / "col") > 3 * repeat_share(tmp_path / "cat")  # measured 0.14 vs 0.03
     assert repeated_pair_share(tmp_path / "col") > 3 * repeated_pair_share(tmp_path / "cat")  # measured 0.39 vs 0.07
     with pytest.raises(ValueError, match="item_shape"):
-        demo_data.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, item_shape="brand")
+        simulator.generate(tmp_path / "raw2", tmp_path / "truth2", n_users=10, n_days=2, item_shape="brand")
 
 
 def test_cli_item_shape_flag(tmp_path, capsys):
     assert (
-        demo_data.main(
+        simulator.main(
             [
                 "--raw-dir",
                 str(tmp_path / "raw"),

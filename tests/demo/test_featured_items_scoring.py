@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from promoflow.evaluate import score_featured_items
+from demo.evaluate import score_featured_items
 
 
 def test_featured_items_scored_against_true_preferences_by_hand():

@@ -7,8 +7,8 @@ Feast's default path and with the supported faster options, each into a fresh
 online store (its own Feast project). Prints rows/s and the ratio to the default,
 and checks that every option leaves the same online values (a sample of users).
 
-    .venv/bin/python tests/benchmarks/bench_materialize.py               # 1M users
-    .venv/bin/python tests/benchmarks/bench_materialize.py --users 100000 --stores sqlite
+    .venv/bin/python benchmarks/bench_materialize.py               # 1M users
+    .venv/bin/python benchmarks/bench_materialize.py --users 100000 --stores sqlite
 
 Redis: PROMO_REDIS_URL (default 127.0.0.1:6379); keys are deleted after each option.
 """
@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from promoflow import feature_store  # noqa: E402

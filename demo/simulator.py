@@ -1244,7 +1244,7 @@ def main(argv: list[str] | None = None) -> int:
     from promoflow.settings import Settings
 
     settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="python -m promoflow.demo_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.simulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw-dir", type=Path, default=Path(settings.raw_uri), help="landing zone to (re)write")
     parser.add_argument(
         "--truth-dir",
@@ -1252,11 +1252,11 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(settings.data_dir) / "demo" / "truth",
         help="ground truth folder to (re)write",
     )
-    parser.add_argument("--users", type=int, default=settings.demo_users)
-    parser.add_argument("--days", type=int, default=settings.demo_days)
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1), help="YYYY-MM-DD")
-    parser.add_argument("--seed", type=int, default=settings.demo_seed)
+    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--response-shape",
         choices=RESPONSE_SHAPES,

@@ -20,7 +20,7 @@ of n_items items at one of 3 positions, with the click and the logging propensit
    random item" (the uniform policy: IPS = the random log's mean click), with standard
    errors and the paired difference model - popularity.
 
-    .venv/bin/python tests/benchmarks/recommender_obd.py [--seeds 7 8 9] [--no-docs]
+    .venv/bin/python benchmarks/recommender_obd.py [--seeds 7 8 9] [--no-docs]
 
 Writes the table between the markers of docs/recommender.md unless ``--no-docs``.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

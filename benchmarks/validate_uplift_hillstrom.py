@@ -32,7 +32,7 @@ TREATMENT = {"No E-Mail": "none", "Mens E-Mail": "mens", "Womens E-Mail": "women
 NUMERIC = ["recency", "history", "mens", "womens", "newbie"]
 CATEGORICAL = ["zip_code", "channel"]
 SPEND_SHARE, EMAIL_COST = 0.35, 0.05
-DEFAULT_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "hillstrom" / "hillstrom.csv"
+DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom" / "hillstrom.csv"
 
 
 def load(csv: Path) -> PolicyData:

@@ -14,8 +14,8 @@ Inputs come from ``synthetic_night`` of that test (every promo type, fixed-chann
 category promos, zh and en, missing features, holdout and exploration). Prints a table and
 writes ``data/bench/bench_assign.json``.
 
-    .venv/bin/python tests/benchmarks/bench_assign.py                  # 100k and 1M users
-    .venv/bin/python tests/benchmarks/bench_assign.py --users 100000 --policy-users 0
+    .venv/bin/python benchmarks/bench_assign.py                  # 100k and 1M users
+    .venv/bin/python benchmarks/bench_assign.py --users 100000 --policy-users 0
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "ml"))
 

@@ -19,9 +19,9 @@ with the truth; so is ``best_blanket_in_truth``, every promo sent to random user
 cost fits the budget, the best of them. Prints a table with true vs expected cost per promo and
 writes ``{data_dir}/evaluate/evaluate.json``.
 
-    python -m promoflow.evaluate --seeds 101 202 [--shapes latent observable --users 20000 --days 60]
+    python -m demo.evaluate --seeds 101 202 [--shapes latent observable --users 20000 --days 60]
 
-Each seed runs on both of the generator's response shapes (``promoflow.demo_data.RESPONSE_SHAPES``):
+Each seed runs on both of the generator's response shapes (``demo.simulator.RESPONSE_SHAPES``):
 ``latent`` (who responds is a noisy draw on traits behaviour barely reveals) and ``observable``
 (tenure, favourite category and order frequency decide it). Nothing in the platform knows which.
 """
@@ -42,9 +42,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from demo.simulator import ITEM_SHAPES, RESPONSE_SHAPES
 from ml.policy import allocate
 from promoflow.contract import NONE_ARM
-from promoflow.demo_data import ITEM_SHAPES, RESPONSE_SHAPES
 from promoflow.settings import Settings
 
 
@@ -265,7 +265,7 @@ def run_seed(
         [
             sys.executable,
             "-m",
-            "promoflow.demo_data",
+            "demo.simulator",
             "--raw-dir",
             str(data_dir / "demo" / "raw"),
             "--truth-dir",
@@ -285,6 +285,7 @@ def run_seed(
         ],
         check=True,
         env=env,
+        cwd=Path(__file__).resolve().parents[1],  # demo/ is run from the repository, not installed
     )
     started = time.perf_counter()
     log_path = data_dir / "night.log"
@@ -351,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=RESPONSE_SHAPES,
         default=list(RESPONSE_SHAPES),
-        help="generator response shapes to evaluate on (promoflow.demo_data.RESPONSE_SHAPES)",
+        help="generator response shapes to evaluate on (demo.simulator.RESPONSE_SHAPES)",
     )
     parser.add_argument(
         "--item-shape",
         choices=ITEM_SHAPES,
         default="category",
-        help="the generator's item choice (promoflow.demo_data.ITEM_SHAPES); featured items are scored on either",
+        help="the generator's item choice (demo.simulator.ITEM_SHAPES); featured items are scored on either",
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()

@@ -20,8 +20,8 @@ The reverse direction (BTS's value from the random log) needs BTS's action proba
 every item on the random log's rows; the CSVs carry only the logged item's propensity in the
 BTS log (and it changes over the week as BTS was updated), so it is not done here.
 
-    .venv/bin/python tests/benchmarks/validate_ope_obd.py            # prints the table, writes docs
-    .venv/bin/python tests/benchmarks/validate_ope_obd.py --no-docs  # prints only
+    .venv/bin/python benchmarks/validate_ope_obd.py            # prints the table, writes docs
+    .venv/bin/python benchmarks/validate_ope_obd.py --no-docs  # prints only
 
 The wheel is cached in --cache-dir (default $PROMO_OBD_CACHE_DIR, else
 ~/.cache/promoflow/obd); it is downloaded with pip when absent.
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml.off_policy import PolicyEvaluation, PolicyValueEstimate, evaluate_policy  # noqa: E402
