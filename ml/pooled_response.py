@@ -1,5 +1,4 @@
 """``pooled_response``: one response model for every arm, sharing strength through offer mechanics.
-from promoflow.contract import PROMO_TYPES
 
 Per-arm learners fit each arm's noise separately (a T-learner with one boosted model per arm,
 or a separate ridge per arm); this model pools every logged exposure into three library
