@@ -79,7 +79,7 @@ airflow: install airflow-db
 	PROMO_TASK_RETRIES=$(AIRFLOW_TASK_RETRIES) $(PY) -m promoflow.console --port $(AIRFLOW_PORT)
 
 docs: install
-	$(PY) -m promoflow.transform docs
+	$(PY) -m promoflow.dbt_runner docs
 
 # Debian's chromium for the Playwright browser test (no browser download: Playwright drives it via executable_path).
 browser:
@@ -141,7 +141,7 @@ bench-features: install
 	$(PY) -m benchmarks.bench_features
 
 # assign's delivery columns: the former per-user loop vs ml.delivery.delivery_columns, 100k and 1M users;
-# ml.policy holdout / allocate / explore at 1M users x 9 arms.
+# ml.allocation holdout / allocate / explore at 1M users x 9 arms.
 bench-assign: install
 	$(PY) -m benchmarks.bench_assign
 

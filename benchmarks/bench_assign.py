@@ -7,7 +7,7 @@ hour) and the policy steps before them, on synthetic nights.
 * **delivery_columns**: ``ml.delivery.delivery_columns`` at every user count: seconds, per
   user, and the reference's per-user time over its own (both measured in this run). At the
   reference's size the two outputs are also checked equal, column by column;
-* **policy** at 1M users x 9 arms (8 offers + none): ``ml.policy.holdout_mask``,
+* **policy** at 1M users x 9 arms (8 offers + none): ``ml.allocation.holdout_mask``,
   ``allocate`` (a budget that binds) and ``explore``, plus the salted hash both draws use.
 
 Inputs come from ``synthetic_night`` of that test (every promo type, fixed-channel and
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ml"))
 
 from test_delivery_columns import reference_delivery_columns, synthetic_night  # noqa: E402
 
-from ml import policy  # noqa: E402
+from ml import allocation as alloc  # noqa: E402
 from ml.delivery import delivery_columns  # noqa: E402
 
 POLICY_ARMS = 9
@@ -80,11 +80,11 @@ def bench_policy(n_users: int, seed: int) -> dict:
     budget = 0.05 * n_users  # binds: unconstrained, the chosen offers would cost ~0.4 per user
     reserve = 0.1 * budget
     result = {"users": n_users, "arms": POLICY_ARMS, "budget": budget}
-    _, seconds = timed(policy._salted_hashes, user_ids, "bench")
+    _, seconds = timed(alloc._salted_hashes, user_ids, "bench")
     result["salted_hashes_s"] = round(seconds, 3)
-    is_holdout, seconds = timed(policy.holdout_mask, user_ids, 0.05, "holdout-bench")
+    is_holdout, seconds = timed(alloc.holdout_mask, user_ids, 0.05, "holdout-bench")
     result["holdout_mask_s"] = round(seconds, 3)
-    allocation, seconds = timed(policy.allocate, margin, cost, budget - reserve, eligible, none_index)
+    allocation, seconds = timed(alloc.allocate, margin, cost, budget - reserve, eligible, none_index)
     result["allocate_s"] = round(seconds, 3)
     result["allocate"] = {
         "offers": allocation.n_assigned,
@@ -94,7 +94,7 @@ def bench_policy(n_users: int, seed: int) -> dict:
     exploration_cost = cost.copy()
     exploration_cost[:, none_index] = 0.0
     exploration, seconds = timed(
-        policy.explore,
+        alloc.explore,
         allocation.arm_index,
         is_holdout,
         eligible,

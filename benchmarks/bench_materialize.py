@@ -106,7 +106,7 @@ def synthetic_night(n_users: int, seed: int = 7) -> pa.Table:
             "order_value_std_90d": rng.gamma(2.0, 5.0, n_users),
             "discount_order_share_90d": rng.random(n_users),
             "exposures_30d": rng.poisson(2, n_users),
-            # deal-proneness, price sensitivity, fatigue and channel columns (issue 3)
+            # deal-proneness, price sensitivity, fatigue and channel columns
             "events_90d": rng.poisson(30, n_users),
             "exposures_90d": rng.poisson(6, n_users),
             "redemptions_90d": rng.poisson(1, n_users),

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validate_ope_obd import CAMPAIGNS, default_cache_dir, obd_wheel, read_log  # noqa: E402
 
 import ml  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from ml.off_policy import PolicyValueEstimate, ips_value, one_hot_policy, snips_value  # noqa: E402
+from ml.ope import PolicyValueEstimate, ips_value, one_hot_policy, snips_value  # noqa: E402
 
 DOC_PATH = ROOT / "docs" / "recommender.md"
 TABLE_START = "<!-- obd-recommender-table:start -->"

@@ -1,4 +1,4 @@
-"""Validation of ml.off_policy on real logged bandit data: the Open Bandit Dataset (OBD) sample.
+"""Validation of ml.ope on real logged bandit data: the Open Bandit Dataset (OBD) sample.
 
 The OBD (ZOZOTOWN fashion e-commerce, Saito et al. 2020) holds, per campaign (all, men,
 women), a log of a uniform-random policy and a log of Bernoulli Thompson Sampling (BTS),
@@ -46,7 +46,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ml.off_policy import PolicyEvaluation, PolicyValueEstimate, evaluate_policy  # noqa: E402
+from ml.ope import PolicyEvaluation, PolicyValueEstimate, evaluate_policy  # noqa: E402
 
 OBP_VERSION = "0.4.1"
 WHEEL_NAME = f"obp-{OBP_VERSION}-py3-none-any.whl"

@@ -68,10 +68,10 @@ def promo_feedback():
 
     @task
     def dbt_attribution(ds=None, params=None) -> dict:
-        """`dbt build --select +fct_promo_outcomes +promo_performance`: attribution facts, their inputs and tests."""
+        """`dbt build --selector feedback` (dbt_project/selectors.yml): attribution facts, their inputs and tests."""
         from promoflow import stages
 
-        return stages.dbt_build(ds, params, layer="feedback")
+        return stages.dbt_build(ds, params, selector="feedback")
 
     @task
     def summarise(ds=None, params=None) -> dict:

@@ -5,7 +5,7 @@ run the whole ``promo_nightly`` DAG on it (``promoflow.cli run``, its own data f
 value the published assignment table with the generator's ground truth (expected incremental
 margin and discount cost of every user x arm for an offer sent on the run date) next to:
 
-* ``oracle`` — knows the true responses: ``ml.policy.allocate`` on the true incremental margin
+* ``oracle`` — knows the true responses: ``ml.allocation.allocate`` on the true incremental margin
   and true cost under the same budget;
 * ``nothing`` — sends nothing (0 by definition);
 * ``random`` — a random arm per user, users in random order, while the budget lasts;
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from demo.simulator import ITEM_SHAPES, RESPONSE_SHAPES
-from ml.policy import allocate
+from ml.allocation import allocate
 from promoflow.contract import NONE_ARM
 from promoflow.settings import Settings
 

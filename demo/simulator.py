@@ -1,43 +1,6 @@
 """Seeded demo shop: raw landing data in the data contract's layout, plus the ground truth.
 
-``make demo`` and the tests use this to get a realistic shop without real customers.
-It writes two folders:
-
-* ``raw_dir``  - exactly the contract's landing zone (``users``, ``items``,
-  ``promotions``, and ``events`` / ``orders`` / ``exposures`` partitioned by ``dt=``),
-  the only thing the platform may read;
-* ``truth_dir`` - what no real shop knows: each user's latent traits and segment, and
-  the expected outcome of every arm for an offer sent on ``run_date``. Evaluations
-  score an assignment table against it; the pipeline must never read it.
-
-Why the shop is "hard": most customers' order rate does not move when they get an
-offer, so a discount to them is pure cost - worst of all for the frequent buyers
-("sure things") who redeem anyway; about 10 % are "sleeping dogs" who order *less*
-after an offer; only a minority of "persuadables" respond (order-rate lift 1.5-4,
-depending on the offer type, its generosity and whether it fits their favourite
-category). Sending the richest offer to the most active customers loses money.
-The persuadables can be found, but only noisily and non-linearly, from behaviour the
-platform sees: they are deal-prone (more discounted orders, "sale"/"coupon" searches),
-price-sensitive (browse cheaper items) and hesitant (fill carts without ordering).
-How noisily, measured (docs/decisions.md): a linear model fitted to the *true* per-user
-incremental margins on the platform's features reaches about 4% of the perfect-information
-oracle on a 30-day shop, and about 15% on the latent traits themselves — membership is a
-random draw on a noisy score, so no policy can come near the oracle here.
-
-That is the default ``response_shape="latent"``. ``response_shape="observable"`` is a
-second shop (``--response-shape observable``): tenure, favourite category and order
-frequency decide who responds, with little noise and strong lifts. ``make evaluate`` runs
-both: a platform must not lose money on the first and must find value on the second.
-
-Exposures come from a randomised logging policy (``logging_policy``) with known
-propensities. An offer raises (or lowers) the order rate for its ``valid_days`` and can
-be redeemed on orders from ``sent_ts`` on; a later offer to the same user replaces a live
-one (the newest code wins), a 'none' exposure changes nothing. The ground truth is for
-one offer sent at ``run_date`` 00:00 UTC with no other offer live; on logged windows that
-no later offer interrupted, realised discount cost matches it.
-
-Everything is vectorised numpy per simulated day (no Python loop over users or events),
-so a million users over 90 days (~50M events) is feasible.
+In detail: docs/demo_shop.md, section "The simulator in detail (demo/simulator.py)".
 """
 
 from __future__ import annotations

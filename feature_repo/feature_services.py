@@ -9,7 +9,7 @@ def promo_response_service(user_behaviour: FeatureView) -> FeatureService:
     return FeatureService(
         name="promo_response_v1",
         features=[user_behaviour],
-        description="Features of the multi-treatment promo response model (ml.response_model).",
+        description="Features of the multi-treatment promo response model (ml.models.tf_multihead).",
     )
 
 

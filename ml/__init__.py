@@ -2,21 +2,25 @@
 
 Modules (pure, importable functions; no I/O beyond what their names say):
 
-- ``feature_spec``    the one feature spec shared by training and scoring
-- ``training_data``   logged-exposure preparation: arm encoding, IPS weights, time split, AUC
-- ``predictions``     ``ArmPredictions``: per-user x per-arm model outputs and derived money
-- ``response_model``  multi-treatment TensorFlow response model (train / predict / save / load)
-- ``uplift``          doubly robust ridge uplift model with bootstrap uncertainty (numpy)
-- ``response_models`` trains both response models, selects production on held-out data, off-policy gate
-- ``evaluation``      held-out policy value (DR), Qini / AUUC, calibration
-- ``off_policy``      IPS / SNIPS / DR estimators and the publish gate rule
-- ``model_store``     versioned model folders in a local folder or ``s3://`` prefix
-- ``recommender``     two-tower retrieval model (TFRS): featured items per user, top-K with category limits
-- ``model_card``      Markdown model cards from training metrics
-- ``policy``          budget-constrained allocation, holdout, exploration and propensities
-- ``delivery``        offer text, channel choice and reason codes
+- ``feature_spec``              the one feature spec shared by training and scoring
+- ``training_data``             logged exposures -> training examples: arm encoding, IPS weights, time split, AUC
+- ``predictions``               ``ArmPredictions``: per-user x per-arm model outputs and derived money
+- ``candidates``                the policy ladder: none, blanket arms, ranked rule, policy tree, per-user scores
+- ``models.pooled_response``    ``pooled_main`` / ``pooled_response``: one model for every arm through offer mechanics
+- ``models.dr_ridge``           ``dr_ridge``: doubly robust ridge uplift with bootstrap uncertainty (numpy)
+- ``models.tf_multihead``       ``tf_multihead``: multi-treatment TensorFlow response model
+- ``selection``                 out-of-fold valuation of every candidate and the written selection rule
+- ``training``                  the night's training: candidates, selection, the stored ``SelectedPolicy``
+- ``evaluation``                held-out policy value (DR), Qini / AUUC, calibration
+- ``ope``                       off-policy estimators: IPS / SNIPS / DR with confidence intervals
+- ``allocation``                budget-constrained allocation, holdout, exploration and propensities
+- ``delivery``                  offer text, channel choice and reason codes
+- ``model_store``               versioned model folders in a local folder or ``s3://`` prefix
+- ``model_card``                Markdown model cards from training metrics
+- ``recommender``               two-tower retrieval model (TFRS): featured items per user
+- ``recommender_eval``          offline evaluation of the recommender on a landing zone
 
-Importing this package never imports TensorFlow; ``response_model`` and ``recommender`` do.
+Importing this package never imports TensorFlow; ``models.tf_multihead`` and ``recommender`` do.
 """
 
 import os

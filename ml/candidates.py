@@ -10,9 +10,9 @@ whose ``decide`` turns users' features into one arm each under a budget:
 | ``blanket:<arm>`` | 1 | that arm to eligible users in random order while the budget lasts |
 | ``ranked_rule`` | 2 | one arm to the top share of users ranked by one feature ("p_pct20 to the top 25% by spend_90d") |
 | ``policy_tree`` | 3 | a depth-2 policy tree on doubly robust scores (econml ``PolicyTree``): an arm per segment |
-| ``pooled_response`` | 4 | per-user incremental margin of :mod:`ml.pooled_response`, allocated by ``ml.policy.allocate`` |
-| ``dr_ridge`` | 4 | per-user DR-ridge uplift (:mod:`ml.uplift`), conservative scores |
-| ``tf_multihead`` | 5 | per-user TensorFlow multi-head response model (:mod:`ml.response_model`) |
+| ``pooled_response`` | 4 | per-user incremental margin of :mod:`ml.models.pooled_response`, allocated by ``ml.allocation.allocate`` |
+| ``dr_ridge`` | 4 | per-user DR-ridge uplift (:mod:`ml.models.dr_ridge`), conservative scores |
+| ``tf_multihead`` | 5 | per-user TensorFlow multi-head response model (:mod:`ml.models.tf_multihead`) |
 
 Rules and segments are fitted on the doubly robust scores of the training rows only; their
 value is judged on other rows (:mod:`ml.selection`).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.policy import allocate
+from ml.allocation import allocate
 from ml.predictions import NONE_ARM
 
 RULE_SHARES = (0.1, 0.25, 0.5, 1.0)

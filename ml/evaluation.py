@@ -1,10 +1,10 @@
 """Held-out evaluation of response models and the policies they imply (numpy only).
 
 All values are in *incremental margin vs sending nothing*, the quantity the nightly policy
-maximises. Outcomes are margin per window day (``ml.uplift.LoggedOutcomes``); the value of
+maximises. Outcomes are margin per window day (``ml.models.dr_ridge.LoggedOutcomes``); the value of
 sending arm ``a`` is ``window_days[a] * (mu_a(x) - mu_none(x))``.
 
-* :func:`incremental_policy_value` — doubly robust estimate (``ml.off_policy``'s DR, written
+* :func:`incremental_policy_value` — doubly robust estimate (``ml.ope``'s DR, written
   for a contrast against ``none``) of a deterministic policy's mean incremental margin per
   logged row, with per-row terms, so two policies on the same log compare paired and the
   ``none`` policy is exactly 0.
@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from ml.off_policy import PolicyValueEstimate
-from ml.uplift import LoggedOutcomes
+from ml.models.dr_ridge import LoggedOutcomes
+from ml.ope import PolicyValueEstimate
 
 MAX_WEIGHT = 50.0  # importance-weight clip of the DR correction terms
 QINI_CURVE_POINTS = 21

@@ -1,74 +1,6 @@
 """Two-tower retrieval recommender (TensorFlow Recommenders): featured items per user.
 
-Towers (``tfrs.Model`` with a ``tfrs.tasks.Retrieval`` task):
-
-- **user tower**: the user's numeric features (``signed_log1p`` then a Normalization
-  layer, as ``ml.feature_spec`` does for the response model) concatenated with the
-  masked mean of the embeddings of the user's last ``SEQUENCE_LENGTH`` items (padding is
-  masked out; a user without history gets a zero vector there) and the masked mean of
-  those items' fixed attributes (one-hot category, normalised log price: the history's
-  category shares and price level), then Dense(relu) -> Dense(embedding_dim).
-- **item tower**: item id embedding + category embedding + normalised
-  ``log1p(price)`` and any other numeric item columns (``views_30d``,
-  ``purchases_30d``, ``conversion_rate_30d``, ``popularity_rank_in_category``, ... as
-  present), then Dense(embedding_dim). The item corpus is fixed at training time: the tower
-  takes an item *index* and gathers that item's features from constant tables.
-
-Data (pandas DataFrames, no Spark/Feast needed):
-
-- ``interactions``: ``user_id, item_id, event_ts, event_type`` (+ ``weight``, ``event_id``
-  optional). Rows without ``item_id`` (search, app_open) are ignored; ``event_id``
-  duplicates (at-least-once delivery) are dropped.
-- ``user_features``: ``user_id`` + numeric columns (the Feast/``user_features`` numerics;
-  string columns such as ``top_category`` are ignored). Users missing from it score with
-  the training mean (zeros after normalisation).
-- ``user_sequences``: ``user_id, last_item_ids`` (comma-separated, oldest first), the
-  Spark table ``{lake}/features/user_sequences/as_of=D``; :func:`last_item_sequences`
-  builds the same from events in pandas.
-- ``items``: ``item_id, category, price`` + optional numeric item features.
-
-Training pairs (:func:`training_pairs`): one example per distinct (user, UTC day, item)
-with a positive event (``view``, ``click``, ``add_to_cart``, ``purchase``) in the training
-window, weighted by its strongest event (``EVENT_WEIGHTS``: purchase 3, add_to_cart 2,
-click 1.5, view 1; a ``weight`` column, when given, multiplies). The example's sequence
-is the user's last items *before that day* (point in time, as the nightly
-``user_sequences`` table at D 00:00 is), so an example's own item never leaks into its
-input. Loss: in-batch sampled softmax with log-Q correction (item frequency in the
-training pairs) and accidental-hit removal.
-
-Evaluation (``holdout_days=1``, the default): the last day before ``as_of``,
-``[as_of - 1 day, as_of)``, is held out; the model trains on the days before it. For every
-user with at least one positive item that day, the query uses the sequence as of the
-held-out day's start, and
-
-- ``recall_at_k``   = mean over those users of |top-K ∩ held-out items| / |held-out items|
-  (distinct items; the per-item average within a user, then averaged over users),
-- ``hit_rate_at_k`` = share of those users with at least one held-out item in the top-K,
-
-for the model and for a popularity baseline (items ranked by number of training pairs,
-ties by item_id) computed the same way; also for ``category_popularity`` (the most popular
-items of the user's top category, then overall: what the assign step featured before). ``tfrs.metrics.FactorizedTopK`` over the whole
-corpus is also reported per held-out (user, item) pair (``factorized_top_k_at_k``).
-Nothing is excluded from the ranking (already-seen items may be featured again: in
-this shop people revisit them).
-
-The returned model is the one that was evaluated (trained on the days before the
-held-out day); scoring feeds it the latest sequences. ``holdout_days=0`` trains on every
-day and reports no recall.
-
-Scoring: :class:`Recommender` holds the user tower (Keras) and the item embedding matrix;
-:func:`top_k_items` / :func:`featured_items` score users in batches by a brute-force matrix
-product in numpy, optionally limited to one category per user (category-limited offers
-feature items of that category only).
-
-Save/load: :meth:`Recommender.save` writes ``user_tower.keras``, ``item_embeddings.npy``,
-``recommender.json`` (item ids/categories, feature names, metrics) and ``model_card.md``;
-:func:`save_recommender_version` / :func:`load_recommender_version` store that folder in
-the model store under its own name (``recommender/{version}``). The ``tfrs.Model``
-itself is not saved: scoring needs only the user tower and the item embeddings.
-
-Entry points: :func:`train_recommender`, :func:`featured_items`, :func:`top_k_items`,
-:func:`last_item_sequences`, :func:`save_recommender_version`, :func:`load_recommender_version`.
+In detail: docs/recommender.md, section "The model in detail (ml/recommender.py)".
 """
 
 from __future__ import annotations
@@ -90,7 +22,7 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 import ml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-from ml.response_model import choose_strategy, enable_determinism
+from ml.models.tf_multihead import choose_strategy, enable_determinism
 
 log = logging.getLogger(__name__)
 

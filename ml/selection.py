@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from ml import candidates as cand
-from ml.off_policy import PolicyValueEstimate
-from ml.pooled_response import CostModel, PooledResponse, UserDesign, fit_pooled_response
+from ml.models.dr_ridge import LoggedOutcomes, outcome_coefficients
+from ml.models.pooled_response import CostModel, PooledResponse, UserDesign, fit_pooled_response
+from ml.ope import PolicyValueEstimate
 from ml.predictions import NONE_ARM
-from ml.uplift import LoggedOutcomes, outcome_coefficients
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ class PolicyData:
 
 
 def stable_uniform(keys: Sequence, salt: str) -> np.ndarray:
-    """A reproducible uniform [0, 1) number per key (``ml.policy.salted_uniform``)."""
-    from ml.policy import salted_uniform
+    """A reproducible uniform [0, 1) number per key (``ml.allocation.salted_uniform``)."""
+    from ml.allocation import salted_uniform
 
     return salted_uniform(np.asarray(list(keys), dtype=object), salt)
 
@@ -145,7 +145,7 @@ def crossfit_reward_model(
     design: np.ndarray, logged: LoggedOutcomes, folds: int = REWARD_FOLDS, seed: int = 0, penalty: float = 100.0
 ) -> np.ndarray:
     """[rows, arms] reward model (outcome per day) cross-fitted in ``folds``: each row's prediction
-    comes from a per-arm ridge outcome regression (``ml.uplift.outcome_coefficients``) fitted on
+    comes from a per-arm ridge outcome regression (``ml.models.dr_ridge.outcome_coefficients``) fitted on
     the other folds, so it never sees the row's own outcome."""
     n = len(logged.arm_index)
     q = np.zeros((n, len(logged.arms)))
@@ -281,7 +281,7 @@ class TFScorer:
         self.logged_windows, self.send_cost = np.asarray(logged_windows), np.asarray(send_cost)
 
     def __call__(self, features: pd.DataFrame):
-        from ml.response_models import tf_arm_scores
+        from ml.training import tf_arm_scores
 
         scores = tf_arm_scores(self.model.predict(features), self.arm_window, self.control_window, self.logged_windows)
         estimate = scores.expected_incremental_margin - self.send_cost
@@ -297,7 +297,7 @@ def _tree_columns(data: PolicyData) -> list[str]:
 
 
 def data_levels(data: PolicyData) -> dict[str, list[str]]:
-    from ml.uplift import categorical_levels
+    from ml.models.dr_ridge import categorical_levels
 
     return categorical_levels(data.features, data.categorical_features)
 
@@ -348,7 +348,7 @@ def fit_candidate(name: str, ctx: TrainingContext):
             PooledScorer(SharedModels(ctx.shared.design, main, ctx.shared.cost_model), data.arm_window, data.send_cost),
         )
     if name == "dr_ridge":
-        from ml.uplift import UpliftConfig, train_uplift_model
+        from ml.models.dr_ridge import UpliftConfig, train_uplift_model
 
         frame = ctx.data.features.assign(
             promo_id=np.asarray(arms, dtype=object)[data.arm_index],
@@ -372,7 +372,7 @@ def fit_candidate(name: str, ctx: TrainingContext):
         )
         return cand.FittedScores(arms, name, RidgeScorer(model, data.send_cost))
     if name == "tf_multihead":
-        from ml.response_model import train_response_model
+        from ml.models.tf_multihead import train_response_model
 
         frame = ctx.data.features.assign(
             promo_id=np.asarray(arms, dtype=object)[data.arm_index],

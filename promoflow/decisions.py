@@ -149,7 +149,7 @@ def _catalogue(settings: Settings) -> pd.DataFrame:
 
 def train(settings: Settings, run_date: date) -> dict:
     """Value the candidate policies on the matured exposures, choose tonight's by the written rule, store the version."""
-    from ml import response_models
+    from ml import training
     from ml.feature_spec import NUMERIC_FEATURES
     from ml.model_store import save_model_version
 
@@ -182,7 +182,7 @@ def train(settings: Settings, run_date: date) -> dict:
     ).to_numpy()
     with Warehouse(settings) as wh:
         n_users = int(wh.query(f"select count(*) from {RAW_SCHEMA}.users")[0][0])
-    trained = response_models.train_and_select(
+    trained = training.train_and_select(
         frame,
         arms,
         window_days,
@@ -252,13 +252,18 @@ def _top_items(item_features: pd.DataFrame) -> tuple[dict[str, str], str]:
     return by_category, ",".join(overall["item_id"].head(FEATURED_ITEMS_PER_OFFER))
 
 
-def assign(settings: Settings, run_date: date, model_version: str | None, recommender: dict | None = None) -> dict:
-    """Score users x arms, allocate within the budget, hold out, render delivery; stage the rows.
+@dataclass
+class NightInputs:
+    """What tonight's assignment reads: users, the catalogue, item popularity, features, the policy."""
 
-    ``recommender``: what ``train_recommender`` returned tonight (its version and the featured
-    items' source); None or source ``category_rule``: featured items from ``_top_items``."""
-    from ml import delivery, policy
+    users: pd.DataFrame  # user_id, user_key, device, region (by user_id)
+    promos: pd.DataFrame
+    items: pd.DataFrame  # item popularity as of tonight
+    features: pd.DataFrame  # one row per user (left-joined: NaN without features)
+    policy_model: object | None  # ml.training.SelectedPolicy, None without a trained model
 
+
+def load_night_inputs(settings: Settings, run_date: date, model_version: str | None) -> NightInputs:
     with Warehouse(settings) as wh:
         users = wh.query_arrow(
             f"select user_id, user_key, device, region from {RAW_SCHEMA}.users order by user_id"
@@ -271,40 +276,77 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         ).to_pandas()
     features = feature_store.scoring_features(settings, users["user_id"].tolist(), run_date)
     features = users.merge(features.drop(columns=["event_timestamp"]), on="user_id", how="left", validate="one_to_one")
-
     features = normalise_window_counts(
         features, pd.Series(pd.Timestamp(run_date), index=features.index), _history_start(settings)
     )
     policy_model = None
     if model_version is not None:
-        from ml import response_models
+        from ml import training
         from ml.model_store import load_model_version
 
         with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
             local = load_model_version(
                 settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None
             )
-            policy_model = response_models.load(local)
-    promo_rows = promos.set_index("promo_id")
-    arms = policy_model.arms if policy_model is not None else [*promos["promo_id"], NONE_ARM]
-    active = np.array(
-        [
-            arm == NONE_ARM or (promo_rows.loc[arm, "active_from"] <= run_date <= promo_rows.loc[arm, "active_to"])
-            for arm in arms
-        ]
+            policy_model = training.load(local)
+    return NightInputs(users, promos, items, features, policy_model)
+
+
+def active_arms(promos: pd.DataFrame, arms: list[str], run_date: date) -> np.ndarray:
+    """[arms] bool: ``none`` and the promos whose active window holds ``run_date``."""
+    rows = promos.set_index("promo_id")
+    return np.array(
+        [arm == NONE_ARM or (rows.loc[arm, "active_from"] <= run_date <= rows.loc[arm, "active_to"]) for arm in arms]
     )
-    has_features = features["tenure_days"].notna().to_numpy()
+
+
+@dataclass
+class NightPlan:
+    """Tonight's arm per user after the decision, the holdout and exploration (``plan_night``)."""
+
+    decision: Decision
+    chosen: np.ndarray  # [n] arm index recorded for the user
+    propensity: np.ndarray  # [n] exact probability of the recorded arm
+    is_holdout: np.ndarray  # [n] bool
+    is_exploration: np.ndarray  # [n] bool
+    expected_cost: np.ndarray  # [n] 0 for none
+    expected_margin: np.ndarray  # [n] 0 for none
+    exploration_cost_cap: float
+    holdout_campaign: str
+
+
+def plan_night(
+    policy_model,
+    features: pd.DataFrame,
+    user_ids: np.ndarray,
+    arms: list[str],
+    active: np.ndarray,
+    has_features: np.ndarray,
+    *,
+    run_date: date,
+    budget: float,
+    reserve: float,
+    holdout_share: float,
+    exploration_rate: float,
+    rollout_share: float,
+) -> NightPlan:
+    """The whole decision, a pure function: the policy's arm within ``budget - reserve``
+    (:func:`decide`), a salted holdout, exploration inside ``reserve`` with exact propensities.
+    The night's expected cost never exceeds ``budget``."""
+    from ml import allocation
+
+    user_ids = np.asarray(user_ids)
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
-    is_holdout = policy.holdout_mask(users["user_id"].to_numpy(), settings.holdout_share, campaign)
+    is_holdout = allocation.holdout_mask(user_ids, holdout_share, campaign)
     decision = decide(
         policy_model,
         features.fillna({"top_category": "unknown"}),
-        users["user_id"].to_numpy(),
+        user_ids,
         arms,
         active,
         has_features,
-        budget=exploit_budget(settings),
-        rollout_share=settings.rollout_share,
+        budget=budget - reserve,
+        rollout_share=rollout_share,
         salt=run_date.isoformat(),
     )
     none_index = arms.index(NONE_ARM)
@@ -312,37 +354,57 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     # so only 'none' is within any cap.
     exploration_cost = decision.cost.copy() if policy_model is not None else np.full(decision.cost.shape, np.inf)
     exploration_cost[:, none_index] = 0.0
-    exploration = policy.explore(
+    exploration = allocation.explore(
         decision.arm,
         is_holdout,
         decision.eligible,
         exploration_cost,
         none_index,
-        user_ids=users["user_id"].to_numpy(),
-        rate=settings.exploration_rate,
-        reserve_budget=exploration_reserve(settings),
-        holdout_share=settings.holdout_share,
+        user_ids=user_ids,
+        rate=exploration_rate,
+        reserve_budget=reserve,
+        holdout_share=holdout_share,
         salt=f"explore-{run_date.isoformat()}",
         policy_probabilities=decision.probabilities,
     )
     chosen = exploration.recorded_arm
-    propensity = exploration.propensity
-    is_exploration = exploration.is_exploration & ~is_holdout
-    estimate, cost = decision.estimate, decision.cost
-    gate_passed, gate_message = decision.status != "none", decision.message
-
-    rows = np.arange(len(users))
-    chosen_ids = np.array(arms, dtype=object)[chosen]
+    rows = np.arange(len(user_ids))
     is_offer = chosen != none_index
-    expected_cost = np.where(is_offer, cost[rows, chosen], 0.0)
-    expected_margin = np.where(is_offer, estimate[rows, chosen], 0.0)
-    if float(expected_cost.sum()) > settings.budget + 1e-9:  # unreachable by construction (ml.policy.explore)
-        raise RuntimeError(
-            f"assignments cost {expected_cost.sum():.2f} over the budget {settings.budget}; report this as a bug"
-        )
-    top_by_category, top_overall = _top_items(items)
+    expected_cost = np.where(is_offer, decision.cost[rows, chosen], 0.0)
+    expected_margin = np.where(is_offer, decision.estimate[rows, chosen], 0.0)
+    if float(expected_cost.sum()) > budget + 1e-9:  # unreachable by construction (ml.allocation.explore)
+        raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {budget}; report this as a bug")
+    return NightPlan(
+        decision=decision,
+        chosen=chosen,
+        propensity=exploration.propensity,
+        is_holdout=is_holdout,
+        is_exploration=exploration.is_exploration & ~is_holdout,
+        expected_cost=expected_cost,
+        expected_margin=expected_margin,
+        exploration_cost_cap=float(exploration.cost_cap),
+        holdout_campaign=campaign,
+    )
+
+
+def _delivered(
+    settings: Settings,
+    run_date: date,
+    inputs: NightInputs,
+    plan: NightPlan,
+    arms: list[str],
+    has_features: np.ndarray,
+    recommender: dict | None,
+) -> tuple[dict, np.ndarray | None]:
+    """Channel, send hour, message, featured items and reasons of every row."""
+    from ml import delivery
     from promoflow.recommend import featured_for_offers
 
+    users, promos, decision = inputs.users, inputs.promos, plan.decision
+    rows = np.arange(len(users))
+    chosen_ids = np.array(arms, dtype=object)[plan.chosen]
+    is_offer = plan.chosen != arms.index(NONE_ARM)
+    top_by_category, top_overall = _top_items(inputs.items)
     offer_categories = promos.set_index("promo_id")["category"].reindex(chosen_ids).to_numpy(dtype=object)
     recommended = featured_for_offers(
         settings,
@@ -354,42 +416,70 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         FEATURED_ITEMS_PER_OFFER,
     )
     drivers = np.full(len(users), "", dtype=object)  # reasons name them for offers only
+    policy_model = inputs.policy_model
     if policy_model is not None and is_offer.any():
         if policy_model.uplift is not None:
-            drivers[is_offer] = policy_model.uplift.top_drivers(features.loc[is_offer], chosen[is_offer])
+            drivers[is_offer] = policy_model.uplift.top_drivers(inputs.features.loc[is_offer], plan.chosen[is_offer])
         else:
             drivers[is_offer] = f"{policy_model.production}: {decision.description}"
     language = np.where(users["region"].fillna("").str.upper().str.startswith("CN"), "zh", settings.message_language)
     delivered = delivery.delivery_columns(
         chosen_ids,
         is_offer=is_offer,
-        is_holdout=is_holdout,
-        is_exploration=is_exploration,
+        is_holdout=plan.is_holdout,
+        is_exploration=plan.is_exploration,
         has_features=has_features,
-        chosen_estimate=estimate[rows, chosen],
-        chosen_cost=cost[rows, chosen],
+        chosen_estimate=decision.estimate[rows, plan.chosen],
+        chosen_cost=decision.cost[rows, plan.chosen],
         drivers=drivers,
         language=language,
         device=users["device"],
-        features=features,
+        features=inputs.features,
         promos=promos,
         top_by_category=top_by_category,
         top_overall=top_overall,
         run_date=run_date,
-        gate_passed=gate_passed,
-        gate_message=gate_message,
+        gate_passed=decision.status != "none",
+        gate_message=decision.message,
         holdout_share=settings.holdout_share,
-        holdout_campaign=campaign,
+        holdout_campaign=plan.holdout_campaign,
         featured_item_ids=recommended,
     )
     if decision.status == "rollout":  # the rollout's fallback group says so
-        control = ~decision.in_rollout & ~is_offer & ~is_holdout & ~is_exploration & has_features
+        control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
         delivered["reason"] = np.where(
             control,
             f"staged rollout of {decision.policy}: this user is in the fallback ('none') group",
             np.asarray(delivered["reason"], dtype=object),
         )
+    return delivered, recommended
 
+
+def assign(settings: Settings, run_date: date, model_version: str | None, recommender: dict | None = None) -> dict:
+    """Load tonight's inputs, plan the night (:func:`plan_night`), render delivery, stage the rows.
+
+    ``recommender``: what ``train_recommender`` returned tonight (its version and the featured
+    items' source); None or source ``category_rule``: featured items from ``_top_items``."""
+    inputs = load_night_inputs(settings, run_date, model_version)
+    users, policy_model = inputs.users, inputs.policy_model
+    arms = policy_model.arms if policy_model is not None else [*inputs.promos["promo_id"], NONE_ARM]
+    has_features = inputs.features["tenure_days"].notna().to_numpy()
+    plan = plan_night(
+        policy_model,
+        inputs.features,
+        users["user_id"].to_numpy(),
+        arms,
+        active_arms(inputs.promos, arms, run_date),
+        has_features,
+        run_date=run_date,
+        budget=settings.budget,
+        reserve=exploration_reserve(settings),
+        holdout_share=settings.holdout_share,
+        exploration_rate=settings.exploration_rate,
+        rollout_share=settings.rollout_share,
+    )
+    delivered, recommended = _delivered(settings, run_date, inputs, plan, arms, has_features, recommender)
+    chosen_ids = np.array(arms, dtype=object)[plan.chosen]
     table = pa.Table.from_pydict(
         {
             "run_date": [run_date] * len(users),
@@ -400,11 +490,11 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
             "send_hour": delivered["send_hour"],
             "message": delivered["message"],
             "featured_item_ids": delivered["featured_item_ids"],
-            "expected_incremental_margin": expected_margin,
-            "expected_cost": expected_cost,
-            "propensity": propensity,
-            "is_holdout": is_holdout,
-            "is_exploration": is_exploration,
+            "expected_incremental_margin": plan.expected_margin,
+            "expected_cost": plan.expected_cost,
+            "propensity": plan.propensity,
+            "is_holdout": plan.is_holdout,
+            "is_exploration": plan.is_exploration,
             "reason": delivered["reason"],
             "policy_version": [settings.policy_version] * len(users),
             "model_version": [model_version or "none"] * len(users),
@@ -413,28 +503,38 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
     )
     path = staged_assignments_path(settings, run_date)
     atomic.write_with(path, lambda tmp: pq.write_table(table, tmp))
+    return _summary(plan, chosen_ids, arms, recommended, recommender)
+
+
+def _summary(plan: NightPlan, chosen_ids: np.ndarray, arms: list[str], recommended, recommender) -> dict:
+    decision = plan.decision
+    is_offer = plan.chosen != arms.index(NONE_ARM)
+    explored = plan.is_exploration
     return json_safe(
         {
-            "users": len(users),
+            "users": len(chosen_ids),
             "offers": int(is_offer.sum()),
-            "holdout": int(is_holdout.sum()),
-            "expected_cost": float(expected_cost.sum()),
-            "expected_incremental_margin": float(expected_margin.sum()),
-            "exploration": int(is_exploration.sum()),
-            "exploration_cost": float(expected_cost[is_exploration].sum()),
-            "exploration_expected_margin": float(expected_margin[is_exploration].sum()),
-            "exploration_cost_cap": float(exploration.cost_cap),
+            "holdout": int(plan.is_holdout.sum()),
+            "expected_cost": float(plan.expected_cost.sum()),
+            "expected_incremental_margin": float(plan.expected_margin.sum()),
+            "exploration": int(explored.sum()),
+            "exploration_cost": float(plan.expected_cost[explored].sum()),
+            "exploration_expected_margin": float(plan.expected_margin[explored].sum()),
+            "exploration_cost_cap": plan.exploration_cost_cap,
             "policy": decision.policy,
             "status": decision.status,
             "policy_description": decision.description,
             "rollout_share": decision.rollout_share,
             "rollout_users": int(decision.in_rollout.sum()),
             "offers_by_promo": pd.Series(chosen_ids[is_offer]).value_counts().sort_index().to_dict(),
-            "expected_cost_by_promo": pd.Series(expected_cost[is_offer]).groupby(chosen_ids[is_offer]).sum().to_dict()
+            "expected_cost_by_promo": pd.Series(plan.expected_cost[is_offer])
+            .groupby(chosen_ids[is_offer])
+            .sum()
+            .to_dict()
             if is_offer.any()
             else {},
-            "gate_passed": bool(gate_passed),
-            "gate": gate_message,
+            "gate_passed": decision.status != "none",
+            "gate": decision.message,
             "featured_items": {
                 "source": "recommender" if recommended is not None else "category_rule",
                 "recommender_version": (recommender or {}).get("recommender_version"),

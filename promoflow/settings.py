@@ -174,7 +174,7 @@ class Settings:
 
     # --- demo generator defaults (make demo)
 
-    # --- reliability and security (issue 20)
+    # --- reliability and security
     api_token: str = field(default="", repr=False)  # bearer token of the read API; empty = the API refuses to start
     s3_max_attempts: int = 5  # attempts per S3 request (standard retry mode: exponential backoff with jitter)
     s3_timeout_s: float = 30.0  # connect and read timeout per S3 request

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +49,7 @@ def build_features(
 
     settings, day = resolve(params), _date(run_date)
     events_checked = validate_clean_events(settings, ingested_events or [])
-    lake = Path(settings.lake_dir)
-    exposure_days = sorted(
-        date.fromisoformat(p.name[3:])
-        for p in (lake / "clean" / "exposures").glob("dt=*")
-        if p.name[3:] < day.isoformat()
-    )
-    window_start = day - timedelta(days=TRAINING_WINDOW_DAYS)
-    backfill = [
-        d
-        for d in exposure_days
-        if d >= window_start and not (lake / "features" / "user_features" / f"as_of={d.isoformat()}").exists()
-    ]
+    backfill = nightly.exposure_dates_without_features(settings.lake_dir, day, TRAINING_WINDOW_DAYS)
     # One Spark pass for every date: the daily partitions once, one roll-up job per feature table.
     # Past dates get user_features only: training reads nothing else as of an exposure date.
     summary = nightly.run_many(
@@ -92,24 +81,17 @@ def load_warehouse(run_date: str, params: Mapping[str, Any] | None = None) -> di
     return load_lake(resolve(params), _date(run_date))
 
 
-def dbt_build(run_date: str, params: Mapping[str, Any] | None = None, layer: str | None = None) -> dict:
-    """``dbt build`` of one layer (``staging``, ``intermediate``, ``marts``) with its tests, or of everything."""
-    from promoflow.transform import LAYERS
-    from promoflow.transform import dbt_build as build
+def dbt_build(
+    run_date: str, params: Mapping[str, Any] | None = None, layer: str | None = None, selector: str | None = None
+) -> dict:
+    """``dbt build`` of one layer (``staging``, ``intermediate``, ``marts``) with its tests, of a named
+    selector of ``dbt_project/selectors.yml`` (``feedback``, ``report``), or of everything."""
+    from promoflow.dbt_runner import LAYERS
+    from promoflow.dbt_runner import dbt_build as build
 
-    if layer == "feedback":
-        return build(resolve(params), _date(run_date), select=FEEDBACK_SELECT)
-    if layer == "report":
-        return build(resolve(params), _date(run_date), select=REPORT_SELECT)
     if layer is not None and layer not in LAYERS:
         raise ValueError(f"dbt layer {layer!r} is not one of {', '.join(LAYERS)}; pass one of those or None for all")
-    return build(resolve(params), _date(run_date), select=layer)
-
-
-# promo_feedback: the attribution facts, the models they read, and their tests.
-FEEDBACK_SELECT = "+fct_promo_outcomes +promo_performance"
-# summarise, after publish: the published rows restaged and the fairness audit over them.
-REPORT_SELECT = "stg_promo_assignments fairness_audit"
+    return build(resolve(params), _date(run_date), select=layer, selector=selector)
 
 
 def feedback_summary(run_date: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -168,7 +150,7 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     if parts.get("recommend") is not None:
         summary["recommender"] = parts["recommend"]
     # the fairness audit with tonight's published rows in it (dbt_marts ran before publish)
-    dbt_build(run_date, params, layer="report")
+    dbt_build(run_date, params, selector="report")
     summary.update(write_report(settings, _date(run_date), summary))
     path = Path(settings.data_dir) / "runs" / f"run_date={_date(run_date).isoformat()}" / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, IntegerType, StringType, StructField, StructType
 
+from spark_jobs import windows
 from spark_jobs.user_features import (
     DAYS_SINCE_DEFAULT,
     ROLLUP_LOOKBACK_DAYS,
-    _as_of_dates,
-    _onto_as_of_dates,
     _order_free_sum,
 )
 
@@ -55,8 +54,8 @@ def user_category_features_for_dates(user_category_daily: DataFrame, as_of_dates
     spend_90d sums item prices of purchase events; days_since_last is as_of minus
     the UTC day of the latest event (999 if unknown). Columns: ``USER_CATEGORY_FEATURES_SCHEMA``.
     """
-    dates = _as_of_dates(as_of_dates)
-    daily = _onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
+    dates = windows.sorted_as_of_dates(as_of_dates)
+    daily = windows.onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
     sums = daily.groupBy("user_id", "as_of", "category").agg(
         F.coalesce(F.sum("views"), F.lit(0)).alias("views_90d"),
         F.coalesce(F.sum("carts"), F.lit(0)).alias("carts_90d"),

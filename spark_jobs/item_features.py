@@ -27,12 +27,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from spark_jobs import windows
 from spark_jobs.user_features import (
     ITEM_FEATURES_SCHEMA,
     ITEM_WINDOW_DAYS,
-    _as_of_dates,
-    _onto_as_of_dates,
-    _with_event_day,
     dedupe_events,
     item_features_for_dates,
 )
@@ -69,9 +67,9 @@ def _top_neighbours(baskets: DataFrame, name: str, top_n: int) -> DataFrame:
 
 def item_neighbours_for_dates(events: DataFrame, as_of_dates: list[date], top_n: int = NEIGHBOURS) -> DataFrame:
     """(item_id, as_of, co_viewed_item_ids, co_bought_item_ids) for items with any neighbour."""
-    dates = _as_of_dates(as_of_dates)
-    ev = _onto_as_of_dates(
-        _with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull()), dates, ITEM_WINDOW_DAYS
+    dates = windows.sorted_as_of_dates(as_of_dates)
+    ev = windows.onto_as_of_dates(
+        windows.with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull()), dates, ITEM_WINDOW_DAYS
     )
     viewed = (
         ev.filter((F.col("event_type") == "view") & F.col("session_id").isNotNull())

@@ -1,31 +1,6 @@
 """build_features: the Spark step of promo_nightly for one run date D.
 
-Reads ``{lake}/clean`` and writes ``{lake}/features`` (docs/ARCHITECTURE.md):
-
-1. ``user_daily/dt=...`` and ``user_category_daily/dt=...`` for the days in
-   ``[D - lookback, D)`` whose clean events / orders / exposures partitions are new
-   or changed since they were last computed (a fingerprint of the clean files'
-   names, sizes and mtimes is kept in ``features/_state/daily_manifest.json``).
-   Dynamic partition overwrite: a re-run replaces those dt partitions, never appends.
-2. ``user_features/as_of=D``, ``user_category_features/as_of=D`` and
-   ``user_sequences/as_of=D`` from the daily rows of ``[D - 90, D)``, and
-   ``item_features/as_of=D`` (with co-viewed / co-bought neighbours) from the clean
-   events of ``[D - 30, D)``; each is
-   written to a hidden temp folder and renamed into place, so a crash never leaves
-   a half-written as_of folder.
-
-``run_many`` does the same for several as_of dates at once (a first night's backfill
-of the past dates training needs): the daily partitions of the union of the windows
-are computed once, and one Spark job per feature table rolls up every date. Past
-dates that only training reads get user_features alone (``user_features_only``).
-
-Re-run a night with the same command; it is idempotent. To force recomputing the
-daily partitions, delete ``features/_state/daily_manifest.json``.
-
-    python -m spark_jobs.nightly --lake-dir data/lake --run-date 2024-03-01 --master 'local[*]'
-    spark-submit spark_jobs/nightly.py --lake-dir ... --run-date ...
-
-The lake is a local (or shared, mounted) filesystem path.
+In detail: docs/spark_features.md, section "The nightly job in detail (spark_jobs/nightly.py)".
 """
 
 from __future__ import annotations
@@ -77,7 +52,7 @@ from spark_jobs.user_features import (
 )
 
 DAILY_SOURCES = ("events", "orders", "exposures")
-# 2: user_daily / user_category_daily gained columns (issue 3); days still in clean are recomputed.
+# 2: user_daily / user_category_daily gained the behaviour columns; days still in clean are recomputed.
 MANIFEST_VERSION = 2
 # Partition column of run_many's staged roll-ups (files keep their own as_of column).
 _PUBLISH_PARTITION = "publish_as_of"
@@ -119,6 +94,18 @@ _DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
 # ------------------------------------------------------------------ lake paths and listings
+def exposure_dates_without_features(lake_dir: str | Path, run_date: date, window_days: int) -> list[date]:
+    """Earlier as_of dates that training needs features for: the days in ``[run_date - window_days,
+    run_date)`` with a clean exposures partition and no ``user_features`` yet (sorted)."""
+    lake = Path(lake_dir)
+    start = run_date - timedelta(days=window_days)
+    return [
+        day
+        for day in sorted(_partition_dirs(lake / "clean" / "exposures"))
+        if start <= day < run_date and not (lake / "features" / "user_features" / f"as_of={day.isoformat()}").exists()
+    ]
+
+
 def _partition_dirs(table_dir: Path) -> dict[date, Path]:
     """dt partitions under a table folder, by date; hidden / malformed names ignored."""
     found: dict[date, Path] = {}

@@ -15,12 +15,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
+from spark_jobs import windows
 from spark_jobs.user_features import (
     ROLLUP_LOOKBACK_DAYS,
     SEQUENCE_LENGTH,
-    _as_of_dates,
-    _onto_as_of_dates,
-    _with_as_of_dates,
 )
 
 USER_SEQUENCES_SCHEMA = StructType(
@@ -43,9 +41,9 @@ def user_sequences_for_dates(user_daily: DataFrame, users: DataFrame, as_of_date
 
     Columns: ``USER_SEQUENCES_SCHEMA``.
     """
-    dates = _as_of_dates(as_of_dates)
+    dates = windows.sorted_as_of_dates(as_of_dates)
     daily = (
-        _onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
+        windows.onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
         .filter(F.coalesce(F.col("last_item_ids"), F.lit("")) != "")
         .select("user_id", "as_of", "dt", "last_item_ids")
     )
@@ -59,7 +57,7 @@ def user_sequences_for_dates(user_daily: DataFrame, users: DataFrame, as_of_date
         F.slice(all_ids, F.greatest(F.size(all_ids) - SEQUENCE_LENGTH + 1, F.lit(1)), SEQUENCE_LENGTH).alias("_ids"),
     )
     roster = users.filter(F.col("user_id").isNotNull()).select("user_id").distinct()
-    out = _with_as_of_dates(roster, dates).join(sequences, ["user_id", "as_of"], "left")
+    out = windows.with_as_of_dates(roster, dates).join(sequences, ["user_id", "as_of"], "left")
     features = {
         "user_id": F.col("user_id"),
         "as_of": F.col("as_of"),

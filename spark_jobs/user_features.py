@@ -18,7 +18,7 @@ holding UTC; the session time zone must be UTC (``spark_jobs.session``).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -35,6 +35,7 @@ from pyspark.sql.types import (
 )
 
 from promoflow.contract import CHANNELS, PROMO_TYPES
+from spark_jobs import windows
 
 ROLLUP_LOOKBACK_DAYS = 90
 ITEM_WINDOW_DAYS = 30
@@ -95,7 +96,7 @@ USER_DAILY_SCHEMA = StructType(
         StructField("last_exposure_ts", TimestampType()),
     ]
     + [StructField(c, LongType()) for c in HOUR_COLUMNS]
-    # added by issue 3 (after the original columns, so older readers keep working)
+    # behaviour columns (after the original columns, so older readers keep working)
     + [
         StructField("n_cart_sessions", LongType()),
         StructField("n_abandoned_cart_sessions", LongType()),
@@ -150,7 +151,7 @@ USER_FEATURES_SCHEMA = StructType(
         StructField("exposures_30d", IntegerType()),
         StructField("preferred_hour", IntegerType()),
         StructField("top_category", StringType()),
-        # added by issue 3
+        # behaviour columns (after the original ones, so older readers keep working)
         StructField("events_7d", IntegerType()),
         StructField("events_30d", IntegerType()),
         StructField("events_90d", IntegerType()),
@@ -185,11 +186,6 @@ ITEM_FEATURES_SCHEMA = StructType(
 
 
 # ------------------------------------------------------------------ helpers
-def _ts(name: str) -> Column:
-    """A UTC timestamp column whether stored as TIMESTAMP or TIMESTAMP_NTZ."""
-    return F.col(name).cast(TimestampType())
-
-
 def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, F.lit(1)).otherwise(F.lit(0))).cast(LongType())
 
@@ -210,15 +206,6 @@ def _order_free_sum(value: Column) -> Column:
     inexact = F.isnan(value) | (F.abs(value) >= F.lit(_EXACT_SUM_LIMIT))
     exact = F.sum(F.when(~inexact, value).cast(_EXACT_SUM_TYPE)).cast(DoubleType())
     return F.when(F.count(F.when(inexact, F.lit(1))) > 0, F.sum(value)).otherwise(exact)
-
-
-def _with_event_day(events: DataFrame) -> DataFrame:
-    return events.withColumn("event_ts", _ts("event_ts")).withColumn("dt", F.to_date("event_ts"))
-
-
-def _in_window(dt: Column, as_of: date, days: int) -> Column:
-    """dt in [as_of - days, as_of)."""
-    return (dt >= F.lit(as_of - timedelta(days=days))) & (dt < F.lit(as_of))
 
 
 # ------------------------------------------------------------------ daily partial aggregates
@@ -303,7 +290,7 @@ def user_daily_aggregates(
     same session that day. Columns and types: ``USER_DAILY_SCHEMA``.
     """
     spark = events.sparkSession
-    ev = _with_event_day(dedupe_events(events)).withColumn("_hour", F.hour("event_ts"))
+    ev = windows.with_event_day(dedupe_events(events)).withColumn("_hour", F.hour("event_ts"))
     prices = _item_prices(items, spark)
     ev = ev.join(F.broadcast(prices), "item_id", "left")
     is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
@@ -345,7 +332,7 @@ def user_daily_aggregates(
     order_promo = F.coalesce(_optional(orders, "promo_id"), F.lit("none"))
     by_orders = (
         _dedupe_orders(orders)
-        .withColumn("order_ts", _ts("order_ts"))
+        .withColumn("order_ts", windows.utc_ts("order_ts"))
         .withColumn("promo_id", order_promo)
         .join(types, "promo_id", "left")
         .groupBy("user_id", F.to_date("order_ts").alias("dt"))
@@ -365,7 +352,7 @@ def user_daily_aggregates(
         exposures.withColumn("promo_id", F.coalesce(F.col("promo_id"), F.lit("none")))
         .filter(F.col("promo_id") != "none")
         .withColumn("channel", _optional(exposures, "channel"))
-        .withColumn("sent_ts", _ts("sent_ts"))
+        .withColumn("sent_ts", windows.utc_ts("sent_ts"))
         .join(types, "promo_id", "left")
         .groupBy("user_id", F.to_date("sent_ts").alias("dt"))
         .agg(
@@ -409,7 +396,7 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
         )
     )
     ev = (
-        _with_event_day(dedupe_events(events))
+        windows.with_event_day(dedupe_events(events))
         .filter(F.col("event_type").isin("view", "add_to_cart", "purchase") & F.col("item_id").isNotNull())
         .join(F.broadcast(item_category), "item_id")
     )
@@ -428,46 +415,6 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
 
 
 # ------------------------------------------------------------------ nightly roll-ups
-def _as_of_dates(as_of_dates) -> list[date]:
-    """The distinct as_of dates, sorted; at least one."""
-    dates = sorted(set(as_of_dates))
-    if not dates:
-        raise ValueError("as_of_dates is empty: give at least one as_of date")
-    for d in dates:
-        if not isinstance(d, date) or isinstance(d, datetime):
-            raise TypeError(f"as_of dates must be datetime.date values, got {d!r}")
-    return dates
-
-
-def _date_array(dates: list[date]) -> Column:
-    return F.array(*[F.lit(d) for d in dates])
-
-
-def _col_in_window(dt: Column, as_of: Column, days: int) -> Column:
-    """dt in [as_of - days, as_of), as_of a DATE column."""
-    return (dt >= F.date_sub(as_of, days)) & (dt < as_of)
-
-
-def _onto_as_of_dates(df: DataFrame, dates: list[date], days: int) -> DataFrame:
-    """Each row of ``df`` once per as_of date whose window [as_of - days, as_of) holds its dt.
-
-    Adds a DATE column ``as_of``; rows in no window are dropped. A row lands on at most
-    ``days`` dates, so the output is at most ``days`` times the rows of the union window.
-    """
-    in_union = (F.col("dt") >= F.lit(dates[0] - timedelta(days=days))) & (F.col("dt") < F.lit(dates[-1]))
-    if len(dates) == 1:  # a plain filter, as before the multi-date roll-up
-        return df.filter(_in_window(F.col("dt"), dates[0], days)).withColumn("as_of", F.lit(dates[0]))
-    matching = F.filter(_date_array(dates), lambda a: _col_in_window(F.col("dt"), a, days))
-    return df.filter(in_union).withColumn("as_of", F.explode(matching))
-
-
-def _with_as_of_dates(df: DataFrame, dates: list[date]) -> DataFrame:
-    """Every row of ``df`` once per as_of date (a cross join with the dates)."""
-    if len(dates) == 1:
-        return df.withColumn("as_of", F.lit(dates[0]))
-    return df.withColumn("as_of", F.explode(_date_array(dates)))
-
-
 def _channel_engagement(daily: DataFrame) -> DataFrame:
     """(user_id, as_of, _engagement_<channel>): engaged share of the channel's offers in 90 days.
 
@@ -529,11 +476,11 @@ def roll_up_user_features_for_dates(
     whose 90-day window [as_of - 90, as_of) holds its dt, then everything is grouped by
     (user_id, as_of). Columns and types: ``USER_FEATURES_SCHEMA``.
     """
-    dates = _as_of_dates(as_of_dates)
+    dates = windows.sorted_as_of_dates(as_of_dates)
     as_of_col = F.col("as_of")
-    daily = _onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
-    in_7d = _col_in_window(F.col("dt"), as_of_col, 7)
-    in_30d = _col_in_window(F.col("dt"), as_of_col, 30)
+    daily = windows.onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
+    in_7d = windows.col_in_window(F.col("dt"), as_of_col, 7)
+    in_30d = windows.col_in_window(F.col("dt"), as_of_col, 30)
 
     def window_sum(name: str, window: Column | None) -> Column:
         value = F.col(name) if window is None else F.when(window, F.col(name))
@@ -585,7 +532,7 @@ def roll_up_user_features_for_dates(
     )
 
     category_scores = (
-        _onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
+        windows.onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
         .groupBy("user_id", "as_of", "category")
         .agg(F.sum(F.col("views") + F.col("carts") + F.col("purchases")).alias("_score"))
         .filter(F.col("_score") > 0)
@@ -610,10 +557,12 @@ def roll_up_user_features_for_dates(
 
     # One row per user of the snapshot and as_of date, whatever duplicates the snapshot holds.
     roster = (
-        users.filter(F.col("user_id").isNotNull()).groupBy("user_id").agg(F.min(_ts("signup_ts")).alias("_signup_ts"))
+        users.filter(F.col("user_id").isNotNull())
+        .groupBy("user_id")
+        .agg(F.min(windows.utc_ts("signup_ts")).alias("_signup_ts"))
     )
     joined = (
-        _with_as_of_dates(roster, dates)
+        windows.with_as_of_dates(roster, dates)
         .join(activity, ["user_id", "as_of"], "left")
         .join(top_category, ["user_id", "as_of"], "left")
         .join(engagement, ["user_id", "as_of"], "left")
@@ -713,10 +662,10 @@ def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: li
     ``ITEM_FEATURES_SCHEMA`` and then a DATE column ``as_of``; the rows of one as_of are
     exactly those of ``item_features(..., as_of)``. dt is the event's UTC day.
     """
-    dates = _as_of_dates(as_of_dates)
-    relevant = _with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull())
+    dates = windows.sorted_as_of_dates(as_of_dates)
+    relevant = windows.with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull())
     counts = (
-        _onto_as_of_dates(relevant, dates, ITEM_WINDOW_DAYS)
+        windows.onto_as_of_dates(relevant, dates, ITEM_WINDOW_DAYS)
         .groupBy("item_id", "as_of")
         .agg(
             _count_if(F.col("event_type") == "view").alias("_views"),
@@ -729,7 +678,7 @@ def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: li
         .agg(F.coalesce(F.min("category"), F.lit(TOP_CATEGORY_DEFAULT)).alias("category"))
     )
     joined = (
-        _with_as_of_dates(catalogue, dates)
+        windows.with_as_of_dates(catalogue, dates)
         .join(counts, ["item_id", "as_of"], "left")
         .select(
             "item_id",

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml import candidates as cand
-from ml.off_policy import PolicyValueEstimate
-from ml.policy import explore
+from ml.allocation import explore
+from ml.ope import PolicyValueEstimate
 from ml.selection import CandidateResult, PolicyData, dr_scores, evaluate_and_select, select, value_of
 from tests.ml.ml_test_data import HIGH_SPEND, planted_exposures
 

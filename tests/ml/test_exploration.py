@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml.policy import allocate, explore
+from ml.allocation import allocate, explore
 
 
 def _case(seed: int, n: int, n_arms: int):

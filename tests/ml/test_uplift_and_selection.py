@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ml.evaluation import expected_calibration_error, greedy_policy, incremental_policy_value, qini_by_arm
-from ml.response_models import train_and_select
-from ml.uplift import LoggedOutcomes, UpliftConfig, UpliftModel, train_uplift_model
+from ml.models.dr_ridge import LoggedOutcomes, UpliftConfig, UpliftModel, train_uplift_model
+from ml.training import train_and_select
 from tests.ml.ml_test_data import HIGH_SPEND, planted_exposures
 
 WINDOWS = {"promo_a": 7.0, "promo_b": 7.0}
@@ -147,8 +147,8 @@ def test_uplift_model_learns_a_segment_told_by_a_categorical_feature():
 
 
 def test_crossfit_reward_model_never_uses_a_rows_own_outcome():
+    from ml.models.dr_ridge import design_matrix
     from ml.selection import crossfit_reward_model
-    from ml.uplift import design_matrix
 
     frame = _frame(1000, 12)
     logged = LoggedOutcomes.from_frame(frame, ["promo_a", "promo_b"])
@@ -169,7 +169,7 @@ def test_tf_scores_rescale_each_arms_logged_window_to_its_catalogue_window():
     each arm's mean logged window, times the arm's catalogue window, minus the control's."""
     from types import SimpleNamespace
 
-    from ml.response_models import tf_arm_scores
+    from ml.training import tf_arm_scores
 
     # arms: promo_a (catalogue 7 days, logged 3.5 on average), promo_b (3 days, logged 2), none (logged 5)
     predictions = SimpleNamespace(

@@ -115,7 +115,7 @@ def test_load_files_replaces_a_partition_and_skips_unchanged_files(warehouse, tm
 
 
 def test_load_files_adds_columns_a_newer_feature_job_writes(warehouse, tmp_path):
-    # a warehouse loaded before the Spark job gained columns (issue 3) takes the new files
+    # a warehouse loaded before the Spark job gained columns takes the new files
     import pyarrow.parquet as pq
 
     old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"

@@ -1,4 +1,4 @@
-"""Issue 3 features on hand-built rows: deal-proneness, fatigue, channels, prices, carts,
+"""Behaviour features on hand-built rows: deal-proneness, fatigue, channels, prices, carts,
 hour shares, top-3 categories, user x category affinity, item neighbours, sequences.
 
 Every expected number is worked out in the comments from the rows below. The leakage

@@ -304,7 +304,7 @@ def test_output_types_are_stable(nights):
     assert schema.field("orders_30d").type == pa.int32()
     assert schema.field("spend_30d").type == pa.float64()
     assert schema.field("top_category").type == pa.string()
-    # issue 3 added columns after the original 25, which keep their names and order
+    # the behaviour columns come after the original 25, which keep their names and order
     assert schema.names == USER_FEATURES_SCHEMA.names
     assert schema.names[:3] == ["user_id", "as_of", "tenure_days"] and schema.names[24] == "top_category"
     item_schema = nights["first_item_features"].schema

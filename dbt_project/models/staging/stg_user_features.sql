@@ -45,7 +45,7 @@ renamed as (
         cast(discount_order_share_90d as double precision) as discount_order_share_90d,
         cast(exposures_30d as integer) as exposures_30d,
 
-        ----------  deal-proneness, price sensitivity, fatigue, channels (issue 3)
+        ----------  deal-proneness, price sensitivity, fatigue, channels
         cast(events_90d as integer) as events_90d,
         cast(cart_abandonment_rate_30d as double precision) as cart_abandonment_rate_30d,
         cast(avg_viewed_price_90d as double precision) as avg_viewed_price_90d,

@@ -154,7 +154,7 @@ class CostModel:
 
 @dataclass
 class UserDesign:
-    """Features -> standardised user matrix (``ml.uplift.design_matrix`` without its intercept), picklable."""
+    """Features -> standardised user matrix (``ml.models.dr_ridge.design_matrix`` without its intercept), picklable."""
 
     numeric_features: list[str]
     levels: dict[str, list[str]]
@@ -163,14 +163,14 @@ class UserDesign:
 
     @classmethod
     def fit(cls, features: pd.DataFrame, numeric_features, categorical_features) -> UserDesign:
-        from ml.uplift import categorical_levels, design_matrix
+        from ml.models.dr_ridge import categorical_levels, design_matrix
 
         levels = categorical_levels(features, categorical_features)
         _, mean, scale = design_matrix(features, numeric_features, levels=levels)
         return cls(list(numeric_features), levels, mean, scale)
 
     def __call__(self, features: pd.DataFrame) -> np.ndarray:
-        from ml.uplift import design_matrix
+        from ml.models.dr_ridge import design_matrix
 
         x, _, _ = design_matrix(features, self.numeric_features, self.mean, self.scale, self.levels)
         return x[:, 1:]

@@ -1,35 +1,6 @@
 """Off-policy evaluation (OPE): the value of a target policy estimated from another policy's log.
 
-A log holds, per row (one decision for one context ``x``): the arm the logging policy chose,
-the reward observed for it, and the probability with which the logging policy chose it (the
-propensity). The target policy is a matrix ``pi[n_rows, n_arms]`` of action probabilities
-per row (a deterministic policy is one-hot: :func:`one_hot_policy`). With the importance
-weight ``w_i = pi(a_i | x_i) / p_i`` of the logged arm ``a_i``:
-
-| estimator | estimate | per-row term whose std / sqrt(n) is the standard error |
-|---|---|---|
-| IPS | mean_i w_i r_i | w_i r_i |
-| SNIPS | sum_i w_i r_i / sum_i w_i | w_i (r_i - V) / mean(w) (delta method, below) |
-| DR | mean_i [sum_a pi(a|x_i) q(x_i, a) + w_i (r_i - q(x_i, a_i))] | the bracket |
-
-IPS is unbiased when every arm the target policy may choose had a positive logging
-probability; SNIPS trades a small bias for lower variance and is invariant to a constant
-shift of the rewards; DR (doubly robust) is unbiased if either the propensities or the
-reward model ``q_hat`` are right, and has lower variance than IPS the better ``q_hat`` is.
-``q_hat`` should be fitted on other rows than those it evaluates (cross-fitting), or its
-over-fit leaks into the estimate.
-
-SNIPS's standard error is the delta-method (linearisation) one: V = mean(w r) / mean(w) is a
-ratio of means, and to first order V_hat - V = mean(w (r - V)) / E[w], so its standard error
-is std(w_i (r_i - V_hat)) / (mean(w) sqrt(n)) — no bootstrap.
-
-``max_weight`` clips every importance weight at that value (bias traded for variance, as
-``ml.training_data.ips_weights`` does for training); ``None`` leaves them unclipped.
-The effective sample size (sum w)^2 / sum w^2 says how many rows of an on-policy log the
-weighted log is worth.
-
-:func:`policy_gate` decides whether a candidate policy may be published or the night falls
-back to a baseline (``none`` or the last published policy); see its docstring for the rule.
+In detail: docs/off_policy_evaluation.md, section "The estimators in detail (ml/ope.py)".
 """
 
 from __future__ import annotations

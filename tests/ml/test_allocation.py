@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ml.policy import allocate, apply_holdout, chosen_arm_propensity, holdout_mask
+from ml.allocation import allocate, apply_holdout, chosen_arm_propensity, holdout_mask
 
 
 # ---------------------------------------------------------------------------- helpers

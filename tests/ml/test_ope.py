@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ml.off_policy import (
+from ml.ope import (
     PolicyValueEstimate,
     dr_value,
     evaluate_policy,
@@ -272,13 +271,7 @@ def test_snips_refuses_a_log_that_never_logged_the_target_policys_arms():
 
 # ---------------------------------------------------------------------------- Open Bandit Dataset
 def _obd_script():
-    spec = importlib.util.spec_from_file_location(
-        "validate_ope_obd", ROOT / "tests" / "benchmarks" / "validate_ope_obd.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.validate_ope_obd")
 
 
 def test_estimators_on_the_open_bandit_dataset_sample():

@@ -1,36 +1,6 @@
 """Doubly-robust ridge uplift model (numpy): per-arm incremental margin with its uncertainty.
 
-Outcome unit: margin *per day of the outcome window* (``order_margin / window_days``). A
-promo's window is its ``valid_days``; the control arm ``none`` has a fixed window (dbt var
-``control_window_days``); in training, windows are cut at the user's next offer
-(``promoflow.decisions.training_frame``), so ``window_days`` is fractional and at most
-that. Per day, arms with different windows are comparable, and the
-incremental margin of sending arm ``a`` is ``valid_days[a] * (mu_a(x) - mu_none(x))`` — the
-same quantity the demo generator's ground truth and marketing's "incremental margin" mean.
-
-Estimator (a DR-learner for several treatments):
-
-1. ``m(x)``: a pooled ridge regression of the outcome on the features (all arms).
-2. Per arm ``a``, the doubly robust pseudo-outcome
-   ``z_a = (y - m(x)) * (1[A=a] / p(A) - 1[A=none] / p(A))`` has ``E[z_a | x] = mu_a(x) - mu_none(x)``
-   under the logging policy's randomisation (propensities from the log; unknown = uniform).
-   Subtracting ``m(x)`` leaves the expectation unchanged and removes most of the variance of
-   customers' ordinary buying.
-3. ``tau_a(x)``: ridge regression of ``z_a`` on the features, refitted on ``n_bootstrap``
-   bootstrap resamples: the mean is the estimate, the spread its standard error.
-
-Scores are *conservative*: ``incremental = valid_days * (mean - uncertainty_penalty * sd)``, so an
-arm is only chosen where the data say it pays beyond noise (the antidote to the winner's
-curse of an argmax over noisy per-arm estimates). Expected cost per arm is a ridge
-regression of the window's redeemed discount on the arm's own rows; its intercept is shrunk
-towards the mean discount per send of all offer rows (``cost_prior_rows`` pseudo-rows), and
-every prediction is at least ``cost_floor_share`` of that shrunk mean: an arm that happened to
-see no redemption in a few dozen rows must not look free to the budget.
-
-No formula of any data generator is assumed: the features are the response models' feature
-spec (numeric columns signed-log1p and standardised, plus an indicator per ``top_category``
-level seen on at least ``MIN_LEVEL_ROWS`` training rows); every relation is learnt from the
-logged randomised exposures.
+In detail: docs/decisions.md, section "dr_ridge in detail (ml/models/dr_ridge.py)".
 """
 
 from __future__ import annotations
@@ -180,7 +150,7 @@ class LoggedOutcomes:
             if c not in frame.columns
         ]
         if missing:
-            raise ValueError(f"training frame: missing columns {missing} (see ml.uplift)")
+            raise ValueError(f"training frame: missing columns {missing} (see ml.models.dr_ridge)")
         arm_of = {a: i for i, a in enumerate(arms)}
         arm_index = frame["promo_id"].map(arm_of)
         if arm_index.isna().any():

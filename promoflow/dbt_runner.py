@@ -41,10 +41,17 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 LAYERS = ("staging", "intermediate", "marts")
 
 
-def dbt_build(settings: Settings, run_date: date, select: str | None = None, full_refresh: bool = False) -> dict:
+def dbt_build(
+    settings: Settings,
+    run_date: date,
+    select: str | None = None,
+    full_refresh: bool = False,
+    selector: str | None = None,
+) -> dict:
     """``dbt build`` (models + tests) for one run date; raises with the failing nodes.
 
-    ``select`` narrows the build, e.g. to one layer of ``LAYERS``. Tests then run
+    ``select`` narrows the build, e.g. to one layer of ``LAYERS``; ``selector`` names one of
+    ``dbt_project/selectors.yml`` instead (``feedback``, ``report``). Tests then run
     with ``--indirect-selection buildable``: a test runs once every model it reads
     is selected or upstream of the selection, so a test spanning staging and a
     mart runs with the marts, never against last night's mart. ``full_refresh``
@@ -68,8 +75,12 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
         "--vars",
         json.dumps({"run_date": run_date.isoformat()}),
     ]
+    if select and selector:
+        raise ValueError("dbt_build: pass select or selector, not both")
     if select:
         args += ["--select", *select.split(), "--indirect-selection", "buildable"]
+    if selector:
+        args += ["--selector", selector]
     if full_refresh:
         args.append("--full-refresh")
     result = dbtRunner().invoke(args)
@@ -79,13 +90,13 @@ def dbt_build(settings: Settings, run_date: date, select: str | None = None, ful
     ]
     if not result.success:
         detail = "; ".join(failed) if failed else str(result.exception)
-        scope = f" --select {select}" if select else ""
+        scope = f" --select {select}" if select else f" --selector {selector}" if selector else ""
         raise DbtBuildError(
             f"dbt build{scope} failed for run date {run_date}: {detail}. See {target_dir / 'logs' / 'dbt.log'}; "
             "fix the model or the data and re-run the date. Nothing was published."
         )
     return {
-        "select": select or "all",
+        "select": select or (f"selector:{selector}" if selector else "all"),
         "nodes": len(nodes),
         "passed": sum(1 for r in nodes if str(r.status) in ("success", "pass")),
         "warned": sum(1 for r in nodes if str(r.status) == "warn"),
@@ -127,5 +138,5 @@ if __name__ == "__main__":  # make docs
     import sys
 
     if sys.argv[1:] != ["docs"]:
-        sys.exit("usage: python -m promoflow.transform docs")
+        sys.exit("usage: python -m promoflow.dbt_runner docs")
     print(f"dbt docs: {dbt_docs(Settings.from_env().validate())}")

@@ -8,7 +8,7 @@ import pytest
 from ml_test_data import HIGH_SPEND, PLANTED_ARMS, planted_exposures
 
 from ml.model_store import load_model_version, save_model_version
-from ml.response_model import ResponseModel, train_response_model
+from ml.models.tf_multihead import ResponseModel, train_response_model
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_gpu_configuration_mirrored_mixed_precision_trains_and_round_trips(monke
     import tensorflow as tf
     import tf_keras as keras
 
-    import ml.response_model as response_model
+    import ml.models.tf_multihead as response_model
 
     monkeypatch.setattr(response_model, "choose_strategy", lambda: (tf.distribute.MirroredStrategy(["/cpu:0"]), True))
     data = planted_exposures(1200, seed=8)

@@ -2,7 +2,7 @@
 
 The candidates (``ml.candidates``: ``none``, every blanket arm, a ranked rule, a policy tree,
 the pooled response models, ``dr_ridge``, ``tf_multihead``) are valued out-of-fold and chosen
-by the rule written down in ``ml.selection``; :class:`PolicyModel` keeps the chosen one, the
+by the rule written down in ``ml.selection``; :class:`SelectedPolicy` keeps the chosen one, the
 shared cost model and the selection's figures, and renders the model card.
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ml.feature_spec import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from ml.models.dr_ridge import ArmScores, UpliftModel, propensity_or_uniform
 from ml.predictions import NONE_ARM
 from ml.selection import FOLDS, PolicyData, candidate_names, evaluate_and_select
 from ml.training_data import normalise_arms
-from ml.uplift import ArmScores, UpliftModel, propensity_or_uniform
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def tf_arm_scores(
     trained on, which differ from the catalogue windows scoring needs: every arm's margin is
     turned into a rate per day (over its mean logged window, ``logged_window_days``; the
     control's is ``control_window``) and the incremental margin is
-    ``window_days[a] * (rate_a - rate_none)``, as ``ml.uplift`` does. Training rows' outcomes
+    ``window_days[a] * (rate_a - rate_none)``, as ``ml.models.dr_ridge`` does. Training rows' outcomes
     are censored at the next offer (``fct_promo_outcomes.outcome_days``), so the logged windows
     are shorter than the catalogue's. Without ``logged_window_days`` (a model stored before
     censoring), an arm's logged window is taken to be its catalogue window."""
@@ -58,7 +58,7 @@ def tf_arm_scores(
 
 
 @dataclass
-class PolicyModel:
+class SelectedPolicy:
     """The stored result of one night's training: the chosen candidate policy, the shared models, the gate."""
 
     arms: list[str]
@@ -125,8 +125,8 @@ class PolicyModel:
         return local_dir
 
 
-def load(local_dir: str | Path) -> PolicyModel:
-    """Load a stored version written by :meth:`PolicyModel.save`."""
+def load(local_dir: str | Path) -> SelectedPolicy:
+    """Load a stored version written by :meth:`SelectedPolicy.save`."""
     import joblib
 
     local_dir = Path(local_dir)
@@ -139,10 +139,10 @@ def load(local_dir: str | Path) -> PolicyModel:
     stored = joblib.load(local_dir / POLICY_FILE)
     fitted = stored["fitted"]
     if payload["production_model"] == "tf_multihead" and fitted is not None:
-        from ml.response_model import ResponseModel
+        from ml.models.tf_multihead import ResponseModel
 
         fitted.scorer.model = ResponseModel.load(local_dir / TF_DIR)
-    return PolicyModel(
+    return SelectedPolicy(
         arms=payload["arms"],
         window_days=payload["window_days"],
         production=payload["production_model"],
@@ -223,7 +223,7 @@ def train_and_select(
     train_tf: bool = True,
     validation_candidates: np.ndarray | None = None,
     folds: int = FOLDS,
-) -> PolicyModel:
+) -> SelectedPolicy:
     """Value every candidate of the ladder out-of-fold on the logged exposures, choose by the
     written rule (``ml.selection``), refit the chosen one on every row.
 
@@ -266,7 +266,7 @@ def train_and_select(
     metrics["train_rows"] = int(len(data.arm_index))
     metrics["validation_rows"] = metrics["evaluated_rows"]
     metrics["production_model"] = selection.chosen
-    return PolicyModel(
+    return SelectedPolicy(
         arms=arms_list,
         window_days=[float(w) for w in data.arm_window],
         production=selection.chosen,

@@ -107,7 +107,7 @@ def allocate(
 
     spent = total_cost(chosen)
     if spent > budget:  # unreachable by construction; a wrong total must never reach publish
-        raise RuntimeError(f"allocation spent {spent} over budget {budget}; report this as a bug in ml.policy")
+        raise RuntimeError(f"allocation spent {spent} over budget {budget}; report this as a bug in ml.allocation")
     margin_total = float(np.where(chosen == none_index, 0.0, usable_margin[rows, chosen]).sum())
     return Allocation(chosen.astype(np.int64), spent, margin_total, lam, budget, none_index)
 

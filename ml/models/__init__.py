@@ -1,0 +1,1 @@
+"""Per-user response models, one module per candidate model id of the selection ladder."""

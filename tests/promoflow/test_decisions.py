@@ -1,0 +1,107 @@
+"""The night's decision as a pure function: ``plan_night`` without a warehouse, Feast or a model store."""
+
+from __future__ import annotations
+
+from datetime import date
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import candidates as cand
+from promoflow.decisions import active_arms, plan_night
+
+ARMS = ["promo_a", "promo_b", "none"]
+RUN_DATE = date(2026, 10, 31)
+
+
+def _plan(policy, n=4000, budget=300.0, reserve=30.0, has_features=None, **overrides):
+    users = np.array([f"u{i}" for i in range(n)])
+    kwargs = (
+        dict(
+            run_date=RUN_DATE,
+            budget=budget,
+            reserve=reserve,
+            holdout_share=0.05,
+            exploration_rate=0.02,
+            rollout_share=0.25,
+        )
+        | overrides
+    )
+    return plan_night(
+        policy,
+        pd.DataFrame({"tenure_days": np.ones(n)}),
+        users,
+        ARMS,
+        np.ones(3, bool),
+        np.ones(n, bool) if has_features is None else has_features,
+        **kwargs,
+    )
+
+
+def _published(status="published"):
+    return SimpleNamespace(
+        arms=ARMS,
+        window_days=[7.0, 7.0, 0.0],
+        status=status,
+        production="blanket:promo_a",
+        rollout_share=0.25 if status == "rollout" else 0.0,
+        fitted=cand.FittedBlanket(ARMS, 0, 1.5),
+        gate={"message": status},
+        cost=lambda f, w: np.ones((len(f), 3)) * [2.0, 1.0, 0.0],
+    )
+
+
+def test_without_a_model_only_none_goes_out_and_exploration_cannot_spend():
+    plan = _plan(None)
+    assert plan.decision.status == "none" and plan.decision.message.startswith("no model")
+    assert (plan.chosen == ARMS.index("none")).all()
+    assert plan.expected_cost.sum() == 0.0 and plan.expected_margin.sum() == 0.0
+    assert abs(plan.is_holdout.mean() - 0.05) < 0.02
+    assert ((plan.propensity > 0) & (plan.propensity <= 1)).all()
+
+
+def test_a_fallen_back_gate_sends_nothing_but_exploration_within_its_reserve():
+    fallback = _published(status="none")
+    fallback.fitted = None
+    plan = _plan(fallback)
+    greedy = ~plan.is_exploration
+    assert (plan.chosen[greedy] == ARMS.index("none")).all()
+    assert plan.expected_cost.sum() <= 30.0 + 1e-9  # only exploration spends, inside the reserve
+    assert plan.is_exploration.any() and not (plan.is_exploration & plan.is_holdout).any()
+
+
+@pytest.mark.parametrize("status", ["published", "rollout"])
+def test_the_night_never_spends_over_its_budget_and_the_policy_keeps_out_of_the_reserve(status):
+    plan = _plan(_published(status))
+    greedy = ~plan.is_exploration
+    assert plan.expected_cost.sum() <= 300.0 + 1e-9
+    assert plan.expected_cost[greedy].sum() <= 300.0 - 30.0 + 1e-9
+    assert plan.expected_cost[plan.is_exploration].sum() <= 30.0 + 1e-9
+    assert not plan.is_holdout[plan.chosen != ARMS.index("none")].any()
+    if status == "published":
+        picked = plan.decision.arm == 0
+        assert picked.sum() == 135  # (300 - 30) / cost 2
+        # the holdout and the explorers among them get something else; everyone else keeps the offer
+        kept = picked & ~plan.is_holdout & ~plan.is_exploration
+        assert (plan.chosen[kept] == 0).all() and kept.sum() >= 135 - 0.15 * 135
+    else:
+        assert 0 < (plan.chosen[greedy] == 0).sum() < 135 and plan.decision.in_rollout.any()
+
+
+def test_users_without_features_get_nothing():
+    has_features = np.arange(4000) % 2 == 0
+    plan = _plan(_published(), has_features=has_features)
+    assert (plan.chosen[~has_features] == ARMS.index("none")).all()
+
+
+def test_active_arms_follow_the_catalogue_window():
+    promos = pd.DataFrame(
+        {
+            "promo_id": ["promo_a", "promo_b"],
+            "active_from": [date(2026, 10, 1), date(2026, 11, 1)],
+            "active_to": [date(2026, 10, 31), date(2026, 11, 30)],
+        }
+    )
+    assert active_arms(promos, ARMS, RUN_DATE).tolist() == [True, False, True]
