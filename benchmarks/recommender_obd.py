@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import re
 import sys
 import time
 import zipfile
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from validate_ope_obd import CAMPAIGNS, default_cache_dir, obd_wheel, read_log  # noqa: E402
+from validate_ope_obd import CAMPAIGNS, default_cache_dir, obd_wheel, read_log, write_doc_table  # noqa: E402
 
 import ml  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from ml.ope import PolicyValueEstimate, ips_value, one_hot_policy, snips_value  # noqa: E402
@@ -185,14 +184,6 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_doc_table(table: str, path: Path = DOC_PATH) -> None:
-    text = path.read_text()
-    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.DOTALL)
-    if not pattern.search(text):
-        raise RuntimeError(f"{path}: no {TABLE_START} ... {TABLE_END} markers to put the table between")
-    path.write_text(pattern.sub(lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
@@ -208,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(rows)
     print(table)
     if not args.no_docs:
-        write_doc_table(table)
+        write_doc_table(table, DOC_PATH, TABLE_START, TABLE_END)
         print(f"\ntable written to {DOC_PATH.relative_to(ROOT)}")
     return 0
 

@@ -201,13 +201,13 @@ def markdown_table(results: list[CampaignResult]) -> str:
     return "\n".join(lines)
 
 
-def write_doc_table(table: str, path: Path = DOC_PATH) -> None:
-    """Replace the measured table between the markers of docs/off_policy_evaluation.md."""
+def write_doc_table(table: str, path: Path = DOC_PATH, start: str = TABLE_START, end: str = TABLE_END) -> None:
+    """Replace the measured table between the ``start`` and ``end`` markers of a doc."""
     text = path.read_text()
-    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise RuntimeError(f"{path}: no {TABLE_START} ... {TABLE_END} markers to put the table between")
-    path.write_text(pattern.sub(lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text))
+        raise RuntimeError(f"{path}: no {start} ... {end} markers to put the table between")
+    path.write_text(pattern.sub(lambda _: f"{start}\n{table}\n{end}", text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 # Rows of a target-policy matrix must sum to 1 within this (probabilities of one decision).
 POLICY_ROW_SUM_TOLERANCE = 1e-6
-# One-sided z of the gate's noise allowance: a candidate fails only when it is worse than a
-# baseline beyond the tolerance by more than this many standard errors of the difference.
-DEFAULT_GATE_Z = 1.645
-# The gate's tolerance: the share of |baseline value| a candidate may fall short by.
-DEFAULT_GATE_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,7 @@ class PolicyValueEstimate:
     stderr: float  # standard error of ``estimate`` (std of per-row terms / sqrt(n))
     n: int  # logged rows used
     effective_sample_size: float  # (sum w)^2 / sum w^2 of the (clipped) importance weights
-    # Per-row terms (see the module table) and an id of the log they came from: the gate
+    # Per-row terms (see docs/off_policy_evaluation.md) and an id of the log they came from: the selection
     # uses them for the paired standard error of a difference between two estimates of the
     # same log. Not part of equality or repr.
     row_terms: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
@@ -54,22 +48,8 @@ class PolicyEvaluation:
     dr: PolicyValueEstimate | None
 
     def best_available(self) -> PolicyValueEstimate:
-        """DR when a reward model was given, else SNIPS: the estimate the gate should use."""
+        """DR when a reward model was given, else SNIPS: the estimate to compare policies by."""
         return self.dr if self.dr is not None else self.snips
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Result of :func:`policy_gate`: publish the candidate (passed) or fall back."""
-
-    passed: bool
-    estimator: str
-    candidate_value: float
-    beaten_by: tuple[str, ...]  # every baseline the candidate fell short of beyond the allowance
-    worst_baseline: str | None  # the baseline that beat it by the most (None when passed)
-    shortfall: float  # worst baseline's value - candidate's value (0.0 when passed)
-    allowed_shortfall: float  # the allowance it exceeded (tolerance + noise), 0.0 when passed
-    message: str
 
 
 # ---------------------------------------------------------------------------- validation
@@ -214,7 +194,7 @@ def snips_value(arms, rewards, propensities, target_policy, max_weight: float | 
     estimate = float((weights * rewards).sum() / weights.sum())
     terms = weights * (rewards - estimate) / mean_weight
     # Shift the linearised terms to mean = estimate so that paired differences of row terms
-    # (the gate) compare values, not deviations; the std (standard error) is unchanged.
+    # (the selection) compare values, not deviations; the std (standard error) is unchanged.
     return _from_terms("snips", estimate, terms + estimate, weights, _log_id(arms, rewards, propensities))
 
 
@@ -256,97 +236,3 @@ def one_hot_policy(chosen_arms, n_arms: int) -> np.ndarray:
     pi = np.zeros((chosen.shape[0], n_arms), dtype=np.float64)
     pi[np.arange(chosen.shape[0]), chosen] = 1.0
     return pi
-
-
-# ---------------------------------------------------------------------------- gate
-def _difference_stderr(candidate: PolicyValueEstimate, baseline: PolicyValueEstimate) -> float:
-    """Standard error of candidate - baseline: paired on the same log, else as if independent."""
-    paired = (
-        candidate.log_id
-        and candidate.log_id == baseline.log_id
-        and candidate.row_terms is not None
-        and baseline.row_terms is not None
-        and candidate.row_terms.shape == baseline.row_terms.shape
-    )
-    if paired:
-        difference = candidate.row_terms - baseline.row_terms
-        return float(difference.std(ddof=1) / math.sqrt(difference.shape[0]))
-    return math.hypot(candidate.stderr, baseline.stderr)
-
-
-def policy_gate(
-    candidate: PolicyValueEstimate,
-    baselines: Mapping[str, PolicyValueEstimate],
-    tolerance: float = DEFAULT_GATE_TOLERANCE,
-    z: float = DEFAULT_GATE_Z,
-) -> GateDecision:
-    """Publish the candidate policy, or fall back because a baseline is estimated better.
-
-    The candidate fails against baseline b when
-
-        candidate.estimate < b.estimate - tolerance * |b.estimate| - z * se(candidate - b)
-
-    i.e. it falls short of b by more than the tolerance (a share of |b's value|) plus z
-    standard errors of the difference. ``se(candidate - b)`` is paired — std of the per-row
-    differences / sqrt(n) — when both estimates come from the same log (same arms, rewards and
-    propensities), which cancels the noise they share; otherwise sqrt(se_c^2 + se_b^2).
-    z = 0 compares point estimates only; the default (one-sided 95%) falls back only when
-    the shortfall is beyond noise, so a noisy night does not discard an equal policy.
-    It passes when it fails against no baseline; otherwise the worst baseline (largest
-    shortfall beyond its allowance) is reported. Typical baselines: ``none`` and the last
-    published policy, estimated with the same estimator on the same log.
-    """
-    if not baselines:
-        raise ValueError("baselines: empty; pass at least the 'none' policy's estimate")
-    tolerance = float(tolerance)
-    if not tolerance >= 0 or math.isnan(tolerance):
-        raise ValueError(f"tolerance={tolerance!r}: must be a share >= 0 of the baseline's |value|")
-    z = float(z)
-    if not z >= 0 or math.isnan(z):
-        raise ValueError(f"z={z!r}: must be >= 0 standard errors")
-    for name, baseline in baselines.items():
-        if baseline.estimator != candidate.estimator:
-            raise ValueError(
-                f"baselines[{name!r}] is a {baseline.estimator} estimate but the candidate's is {candidate.estimator}; "
-                "compare estimates of one estimator"
-            )
-
-    failures: list[tuple[float, str, float, float]] = []  # (excess, name, shortfall, allowance)
-    for name, baseline in baselines.items():
-        allowance = tolerance * abs(baseline.estimate) + z * _difference_stderr(candidate, baseline)
-        shortfall = baseline.estimate - candidate.estimate
-        if shortfall > allowance:
-            failures.append((shortfall - allowance, name, shortfall, allowance))
-
-    if not failures:
-        names = ", ".join(sorted(baselines))
-        return GateDecision(
-            passed=True,
-            estimator=candidate.estimator,
-            candidate_value=candidate.estimate,
-            beaten_by=(),
-            worst_baseline=None,
-            shortfall=0.0,
-            allowed_shortfall=0.0,
-            message=(
-                f"candidate passes: its {candidate.estimator} value {candidate.estimate:.6g} "
-                f"(se {candidate.stderr:.3g}) is not below any baseline ({names}) beyond the tolerance and noise"
-            ),
-        )
-    failures.sort(reverse=True)
-    _, worst, shortfall, allowance = failures[0]
-    baseline = baselines[worst]
-    return GateDecision(
-        passed=False,
-        estimator=candidate.estimator,
-        candidate_value=candidate.estimate,
-        beaten_by=tuple(name for _, name, _, _ in failures),
-        worst_baseline=worst,
-        shortfall=shortfall,
-        allowed_shortfall=allowance,
-        message=(
-            f"candidate fails, fall back: its {candidate.estimator} value {candidate.estimate:.6g} is "
-            f"{shortfall:.6g} below baseline {worst!r} ({baseline.estimate:.6g}), more than the allowed "
-            f"{allowance:.6g} (tolerance {tolerance:g} x |baseline| + {z:g} standard errors of the difference)"
-        ),
-    )

@@ -735,6 +735,46 @@ def _check_sequences_agree(user_sequences: pd.DataFrame, reference: pd.DataFrame
     return float(differ.mean()) if len(merged) else 0.0
 
 
+def _item_corpus(items: pd.DataFrame):
+    """The fixed item corpus: table, numeric columns, categories, category codes, standardised numerics."""
+    item_table, item_numeric_columns = _items_table(items)
+    categories = sorted(set(item_table["category"]))
+    category_codes = item_table["category"].map({c: i for i, c in enumerate(categories)}).to_numpy(np.int32)
+    item_numeric_raw = np.column_stack(
+        [np.log1p(pd.to_numeric(item_table["price"], errors="coerce").fillna(0.0).clip(lower=0).to_numpy(np.float64))]
+        + [
+            _signed_log1p(pd.to_numeric(item_table[c], errors="coerce").fillna(0.0).to_numpy(np.float64))
+            for c in item_numeric_columns
+        ]
+    )
+    item_numeric = (
+        (item_numeric_raw - item_numeric_raw.mean(axis=0)) / np.maximum(item_numeric_raw.std(axis=0), 1e-6)
+    ).astype(np.float32)
+    return item_table, item_numeric_columns, categories, category_codes, item_numeric
+
+
+def _user_numeric_stats(user_features: pd.DataFrame | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The user tower's numeric columns with their mean and variance over the users in ``user_features``."""
+    numeric_columns = user_numeric_columns(user_features) if user_features is not None else []
+    user_ids_in_features = (
+        user_features["user_id"].astype(str).unique()
+        if user_features is not None and len(user_features)
+        else np.array([], dtype=str)
+    )
+    raw_feature_matrix = _user_numeric_matrix(
+        list(user_ids_in_features), user_features, numeric_columns, np.zeros(len(numeric_columns), np.float32)
+    )
+    numeric_mean = (
+        raw_feature_matrix.mean(axis=0) if len(raw_feature_matrix) else np.zeros(len(numeric_columns), np.float32)
+    )
+    numeric_variance = (
+        np.maximum(raw_feature_matrix.var(axis=0), 1e-6)
+        if len(raw_feature_matrix)
+        else np.ones(len(numeric_columns), np.float32)
+    )
+    return numeric_columns, numeric_mean, numeric_variance
+
+
 def train_recommender(
     interactions: pd.DataFrame,
     user_features: pd.DataFrame | None,
@@ -768,22 +808,10 @@ def train_recommender(
     holdout_start = as_of_start - pd.Timedelta(days=config.holdout_days)
     window_start = holdout_start - pd.Timedelta(days=config.training_window_days)
 
-    item_table, item_numeric_columns = _items_table(items)
+    item_table, item_numeric_columns, categories, category_codes, item_numeric = _item_corpus(items)
     item_ids = item_table["item_id"].tolist()
     item_index = {item: i for i, item in enumerate(item_ids)}
     n_items = len(item_ids)
-    categories = sorted(set(item_table["category"]))
-    category_codes = item_table["category"].map({c: i for i, c in enumerate(categories)}).to_numpy(np.int32)
-    item_numeric_raw = np.column_stack(
-        [np.log1p(pd.to_numeric(item_table["price"], errors="coerce").fillna(0.0).clip(lower=0).to_numpy(np.float64))]
-        + [
-            _signed_log1p(pd.to_numeric(item_table[c], errors="coerce").fillna(0.0).to_numpy(np.float64))
-            for c in item_numeric_columns
-        ]
-    )
-    item_numeric = (
-        (item_numeric_raw - item_numeric_raw.mean(axis=0)) / np.maximum(item_numeric_raw.std(axis=0), 1e-6)
-    ).astype(np.float32)
 
     events = _item_events(interactions)
     events = events.loc[events["event_ts"] < as_of_start].reset_index(drop=True)
@@ -800,23 +828,7 @@ def train_recommender(
     pair_items = pairs["item_id"].map(item_index).to_numpy(np.int32)
     pair_sequences = _sequences_at_day_starts(events, pairs, item_index, config.sequence_length)
 
-    numeric_columns = user_numeric_columns(user_features) if user_features is not None else []
-    user_ids_in_features = (
-        user_features["user_id"].astype(str).unique()
-        if user_features is not None and len(user_features)
-        else np.array([], dtype=str)
-    )
-    raw_feature_matrix = _user_numeric_matrix(
-        list(user_ids_in_features), user_features, numeric_columns, np.zeros(len(numeric_columns), np.float32)
-    )
-    numeric_mean = (
-        raw_feature_matrix.mean(axis=0) if len(raw_feature_matrix) else np.zeros(len(numeric_columns), np.float32)
-    )
-    numeric_variance = (
-        np.maximum(raw_feature_matrix.var(axis=0), 1e-6)
-        if len(raw_feature_matrix)
-        else np.ones(len(numeric_columns), np.float32)
-    )
+    numeric_columns, numeric_mean, numeric_variance = _user_numeric_stats(user_features)
     pair_numeric = _user_numeric_matrix(pairs["user_id"].tolist(), user_features, numeric_columns, numeric_mean)
 
     # log-Q correction: in-batch negatives are drawn in proportion to item frequency.

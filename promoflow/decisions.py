@@ -147,55 +147,79 @@ def _catalogue(settings: Settings) -> pd.DataFrame:
         return wh.query_arrow(f"select * from {RAW_SCHEMA}.promotions order by promo_id").to_pandas()
 
 
-def train(settings: Settings, run_date: date) -> dict:
-    """Value the candidate policies on the matured exposures, choose tonight's by the written rule, store the version."""
-    from ml import training
-    from ml.feature_spec import NUMERIC_FEATURES
-    from ml.model_store import save_model_version
+@dataclass
+class TrainingSetup:
+    """What the selection trains on, derived from the matured exposures and the catalogue (``training_setup``)."""
 
-    frame = training_frame(settings, run_date)
-    contamination = dict(frame.attrs)
+    frame: pd.DataFrame  # rows with features
+    arms: list[str]  # logged catalogue promos (and none)
+    window_days: dict[str, float]
+    active: dict[str, bool]
+    validation_candidates: np.ndarray  # [rows] bool: every arm's full window closed by run_date
+    rows_without_features: int
+
+
+@dataclass
+class NothingToLearn:
+    reason: str
+    rows: int
+
+
+def training_setup(frame: pd.DataFrame, promos: pd.DataFrame, run_date: date) -> TrainingSetup | NothingToLearn:
+    """A pure function of the training frame and the catalogue: the setup, or why nothing can be learnt."""
+    from ml.feature_spec import NUMERIC_FEATURES
+
     if frame.empty:
-        return {"model_version": None, "reason": "no matured exposures to learn from", "rows": 0}
+        return NothingToLearn("no matured exposures to learn from", 0)
     missing = frame[NUMERIC_FEATURES].isna().any(axis=1)
     if missing.all():
-        return {"model_version": None, "reason": "no exposure has features within the feature TTL", "rows": 0}
-    frame = frame.loc[~missing].reset_index(drop=True)
-    promos = _catalogue(settings)
-    logged = set(frame["promo_id"])
+        return NothingToLearn("no exposure has features within the feature TTL", 0)
+    kept = frame.loc[~missing].reset_index(drop=True)
+    kept.attrs = dict(frame.attrs)
+    logged = set(kept["promo_id"])
     arms = [p for p in promos["promo_id"] if p in logged]
     if not arms or NONE_ARM not in logged:
-        return {
-            "model_version": None,
-            "reason": "the log lacks 'none' or every catalogue promo: no contrast to learn",
-            "rows": int(len(frame)),
-        }
+        return NothingToLearn("the log lacks 'none' or every catalogue promo: no contrast to learn", len(kept))
     window_days = {row.promo_id: float(row.valid_days) for row in promos.itertuples()}
     active = {row.promo_id: bool(row.active_from <= run_date <= row.active_to) for row in promos.itertuples()}
     # Held-out rows must have every arm's full window closed (see train_and_select): the
     # catalogue's longest and the logged full windows (valid_days; the control's is
     # control_window_days), not the censored window_days.
-    longest_window = max([*window_days.values(), float(frame["valid_days"].max())])
-    sent = pd.to_datetime(frame["event_timestamp"], utc=True)
-    all_matured = (
+    longest_window = max([*window_days.values(), float(kept["valid_days"].max())])
+    sent = pd.to_datetime(kept["event_timestamp"], utc=True)
+    matured = (
         sent + pd.to_timedelta(longest_window, unit="D") <= pd.Timestamp(run_date.isoformat(), tz="UTC")
     ).to_numpy()
+    return TrainingSetup(kept, arms, window_days, active, matured, int(missing.sum()))
+
+
+def train(settings: Settings, run_date: date) -> dict:
+    """Value the candidate policies on the matured exposures, choose tonight's by the written rule, store the version."""
+    from ml import training
+    from ml.model_store import save_model_version
+
+    frame = training_frame(settings, run_date)
+    contamination = dict(frame.attrs)
+    promos = _catalogue(settings)
+    setup = training_setup(frame, promos, run_date)
+    if isinstance(setup, NothingToLearn):
+        return {"model_version": None, "reason": setup.reason, "rows": setup.rows}
     with Warehouse(settings) as wh:
         n_users = int(wh.query(f"select count(*) from {RAW_SCHEMA}.users")[0][0])
     trained = training.train_and_select(
-        frame,
-        arms,
-        window_days,
-        active,
+        setup.frame,
+        setup.arms,
+        setup.window_days,
+        setup.active,
         seed=settings.training_seed,
         uncertainty_penalty=settings.uncertainty_penalty,
         gate_z=settings.gate_z,
         budget_per_user=exploit_budget(settings) / max(n_users, 1),
         rollout_share=settings.rollout_share,
         catalogue=promos.set_index("promo_id"),
-        validation_candidates=all_matured,
+        validation_candidates=setup.validation_candidates,
     )
-    data_hash = _data_hash(frame)
+    data_hash = _data_hash(setup.frame)
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
         trained.save(tmp, run_date=run_date, data_hash=data_hash)
         version = save_model_version(
@@ -204,8 +228,8 @@ def train(settings: Settings, run_date: date) -> dict:
     return json_safe(
         {
             "model_version": version,
-            "rows": int(len(frame)),
-            "rows_without_features": int(missing.sum()),
+            "rows": int(len(setup.frame)),
+            "rows_without_features": setup.rows_without_features,
             "rows_sent_under_live_offer": contamination.get("rows_sent_under_live_offer"),
             "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
             "arms": trained.arms,

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 from ml.ope import (
-    PolicyValueEstimate,
     dr_value,
     evaluate_policy,
     ips_value,
     one_hot_policy,
-    policy_gate,
     snips_value,
 )
 
@@ -143,71 +141,6 @@ def test_one_hot_policy_is_a_deterministic_policy_matrix():
 
 
 # ---------------------------------------------------------------------------- gate
-def test_gate_fails_a_clearly_worse_policy_and_passes_a_better_one(log):
-    context, arms, rewards, propensities = log
-    q_hat = np.full((arms.size, 4), 0.2)
-
-    def dr(policy):
-        return evaluate_policy(arms, rewards, propensities, policy[context], q_hat).dr
-
-    # "none" stands in as always-arm-3 (the 0.05 arm); last published: the logging policy.
-    baselines = {"none": dr(np.eye(4)[[3, 3, 3]]), "last_published": dr(LOGGING)}
-
-    worse = policy_gate(dr(WORST_POLICY), baselines, tolerance=0.02)
-    assert not worse.passed
-    assert worse.worst_baseline == "last_published"
-    assert worse.beaten_by == ("last_published",)  # the worst policy is not below "none" (it is "none")
-    assert worse.shortfall == pytest.approx(baselines["last_published"].estimate - worse.candidate_value)
-    assert worse.shortfall > worse.allowed_shortfall
-    assert "fall back" in worse.message and "last_published" in worse.message
-
-    better = policy_gate(dr(BEST_POLICY), baselines, tolerance=0.02)
-    assert better.passed and better.worst_baseline is None and better.beaten_by == ()
-    assert "passes" in better.message
-
-
-def test_gate_rule_tolerance_and_noise_allowance():
-    def estimate(value, stderr=0.0):
-        return PolicyValueEstimate("dr", value, stderr, 1000, 1000.0)
-
-    baselines = {"none": estimate(1.00)}
-    # Within the 5% tolerance: passes; beyond it: fails, by a shortfall of 0.06 over 0.05 allowed.
-    assert policy_gate(estimate(0.96), baselines, tolerance=0.05, z=0).passed
-    decision = policy_gate(estimate(0.94), baselines, tolerance=0.05, z=0)
-    assert not decision.passed
-    assert decision.shortfall == pytest.approx(0.06) and decision.allowed_shortfall == pytest.approx(0.05)
-    # The same shortfall within noise: se of the difference hypot(0.03, 0.04) = 0.05, z=1 -> 0.10 allowed.
-    noisy = policy_gate(estimate(0.94, 0.03), {"none": estimate(1.00, 0.04)}, tolerance=0.05, z=1.0)
-    assert noisy.passed
-    # Negative baseline values: the tolerance is a share of |baseline|.
-    assert policy_gate(estimate(-1.04), {"none": estimate(-1.00)}, tolerance=0.05, z=0).passed
-    assert not policy_gate(estimate(-1.06), {"none": estimate(-1.00)}, tolerance=0.05, z=0).passed
-
-
-def test_gate_pairs_estimates_of_the_same_log(log):
-    # Two nearly identical policies on one log: their shared noise cancels in the paired
-    # difference, so a real drop of under 1 point is detected although each estimate's own se is larger.
-    context, arms, rewards, propensities = log
-    slightly_worse = 0.97 * SOFT_POLICY + 0.03 * WORST_POLICY
-    baseline = snips_value(arms, rewards, propensities, SOFT_POLICY[context])
-    candidate = snips_value(arms, rewards, propensities, slightly_worse[context])
-    shortfall = baseline.estimate - candidate.estimate
-    assert shortfall < 1.645 * math.hypot(baseline.stderr, candidate.stderr)  # unpaired would pass it
-    decision = policy_gate(candidate, {"last_published": baseline}, tolerance=0.0)
-    assert not decision.passed and decision.worst_baseline == "last_published"
-
-
-def test_gate_refuses_mixed_estimators_and_empty_baselines():
-    dr = PolicyValueEstimate("dr", 1.0, 0.1, 100, 100.0)
-    ips = PolicyValueEstimate("ips", 1.0, 0.1, 100, 100.0)
-    with pytest.raises(ValueError, match="compare estimates of one estimator"):
-        policy_gate(dr, {"none": ips})
-    with pytest.raises(ValueError, match="baselines: empty"):
-        policy_gate(dr, {})
-    with pytest.raises(ValueError, match="tolerance"):
-        policy_gate(dr, {"none": dr}, tolerance=-0.1)
-
-
 # ---------------------------------------------------------------------------- validation
 def _valid():
     arms = np.array([0, 1, 2, 1])

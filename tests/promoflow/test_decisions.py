@@ -105,3 +105,51 @@ def test_active_arms_follow_the_catalogue_window():
         }
     )
     assert active_arms(promos, ARMS, RUN_DATE).tolist() == [True, False, True]
+
+
+def _training_frame(promo_ids, sent="2026-10-01"):
+    from ml.feature_spec import NUMERIC_FEATURES
+
+    n = len(promo_ids)
+    frame = pd.DataFrame({name: np.ones(n) for name in NUMERIC_FEATURES})
+    frame["promo_id"] = promo_ids
+    frame["valid_days"] = 7.0
+    frame["event_timestamp"] = pd.Timestamp(sent, tz="UTC")
+    return frame
+
+
+CATALOGUE = pd.DataFrame(
+    {
+        "promo_id": ["promo_a", "promo_b"],
+        "valid_days": [7, 14],
+        "active_from": [date(2026, 9, 1)] * 2,
+        "active_to": [date(2026, 12, 31), date(2026, 10, 1)],
+    }
+)
+
+
+def test_training_setup_says_why_nothing_can_be_learnt():
+    from promoflow.decisions import NothingToLearn, training_setup
+
+    assert training_setup(_training_frame([]), CATALOGUE, RUN_DATE) == NothingToLearn(
+        "no matured exposures to learn from", 0
+    )
+    no_features = _training_frame(["none", "promo_a"])
+    no_features["orders_30d"] = np.nan
+    assert training_setup(no_features, CATALOGUE, RUN_DATE).reason.startswith("no exposure has features")
+    only_offers = training_setup(_training_frame(["promo_a", "promo_b"]), CATALOGUE, RUN_DATE)
+    assert only_offers.reason.endswith("no contrast to learn") and only_offers.rows == 2
+
+
+def test_training_setup_keeps_rows_with_features_and_marks_matured_windows():
+    from promoflow.decisions import TrainingSetup, training_setup
+
+    frame = pd.concat([_training_frame(["none", "promo_a", "promo_b"]), _training_frame(["none"], sent="2026-10-25")])
+    frame.loc[1, "spend_30d"] = np.nan
+    setup = training_setup(frame.reset_index(drop=True), CATALOGUE, RUN_DATE)
+    assert isinstance(setup, TrainingSetup)
+    assert setup.rows_without_features == 1 and len(setup.frame) == 3
+    assert setup.arms == ["promo_b"]  # promo_a's only row had no features; none is not a catalogue arm
+    assert setup.active == {"promo_a": True, "promo_b": False}
+    # the catalogue's longest window is 14 days: only the exposures of 2026-10-01 have matured
+    assert setup.validation_candidates.tolist() == [True, True, False]
