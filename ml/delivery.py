@@ -268,33 +268,10 @@ def delivery_columns(
     is_offer = np.asarray(is_offer, dtype=bool)
     is_exploration = np.asarray(is_exploration, dtype=bool)
 
-    hours = features["preferred_hour"]
-    known = hours.notna().to_numpy()
-    send_hour = np.full(n, DEFAULT_SEND_HOUR, dtype=np.int64)
-    send_hour[known] = np.trunc(_floats(hours)[known]).astype(np.int64)
-
-    # Without an offer: one of five fixed texts, the first that applies.
-    none_reasons = np.array(
-        [
-            f"holdout ({holdout_share:.0%} measurement group, {holdout_campaign})",
-            NONE_REASON_EXPLORATION,
-            f"fallback: {gate_message}",
-            NONE_REASON_NO_FEATURES,
-            NONE_REASON_NOTHING_PROFITABLE,
-        ],
-        dtype=object,
+    send_hour = _send_hours(features["preferred_hour"])
+    reason = _no_offer_reasons(
+        is_holdout, is_exploration, has_features, gate_passed, gate_message, holdout_share, holdout_campaign
     )
-    which = np.select(
-        [
-            np.asarray(is_holdout, dtype=bool),
-            is_exploration,
-            np.full(n, not gate_passed),
-            ~np.asarray(has_features, dtype=bool),
-        ],
-        [0, 1, 2, 3],
-        default=4,
-    )
-    reason = none_reasons[which]
     channel = np.full(n, None, dtype=object)
     message = np.full(n, None, dtype=object)
     featured = np.full(n, None, dtype=object)
@@ -304,38 +281,13 @@ def delivery_columns(
         promo_codes, promo_ids = pd.factorize(chosen_ids[offers])
         catalogue = promos.set_index("promo_id")
         offered = [catalogue.loc[p].to_dict() | {"promo_id": p} for p in promo_ids]
-        expiries = [expiry_date(run_date, int(p["valid_days"])) for p in offered]
-        # A category promo features its category's items; any other the user's top category's.
-        categories = [p.get("category") for p in offered]
-        user_items_first = np.array([not c for c in categories], dtype=bool)
-        own_items = np.array([top_by_category.get(c, top_overall) if c else None for c in categories], dtype=object)
-        user_items = (
-            features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
+        items, item_codes, item_values = _offer_items(
+            offers, promo_codes, offered, features, top_by_category, top_overall, featured_item_ids
         )
-        items = np.where(user_items_first[promo_codes], user_items, own_items[promo_codes])
-        if featured_item_ids is not None:
-            recommended = np.asarray(featured_item_ids, dtype=object)[offers]
-            items = np.where(pd.notna(recommended) & (recommended != ""), recommended, items)
-        item_codes, item_values = pd.factorize(items, use_na_sentinel=False)
         featured[offers] = np.array([v or None for v in item_values] + [None], dtype=object)[item_codes]
-
-        # One message per distinct (promo, language, featured items).
-        language_codes, languages = pd.factorize(np.asarray(language, dtype=object)[offers], use_na_sentinel=False)
-        key = (promo_codes.astype(np.int64) * len(languages) + language_codes) * len(item_values) + item_codes
-        group, _ = pd.factorize(key)
-        first = np.zeros(group.max() + 1, dtype=np.int64)
-        first[group] = np.arange(group.size)  # any row of a group stands for it
-        texts = [
-            render_message(
-                offered[promo_codes[r]],
-                expiries[promo_codes[r]],
-                items[r].split(",") if items[r] else None,
-                language=str(languages[language_codes[r]]),
-            )
-            for r in first
-        ]
-        message[offers] = np.array(texts, dtype=object)[group]
-
+        message[offers] = _offer_messages(
+            offers, promo_codes, offered, items, item_codes, item_values, language, run_date
+        )
         engagement = {
             c: features[f"channel_engagement_{c}_90d"].iloc[offers]
             for c in CHANNELS
@@ -362,3 +314,74 @@ def delivery_columns(
             "send_hour": send_hour,
         }
     )
+
+
+def _send_hours(hours: pd.Series) -> np.ndarray:
+    """The user's preferred hour, ``DEFAULT_SEND_HOUR`` without one."""
+    known = hours.notna().to_numpy()
+    send_hour = np.full(len(hours), DEFAULT_SEND_HOUR, dtype=np.int64)
+    send_hour[known] = np.trunc(_floats(hours)[known]).astype(np.int64)
+    return send_hour
+
+
+def _no_offer_reasons(
+    is_holdout, is_exploration, has_features, gate_passed: bool, gate_message, holdout_share, holdout_campaign
+) -> np.ndarray:
+    """Without an offer: one of five fixed texts, the first that applies."""
+    n = len(is_exploration)
+    none_reasons = np.array(
+        [
+            f"holdout ({holdout_share:.0%} measurement group, {holdout_campaign})",
+            NONE_REASON_EXPLORATION,
+            f"fallback: {gate_message}",
+            NONE_REASON_NO_FEATURES,
+            NONE_REASON_NOTHING_PROFITABLE,
+        ],
+        dtype=object,
+    )
+    which = np.select(
+        [
+            np.asarray(is_holdout, dtype=bool),
+            is_exploration,
+            np.full(n, not gate_passed),
+            ~np.asarray(has_features, dtype=bool),
+        ],
+        [0, 1, 2, 3],
+        default=4,
+    )
+    return none_reasons[which]
+
+
+def _offer_items(offers, promo_codes, offered, features, top_by_category, top_overall, featured_item_ids):
+    """Featured items per offer row: the recommender's, else the category rule's; with their factorisation."""
+    # A category promo features its category's items; any other the user's top category's.
+    categories = [p.get("category") for p in offered]
+    user_items_first = np.array([not c for c in categories], dtype=bool)
+    own_items = np.array([top_by_category.get(c, top_overall) if c else None for c in categories], dtype=object)
+    user_items = features["top_category"].iloc[offers].map(top_by_category).fillna(top_overall).to_numpy(dtype=object)
+    items = np.where(user_items_first[promo_codes], user_items, own_items[promo_codes])
+    if featured_item_ids is not None:
+        recommended = np.asarray(featured_item_ids, dtype=object)[offers]
+        items = np.where(pd.notna(recommended) & (recommended != ""), recommended, items)
+    item_codes, item_values = pd.factorize(items, use_na_sentinel=False)
+    return items, item_codes, item_values
+
+
+def _offer_messages(offers, promo_codes, offered, items, item_codes, item_values, language, run_date) -> np.ndarray:
+    """The rendered message per offer row, one render per distinct (promo, language, featured items)."""
+    expiries = [expiry_date(run_date, int(p["valid_days"])) for p in offered]
+    language_codes, languages = pd.factorize(np.asarray(language, dtype=object)[offers], use_na_sentinel=False)
+    key = (promo_codes.astype(np.int64) * len(languages) + language_codes) * len(item_values) + item_codes
+    group, _ = pd.factorize(key)
+    first = np.zeros(group.max() + 1, dtype=np.int64)
+    first[group] = np.arange(group.size)  # any row of a group stands for it
+    texts = [
+        render_message(
+            offered[promo_codes[r]],
+            expiries[promo_codes[r]],
+            items[r].split(",") if items[r] else None,
+            language=str(languages[language_codes[r]]),
+        )
+        for r in first
+    ]
+    return np.array(texts, dtype=object)[group]
