@@ -354,69 +354,12 @@ def run_many(
     features = lake / "features"
     user_daily_dir = features / "user_daily"
     category_daily_dir = features / "user_category_daily"
-    manifest_path = features / "_state" / "daily_manifest.json"
 
     spark = build_spark(master=spark_master, shuffle_partitions=shuffle_partitions)
 
-    # --- which daily partitions are new or changed
-    window = _window_days(dates, lookback_days)
-    clean_partitions = {t: _partition_dirs(clean / t) for t in DAILY_SOURCES}
-    fingerprints: dict[date, str] = {}
-    for day in sorted(window):
-        files = [f for t in DAILY_SOURCES if day in clean_partitions[t] for f in _data_files(clean_partitions[t][day])]
-        if files:
-            fingerprints[day] = _fingerprint(files, clean)
-
-    manifest = _read_manifest(manifest_path)
-    existing_daily = _partition_dirs(user_daily_dir)
-    existing_category = _partition_dirs(category_daily_dir)
-
-    def up_to_date(day: date) -> bool:
-        entry = manifest.get(day.isoformat())
-        if entry is None or entry.get("fingerprint") != fingerprints[day]:
-            return False
-        if entry.get("user_daily_rows", 0) > 0 and day not in existing_daily:
-            return False
-        if entry.get("user_category_daily_rows", 0) > 0 and day not in existing_category:
-            return False
-        return True
-
-    # Days whose clean partitions have gone (retention) keep their daily rows: those are
-    # the durable history the roll-up adds up.
-    to_compute = sorted(d for d in fingerprints if not up_to_date(d))
-
-    user_daily_rows = category_daily_rows = 0
-    if to_compute:
-        events, orders, exposures = (
-            _read_partitions(spark, [clean_partitions[t][d] for d in to_compute if d in clean_partitions[t]], t)
-            for t in DAILY_SOURCES
-        )
-        items = _read_snapshot(spark, clean, "items")
-        promotions = _read_optional_snapshot(spark, clean, "promotions")
-        # A row is kept only in its own day's partition: dynamic overwrite must not
-        # replace a day that is not being recomputed.
-        days_col = [F.lit(d) for d in to_compute]
-        daily = user_daily_aggregates(events, orders, exposures, items, promotions).filter(F.col("dt").isin(*days_col))
-        category_daily = user_category_daily(events, items).filter(F.col("dt").isin(*days_col))
-
-        before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
-        _write_daily(daily, user_daily_dir)
-        _write_daily(category_daily, category_daily_dir)
-        _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
-
-        written_daily = _partition_dirs(user_daily_dir)
-        written_category = _partition_dirs(category_daily_dir)
-        for day in to_compute:
-            n_daily = _parquet_rows(written_daily[day]) if day in written_daily else 0
-            n_category = _parquet_rows(written_category[day]) if day in written_category else 0
-            user_daily_rows += n_daily
-            category_daily_rows += n_category
-            manifest[day.isoformat()] = {
-                "fingerprint": fingerprints[day],
-                "user_daily_rows": n_daily,
-                "user_category_daily_rows": n_category,
-            }
-        _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
+    clean_partitions, to_compute, user_daily_rows, category_daily_rows = _update_daily_partitions(
+        spark, clean, features, dates, lookback_days
+    )
 
     # --- roll-ups, all dates in one pass each
     rollup_days = sorted(_window_days(dates, ROLLUP_LOOKBACK_DAYS))
@@ -477,6 +420,79 @@ def run_many(
             for d in dates
         },
     }
+
+
+def _update_daily_partitions(
+    spark: SparkSession, clean: Path, features: Path, dates: list[date], lookback_days: int
+) -> tuple[dict[str, dict[date, Path]], list[date], int, int]:
+    """(Re)compute the daily partitions of the dates' windows that are new or changed since last written.
+
+    Returns the clean partitions by table, the days computed and the user_daily /
+    user_category_daily rows written.
+    """
+    user_daily_dir = features / "user_daily"
+    category_daily_dir = features / "user_category_daily"
+    manifest_path = features / "_state" / "daily_manifest.json"
+    window = _window_days(dates, lookback_days)
+    clean_partitions = {t: _partition_dirs(clean / t) for t in DAILY_SOURCES}
+    fingerprints: dict[date, str] = {}
+    for day in sorted(window):
+        files = [f for t in DAILY_SOURCES if day in clean_partitions[t] for f in _data_files(clean_partitions[t][day])]
+        if files:
+            fingerprints[day] = _fingerprint(files, clean)
+
+    manifest = _read_manifest(manifest_path)
+    existing_daily = _partition_dirs(user_daily_dir)
+    existing_category = _partition_dirs(category_daily_dir)
+
+    def up_to_date(day: date) -> bool:
+        entry = manifest.get(day.isoformat())
+        if entry is None or entry.get("fingerprint") != fingerprints[day]:
+            return False
+        if entry.get("user_daily_rows", 0) > 0 and day not in existing_daily:
+            return False
+        if entry.get("user_category_daily_rows", 0) > 0 and day not in existing_category:
+            return False
+        return True
+
+    # Days whose clean partitions have gone (retention) keep their daily rows: those are
+    # the durable history the roll-up adds up.
+    to_compute = sorted(d for d in fingerprints if not up_to_date(d))
+
+    user_daily_rows = category_daily_rows = 0
+    if to_compute:
+        events, orders, exposures = (
+            _read_partitions(spark, [clean_partitions[t][d] for d in to_compute if d in clean_partitions[t]], t)
+            for t in DAILY_SOURCES
+        )
+        items = _read_snapshot(spark, clean, "items")
+        promotions = _read_optional_snapshot(spark, clean, "promotions")
+        # A row is kept only in its own day's partition: dynamic overwrite must not
+        # replace a day that is not being recomputed.
+        days_col = [F.lit(d) for d in to_compute]
+        daily = user_daily_aggregates(events, orders, exposures, items, promotions).filter(F.col("dt").isin(*days_col))
+        category_daily = user_category_daily(events, items).filter(F.col("dt").isin(*days_col))
+
+        before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
+        _write_daily(daily, user_daily_dir)
+        _write_daily(category_daily, category_daily_dir)
+        _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
+
+        written_daily = _partition_dirs(user_daily_dir)
+        written_category = _partition_dirs(category_daily_dir)
+        for day in to_compute:
+            n_daily = _parquet_rows(written_daily[day]) if day in written_daily else 0
+            n_category = _parquet_rows(written_category[day]) if day in written_category else 0
+            user_daily_rows += n_daily
+            category_daily_rows += n_category
+            manifest[day.isoformat()] = {
+                "fingerprint": fingerprints[day],
+                "user_daily_rows": n_daily,
+                "user_category_daily_rows": n_category,
+            }
+        _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
+
+    return clean_partitions, to_compute, user_daily_rows, category_daily_rows
 
 
 def _publish_segments(spark: SparkSession, features: Path, as_of: date) -> dict:
