@@ -1,4 +1,4 @@
-"""Assignment policy: budget-constrained arm choice, holdout and propensities.
+"""Allocation: budget-constrained arm choice, holdout, exploration and their exact propensities.
 
 :func:`allocate` solves the nightly multiple-choice knapsack — each user gets at most one
 offer; maximise total expected incremental margin subject to total expected cost <= budget —

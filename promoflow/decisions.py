@@ -1,4 +1,4 @@
-"""Nightly decision stages: train the response model, then assign one arm per user.
+"""Nightly decision stages: train and select tonight's policy, then plan and stage one arm per user.
 
 Training data are the matured, randomised past exposures (``analytics.fct_promo_outcomes``)
 joined point-in-time with Feast features; their outcomes are the uncontaminated ones
