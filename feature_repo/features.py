@@ -61,6 +61,7 @@ USER_BEHAVIOUR_FIELDS = [
     Field(name="channel_engagement_in_app_90d", dtype=Float64),
     Field(name="preferred_hour", dtype=Int64),
     Field(name="top_category", dtype=String),
+    Field(name="segment", dtype=String),  # the night's customer segment (marketing's label)
 ]
 
 

@@ -56,6 +56,7 @@ def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
         "channel_engagement_push_90d": 0.0,
         "channel_engagement_sms_90d": 0.0,
         "channel_engagement_in_app_90d": 0.0,
+        "segment": "unsegmented",
     }
     row.update(overrides)
     return row

@@ -69,7 +69,7 @@ def test_feast_serves_exactly_the_dbt_user_features_contract(feast_user_fields, 
 
 def test_spark_writes_every_dbt_user_features_column_with_its_type(dbt_user_features):
     spark = {f.name: f.dataType.simpleString() for f in USER_FEATURES_SCHEMA}
-    derived_in_dbt = {"event_timestamp"}  # as_of at 00:00 UTC, added by the mart
+    derived_in_dbt = {"event_timestamp", "segment"}  # as_of at 00:00 UTC; joined from user_segments
     missing = [c for c in dbt_user_features if c not in spark and c not in derived_in_dbt]
     assert not missing, f"in the dbt contract but not in spark_jobs' USER_FEATURES_SCHEMA: {missing}"
     wrong = {c: (spark[c], t) for c, t in dbt_user_features.items() if c in spark and spark[c] not in DBT_TO_SPARK[t]}

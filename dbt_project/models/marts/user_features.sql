@@ -3,6 +3,9 @@
   is as_of 00:00 UTC: features as of D use only data strictly before D, so they
   are known at that instant and point-in-time joins never leak. Rows after
   run_date are left out so a re-run of an old date sees what that night saw.
+  segment is the user's customer segment of the same night (spark_jobs.segments,
+  built from these features), 'unsegmented' where that night has none (past
+  dates a first night backfilled, users new since).
 -#}
 
 with
@@ -11,6 +14,26 @@ user_features as (
 
     select * from {{ ref('stg_user_features') }}
     where as_of <= {{ run_date() }}
+
+),
+
+segments as (
+
+    select * from {{ ref('stg_user_segments') }}
+    where as_of <= {{ run_date() }}
+
+),
+
+with_segments as (
+
+    select
+        user_features.*,
+        segments.segment
+    from user_features
+    left join segments
+        on
+            user_features.user_id = segments.user_id
+            and user_features.as_of = segments.as_of
 
 ),
 
@@ -58,9 +81,10 @@ final as (
         channel_engagement_sms_90d,
         channel_engagement_in_app_90d,
         preferred_hour,
-        top_category
+        top_category,
+        coalesce(segment, 'unsegmented') as segment
 
-    from user_features
+    from with_segments
 
 )
 
