@@ -105,3 +105,23 @@ def test_the_contract_module_is_a_leaf():
     source = (ROOT / "promoflow/contract.py").read_text()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert imports == ["from __future__ import annotations", "import pyarrow as pa"]
+
+
+def test_the_product_never_imports_the_demo_or_the_benchmarks():
+    import ast
+
+    offenders = []
+    for package in ("promoflow", "ml", "spark_jobs", "dags", "feature_repo"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                offenders += [
+                    f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in {"demo", "benchmarks"}
+                ]
+    assert not offenders
