@@ -61,18 +61,24 @@ def load(csv: Path) -> PolicyData:
     )
 
 
+def ips_terms(data: PolicyData, chosen: np.ndarray) -> np.ndarray:
+    """Per customer, the IPS term of ``chosen``'s incremental value vs sending nothing."""
+    y, a, p = data.margin, data.arm_index, data.propensity
+    return np.where(chosen != 0, (a == chosen) * y / p - (a == 0) * y / p - EMAIL_COST, 0.0)
+
+
 def ips_value(data: PolicyData, chosen: np.ndarray) -> float:
     """Incremental value per customer of ``chosen`` vs sending nothing, by IPS."""
-    y, a, p = data.margin, data.arm_index, data.propensity
-    terms = np.where(chosen != 0, (a == chosen) * y / p - (a == 0) * y / p - EMAIL_COST, 0.0)
-    return float(terms.mean())
+    return float(ips_terms(data, chosen).mean())
 
 
-def run_setting(data: PolicyData, cap: float | None, splits: int, seed: int) -> dict:
+def run_setting(
+    data: PolicyData, cap: float | None, splits: int, seed: int, only=None, dump: Path | None = None
+) -> dict:
     n = len(data.arm_index)
     values: dict[str, list[float]] = {}
     selected, selected_names, blanket_best = [], [], []
-    for s in range(splits):
+    for s in range(splits) if only is None else only:
         started = time.perf_counter()
         order = np.random.default_rng(seed + s).permutation(n)
         train, test = data.take(np.sort(order[: n // 2])), data.take(np.sort(order[n // 2 :]))
@@ -81,9 +87,25 @@ def run_setting(data: PolicyData, cap: float | None, splits: int, seed: int) -> 
         cost = ctx.shared.cost(test.features, test)
         eligible = np.ones((len(test.arm_index), len(ARMS)), dtype=bool)
         tiebreak = stable_uniform([str(i) for i in range(len(test.arm_index))], f"tie-{s}")
+        held_out = {}
         for name in metrics["candidates"]:
             chosen = fit_candidate(name, ctx).decide(test.features, cost, budget, eligible, tiebreak)
-            values.setdefault(name, []).append(ips_value(test, chosen))
+            held_out[name] = ips_terms(test, chosen)
+            values.setdefault(name, []).append(float(held_out[name].mean()))
+        if dump is not None:  # every candidate's out-of-fold terms and held-out terms, to study the rule
+            import pickle
+
+            dump.mkdir(parents=True, exist_ok=True)
+            oof = {
+                k: (r.value.row_terms.astype(np.float32), r.ips.row_terms.astype(np.float32), r.offer_share)
+                for k, r in selection.results.items()
+            }
+            record = {
+                "metrics": metrics,
+                "oof": oof,
+                "held_out": {k: v.astype(np.float32) for k, v in held_out.items()},
+            }
+            (dump / f"cap-{cap}-split-{s}.pkl").write_bytes(pickle.dumps(record))
         chosen = (
             np.zeros(len(test.arm_index), dtype=np.int64)
             if fitted is None
@@ -106,7 +128,7 @@ def run_setting(data: PolicyData, cap: float | None, splits: int, seed: int) -> 
     diff = np.array(selected) - np.array(values[best_blanket])
     return {
         "cap": cap,
-        "splits": splits,
+        "splits": len(selected),
         "candidates": {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))} for k, v in values.items()},
         "selected": {
             "mean": float(np.mean(selected)),
@@ -125,13 +147,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=2008)
     parser.add_argument("--caps", nargs="+", default=["none", "0.25"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", type=int, nargs="+", default=None, help="run only these split indices")
+    parser.add_argument("--dump", type=Path, default=None, help="pickle each split's per-candidate terms here")
     args = parser.parse_args(argv)
     data = load(args.csv)
     report = {"data": str(args.csv), "rows": int(len(data.arm_index)), "settings": {}}
     for cap_text in args.caps:
         cap = None if cap_text == "none" else float(cap_text)
         key = "unconstrained" if cap is None else f"cap_{cap:g}"
-        report["settings"][key] = run_setting(data, cap, args.splits, args.seed)
+        report["settings"][key] = run_setting(data, cap, args.splits, args.seed, args.only, args.dump)
     for key, setting in report["settings"].items():
         print(f"\n{key} ({setting['splits']} splits; incremental value per customer on the held-out halves, IPS)")
         for name, entry in sorted(setting["candidates"].items(), key=lambda kv: -kv[1]["mean"]):

@@ -8,7 +8,7 @@ whose ``decide`` turns users' features into one arm each under a budget:
 |---|---|---|
 | ``none`` | 0 | nobody gets an offer |
 | ``blanket:<arm>`` | 1 | that arm to eligible users in random order while the budget lasts |
-| ``ranked_rule`` | 2 | one arm to the top share of users ranked by one feature ("p_pct20 to the top 25% by spend_90d") |
+| ``ranked_rule`` | 2 | one arm to the top share of users ranked by one feature ("p_pct20 to the top 25% by spend_90d"), the rule the pooled response model predicts pays most |
 | ``policy_tree`` | 3 | a depth-2 policy tree on doubly robust scores (econml ``PolicyTree``): an arm per segment |
 | ``pooled_response`` | 4 | per-user incremental margin of :mod:`ml.models.pooled_response`, allocated by ``ml.allocation.allocate`` |
 | ``dr_ridge`` | 4 | per-user DR-ridge uplift (:mod:`ml.models.dr_ridge`), conservative scores |
@@ -138,14 +138,24 @@ def fit_ranked_rule(
     tiebreak: np.ndarray,
     seed: int = 0,
     resamples: int = RULE_RESAMPLES,
+    predicted: np.ndarray | None = None,
 ) -> FittedRankedRule | None:
-    """The (arm, feature, direction, share) rule that most often carries the most doubly robust value
-    on Poisson-bootstrap reweightings of these rows under ``budget`` (stability selection: one argmax
-    over dozens of noisy rule values picks noise; the rule that wins across resamples does not);
-    None when no rule has positive value."""
+    """The (arm, feature, direction, share) rule under ``budget`` chosen on these rows.
+
+    With ``predicted`` ([n, arms] a pooled response model's incremental margin per row, fitted on
+    these rows): the rule whose users carry the most *predicted* incremental margin (the readable
+    rule that best reproduces the model; the model's P(order) borrows strength across arms and
+    rows, where a rule's doubly robust total on a few hundred converters is mostly noise), kept only
+    when its doubly robust total on these rows is positive too. Without: the rule that most often
+    carries the most doubly robust value on Poisson-bootstrap reweightings of these rows
+    (stability selection: one argmax over dozens of noisy rule values picks noise). None when the
+    chosen rule has no positive value."""
     n = len(features)
     none = arms.index(NONE_ARM)
     weights = np.random.default_rng(seed).poisson(1.0, size=(resamples, n)).astype(np.float64)
+    if predicted is not None:  # one exact pass: the model's totals, with the DR total beside them
+        weights = np.ones((1, n))
+        gamma = np.stack([np.asarray(predicted, dtype=np.float64), gamma])  # [2, n, arms]
     rules, totals = [], []  # per rule: (k, name, descending, share, m) and [resamples] weighted totals
     for name in feature_names:
         values = pd.to_numeric(features[name], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
@@ -159,7 +169,10 @@ def fit_ranked_rule(
                     continue
                 cum_cost = np.cumsum(cost[order, k])
                 affordable = n if budget is None else int(np.searchsorted(cum_cost, budget + 1e-9, side="right"))
-                cum = np.cumsum(w * gamma[order, k][None, :], axis=1)
+                if predicted is not None:  # [2, n]: predicted, doubly robust
+                    cum = np.cumsum(gamma[:, order, k], axis=1)
+                else:
+                    cum = np.cumsum(w * gamma[order, k][None, :], axis=1)
                 for share in RULE_SHARES:
                     m = min(int(np.floor(share * n + 1e-9)), affordable)
                     if m <= 0 or any(r[:3] == (int(k), name, descending) and r[4] == m for r in rules):
@@ -168,7 +181,13 @@ def fit_ranked_rule(
                     totals.append(cum[:, m - 1])
     if not rules:
         return None
-    totals = np.array(totals)  # [rules, resamples]
+    totals = np.array(totals)  # [rules, resamples] (with predicted: [rules, (predicted, doubly robust)])
+    if predicted is not None:
+        best = int(np.argmax(totals[:, 0]))
+        if totals[best, 0] <= 0 or totals[best, 1] <= 0:
+            return None
+        k, name, descending, share, m = rules[best]
+        return FittedRankedRule(list(arms), k, name, descending, share, float(totals[best, 1] / m))
     wins = np.bincount(totals.argmax(axis=0), minlength=len(rules))
     mean = totals.mean(axis=1)
     best = int(np.lexsort((-mean, -wins))[0])

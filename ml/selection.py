@@ -8,7 +8,8 @@
 2. Each candidate's value is the doubly robust mean incremental margin of its choices vs
    sending nothing (:func:`dr_scores`; the reward model is cross-fitted, so no row's outcome
    reaches its own prediction), with its standard error; ``none`` is exactly 0. IPS (no reward
-   model) is reported beside it.
+   model) is reported beside it. A blanket arm, which is not fitted, is valued with its random
+   order integrated out (:func:`blanket_terms`: every row's score times the share served).
 3. The rule, fixed before any result is seen (:func:`select`): the **leader** is the candidate
    with the highest lower confidence bound ``value - z x stderr`` (the smaller of the DR and the
    IPS bound). A simpler candidate whose
@@ -181,7 +182,24 @@ def dr_scores(data: PolicyData, q: np.ndarray) -> np.ndarray:
 
 
 def value_of(gamma: np.ndarray, chosen: np.ndarray, log_id: str = "") -> PolicyValueEstimate:
-    terms = gamma[np.arange(len(chosen)), chosen]
+    return estimate_of(gamma[np.arange(len(chosen)), chosen], log_id)
+
+
+def blanket_terms(gamma: np.ndarray, chosen: np.ndarray, fold: np.ndarray, arm: int) -> np.ndarray:
+    """Per-row terms of a blanket arm's value with its random order integrated out: in each fold,
+    the arm's column times the share of the fold's rows it reached (``chosen == arm``). A blanket
+    is not fitted, so whom a random order happened to reach carries no information; the served
+    rows' terms alone (one in four under a 25% cap) estimate the same value with about twice the
+    standard error. Exact for unit send costs; with unequal costs the served share stands in for
+    each row's chance of being reached."""
+    terms = np.zeros(len(chosen))
+    for k in np.unique(fold):
+        rows = fold == k
+        terms[rows] = np.mean(chosen[rows] == arm) * gamma[rows, arm]
+    return terms
+
+
+def estimate_of(terms: np.ndarray, log_id: str = "") -> PolicyValueEstimate:
     n = len(terms)
     return PolicyValueEstimate(
         "dr",
@@ -320,6 +338,7 @@ def fit_candidate(name: str, ctx: TrainingContext):
             ctx.eligible_arms,
             ctx.tiebreak,
             seed=ctx.seed,
+            predicted=PooledScorer(ctx.shared, data.arm_window, data.send_cost)(data.features)[1],
         )
         return rule if rule is not None else cand.FittedNone(arms, name="ranked_rule")
     if name == "policy_tree":
@@ -563,11 +582,18 @@ def evaluate_and_select(
             seconds[name] += time.perf_counter() - started
     rows = np.flatnonzero(evaluated)
     log_id = "oof:" + hashlib.blake2b(data.margin[rows].tobytes(), digest_size=8).hexdigest()
+
+    def estimates(name: str, gamma: np.ndarray) -> PolicyValueEstimate:
+        if name.startswith("blanket:"):
+            arm = data.arms.index(name.split(":", 1)[1])
+            return estimate_of(blanket_terms(gamma[rows], chosen[name][rows], fold[rows], arm), log_id)
+        return value_of(gamma[rows], chosen[name][rows], log_id)
+
     results = {
         name: CandidateResult(
             name,
-            value_of(gamma_all[rows], chosen[name][rows], log_id),
-            value_of(gamma_ips[rows], chosen[name][rows], log_id),
+            estimates(name, gamma_all),
+            estimates(name, gamma_ips),
             float(np.mean(chosen[name][rows] != data.none_index)) if len(rows) else 0.0,
             seconds[name],
             descriptions.get(name, ""),

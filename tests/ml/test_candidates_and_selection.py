@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from ml import candidates as cand
 from ml.allocation import explore
 from ml.ope import PolicyValueEstimate
-from ml.selection import CandidateResult, PolicyData, dr_scores, evaluate_and_select, select, value_of
+from ml.selection import (
+    CandidateResult,
+    PolicyData,
+    blanket_terms,
+    dr_scores,
+    evaluate_and_select,
+    select,
+    value_of,
+)
 from tests.ml.ml_test_data import HIGH_SPEND, planted_exposures
 
 ARMS = ["promo_a", "promo_b", "none"]
@@ -45,6 +53,22 @@ def test_dr_scores_average_to_the_policy_value_and_none_is_zero():
     value = value_of(gamma, np.where(high, 0, 2))
     truth = high.mean() * 0.30 * 19.0  # promo_a: 0.10 -> 0.40 above HIGH_SPEND, margin 25 - 6 per order
     assert abs(value.estimate - truth) < 3 * value.stderr + 0.05
+
+
+def test_a_blankets_value_integrates_out_its_random_order():
+    data = _data(20000, 1)
+    gamma = dr_scores(data, np.zeros((20000, 3)))
+    fold = np.arange(20000) % 2
+    rng = np.random.default_rng(3)
+    chosen = np.where(rng.random(20000) < np.where(fold == 0, 0.25, 0.5), 0, 2)  # promo_a to 25% / 50%
+    terms = blanket_terms(gamma, chosen, fold, 0)
+    share = [np.mean(chosen[fold == k] == 0) for k in (0, 1)]
+    assert np.allclose(terms[fold == 0], share[0] * gamma[fold == 0, 0])
+    assert np.allclose(terms[fold == 1], share[1] * gamma[fold == 1, 0])
+    served = value_of(gamma, chosen)  # the served rows' terms alone: the same value, noisier
+    smoothed = value_of(np.c_[terms, terms, np.zeros(20000)], np.zeros(20000, dtype=int))
+    assert abs(smoothed.estimate - served.estimate) < 3 * served.stderr
+    assert smoothed.stderr < 0.8 * served.stderr
 
 
 def test_fill_in_order_stops_at_the_budget_and_the_limit():
@@ -83,6 +107,29 @@ def test_ranked_rule_finds_the_feature_that_tells_who_responds():
     assert (
         data.features["spend_30d"].to_numpy()[chosen != 2] >= np.sort(data.features["spend_30d"].to_numpy())[-100]
     ).all()
+
+
+def test_ranked_rule_follows_the_models_prediction_and_needs_a_positive_doubly_robust_total():
+    data = _data(12000, 2)
+    gamma = dr_scores(data, np.zeros((12000, 3)))
+    cost = np.ones((12000, 3))
+    cost[:, 2] = 0
+    args = (ARMS, data.features, data.numeric_features, gamma, cost, 0.25 * 12000, np.ones(3, bool))
+    tiebreak = np.arange(12000) / 12000
+    spend = data.features["spend_30d"].to_numpy()
+    predicted = np.zeros((12000, 3))
+    predicted[:, 0] = np.where(spend > HIGH_SPEND, 5.0, -1.0)  # the model: promo_a pays on high spenders
+    rule = cand.fit_ranked_rule(*args, tiebreak, predicted=predicted)
+    assert (rule.arm, rule.feature, rule.descending, rule.share) == (0, "spend_30d", True, 0.25)
+    top = np.argsort(-spend)[:3000]
+    assert rule.value_per_send == pytest.approx(gamma[top, 0].mean())  # valued by DR, not by the model
+    # the model points at a rule whose doubly robust total on these rows is negative: no rule
+    predicted[:, 0] = np.where(spend > HIGH_SPEND, -1.0, 0.0)
+    predicted[:, 1] = np.where(spend > HIGH_SPEND, 0.0, 5.0)  # promo_b to low spenders
+    assert cand.fit_ranked_rule(*args, tiebreak, predicted=predicted - 5.0) is None  # predicts no gain
+    losing = gamma.copy()
+    losing[:, 1] = -1.0
+    assert cand.fit_ranked_rule(*args[:3], losing, *args[4:], tiebreak, predicted=predicted) is None
 
 
 def test_policy_tree_splits_on_the_planted_segment():
