@@ -35,8 +35,8 @@ help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run every suite, as CI does: test-unit, test-browser, test-cluster"
 	@echo "make test-unit       the unit, dbt, Feast and dag.test suites on 2 workers (~26 min)"
-	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (~16 min)"
-	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (~16 min)"
+	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (16-20 min)"
+	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (15-16 min)"
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
@@ -118,11 +118,11 @@ fmt: install
 	cd dbt_project && PROMO_DUCKDB_PATH=$(LINT_DUCKDB) $(VENV)/bin/sqlfluff fix models
 
 # The production topology on loopback (Celery + gpu worker, Postgres, Redis, Spark standalone, moto S3),
-# one topology per session (no xdist): ~16 min here. -rP prints the timings of a passing run.
+# one topology per session (no xdist): 15-16 min here. -rP prints the timings of a passing run.
 test-cluster: install
 	$(PY) -m pytest -q -rfEsP -m cluster tests/cluster
 
-# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: ~16 min here.
+# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: 16-20 min here.
 test-browser: install browser
 	$(PY) -m pytest -q -rfEsP tests/ui
 
