@@ -146,6 +146,29 @@ class Processes:
                 pass
 
 
+def _processes_with(environment_entry: str) -> list[int]:
+    """PIDs of live processes whose environment holds ``environment_entry``."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if environment_entry.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _no_leftovers(marker: str) -> None:
+    """After teardown no process of this topology may be alive (a daemon that left every group): kill and fail."""
+    leftovers = [pid for pid in _processes_with(marker) if pid != os.getpid()]
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leftovers, f"processes of the topology outlived its teardown (now killed): {leftovers}"
+
+
 # ------------------------------------------------------------------ the machine's servers
 def _postgres_databases(names: list[str]):
     psycopg2 = pytest.importorskip("psycopg2")
@@ -258,6 +281,8 @@ def production(tmp_path_factory, request):
     redis_client, redis_db = _claim_redis_db()
     request.addfinalizer(redis_client.flushdb)
     procs = Processes(root)
+    marker = f"PROMO_CLUSTER_SESSION={suffix}"  # in every started process's environment, inherited by descendants
+    request.addfinalizer(lambda: _no_leftovers(marker))  # runs after stop_all (finalizers run last-in, first-out)
     request.addfinalizer(procs.stop_all)
     procs.sample_memory()
 
@@ -267,6 +292,7 @@ def production(tmp_path_factory, request):
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PROMO_", "PYSPARK_", "AWS_"))}
     base.update(
+        PROMO_CLUSTER_SESSION=suffix,
         PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}",
         TZ="UTC",
         SPARK_HOME=str(spark_home),

@@ -131,6 +131,7 @@ def _workloads(production: Production, worker: str) -> set[str]:
     return found
 
 
+GPU_TASKS = {"train_model", "train_recommender"}  # queue="gpu" in dags/promo_nightly.py
 TASK_IDS = (
     "ingest_validate",
     "build_features",
@@ -140,6 +141,7 @@ TASK_IDS = (
     "dbt_marts",
     "feature_store",
     "train_model",
+    "train_recommender",
     "assign",
     "publish",
     "summarise",
@@ -150,12 +152,13 @@ TASK_IDS = (
 def test_every_task_ran_on_celery_and_train_model_on_the_gpu_worker(production, nights):
     tis = nights["nightly"]
     assert {t: ti["state"] for t, ti in tis.items()} == {t: "success" for t in tis}
-    assert tis["train_model"]["queue"] == "gpu"
-    assert {ti["queue"] for t, ti in tis.items() if t != "train_model"} == {"default"}
+    assert set(tis) <= set(TASK_IDS), set(tis) - set(TASK_IDS)
+    assert {t: tis[t]["queue"] for t in GPU_TASKS} == {t: "gpu" for t in GPU_TASKS}
+    assert {ti["queue"] for t, ti in tis.items() if t not in GPU_TASKS} == {"default"}
     assert all(ti["executor"] in (None, "CeleryExecutor") for ti in tis.values())
-    assert _workloads(production, "worker-gpu") == {"train_model"}
+    assert _workloads(production, "worker-gpu") == GPU_TASKS
     cpu = _workloads(production, "worker-cpu")
-    assert "train_model" not in cpu and set(tis) - {"train_model"} <= cpu
+    assert not cpu & GPU_TASKS and set(tis) - GPU_TASKS <= cpu
 
 
 def test_the_spark_job_ran_on_the_standalone_master(production, nights):
@@ -207,7 +210,7 @@ def test_feedback_of_the_next_day_attributes_the_published_sends(production, nig
 
     tis = nights["feedback"]
     assert {t: ti["state"] for t, ti in tis.items()} == {t: "success" for t in tis}
-    assert _workloads(production, "worker-gpu") == {"train_model"}  # promo_feedback has no gpu task
+    assert _workloads(production, "worker-gpu") == GPU_TASKS  # promo_feedback has no gpu task
     with Warehouse(_settings(production)) as wh:
         outcomes = wh.query("select user_id, is_matured from analytics.fct_promo_outcomes where run_date = ?", [NIGHT])
     # every published row of the night is an exposure with an outcome window, none matured a day later
