@@ -29,12 +29,12 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test test-unit airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
+.PHONY: help install demo demo-data run summary test test-unit test-all airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
-	@echo "make test            set up (first time) and run every suite, as CI does: test-unit, test-browser, test-cluster"
-	@echo "make test-unit       the unit, dbt, Feast and dag.test suites on 2 workers (~26 min)"
+	@echo "make test            set up (first time) and run what CI runs: the unit, dbt, Feast and dag.test suites (~26 min)"
+	@echo "make test-all        make test, then test-browser, then test-cluster (~1 h)"
 	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (16-20 min)"
 	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (15-16 min)"
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
@@ -92,16 +92,16 @@ browser:
 		else echo "make browser: /usr/bin/chromium is missing; installing it needs root (apt-get install chromium)"; fi; \
 	fi
 
-# What CI runs (.ci/run, after make lint): the unit / dag.test suite, then the browser session, then
-# the loopback cluster, one after the other (each suite is CPU-bound on a 2-core machine).
-test: install browser
+# What CI runs (.ci/run, after make lint): everything but the browser and cluster suites, on 2 xdist
+# workers: ~26 min here. test-unit is the same suite under its own name.
+test test-unit: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
+
+# Every suite one after the other (each is CPU-bound on a 2-core machine): ~1 h here.
+test-all: install browser
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-cluster
-
-# Everything but the browser and cluster suites, on 2 xdist workers: ~26 min here.
-test-unit: install
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
 
 # Lint and format: ruff for Python, sqlfluff with the dbt templater for the models (compiles the project, ~30 s).
 LINT_DUCKDB := $(CURDIR)/.lint/lint.duckdb
