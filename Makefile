@@ -33,10 +33,10 @@ DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
-	@echo "make test            set up (first time) and run what CI runs: the unit, dbt, Feast and dag.test suites (~26 min)"
-	@echo "make test-all        make test, then test-browser, then test-cluster (~1 h)"
-	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (16-20 min)"
-	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (15-16 min)"
+	@echo "make test            set up (first time) and run the unit, dbt, Feast and dag.test suites (~26 min)"
+	@echo "make test-all        make test, then test-browser, then test-cluster (what CI runs after make lint, ~40 min)"
+	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (7 min; 16-20 min under load)"
+	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (4.5 min; 15-16 min under load)"
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
@@ -92,8 +92,8 @@ browser:
 		else echo "make browser: /usr/bin/chromium is missing; installing it needs root (apt-get install chromium)"; fi; \
 	fi
 
-# What CI runs (.ci/run, after make lint): everything but the browser and cluster suites, on 2 xdist
-# workers: ~26 min here. test-unit is the same suite under its own name.
+# Everything but the browser and cluster suites, on 2 xdist workers: ~26 min here (.ci/run runs it
+# after make lint, then test-browser and test-cluster). test-unit is the same suite under its own name.
 test test-unit: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
 
@@ -118,11 +118,11 @@ fmt: install
 	cd dbt_project && PROMO_DUCKDB_PATH=$(LINT_DUCKDB) $(VENV)/bin/sqlfluff fix models
 
 # The production topology on loopback (Celery + gpu worker, Postgres, Redis, Spark standalone, moto S3),
-# one topology per session (no xdist): 15-16 min here. -rP prints the timings of a passing run.
+# one topology per session (no xdist): 4.5 min here (15-16 under load). -rP prints the timings of a passing run.
 test-cluster: install
 	$(PY) -m pytest -q -rfEsP -m cluster tests/cluster
 
-# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: 16-20 min here.
+# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: 7 min here (16-20 under load).
 test-browser: install browser
 	$(PY) -m pytest -q -rfEsP tests/ui
 
