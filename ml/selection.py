@@ -56,6 +56,7 @@ COMPLEXITY = {
     "policy_tree": 3,
     "pooled_main": 4,
     "pooled_response": 5,
+    "boosted_response": 5,
     "dr_ridge": 5,
     "tf_multihead": 6,
 }
@@ -276,6 +277,15 @@ class PooledScorer:
         return incremental, incremental
 
 
+class BoostedScorer:
+    def __init__(self, model, shared: SharedModels, arm_window: np.ndarray, send_cost: np.ndarray):
+        self.model, self.shared = model, shared
+        self.arm_window, self.send_cost = np.asarray(arm_window), np.asarray(send_cost)
+
+    def __call__(self, features: pd.DataFrame):
+        return self.model.incremental(features, self.arm_window, self.shared.cost_model, self.send_cost)
+
+
 class RidgeScorer:
     def __init__(self, model, send_cost: np.ndarray):
         self.model, self.send_cost = model, np.asarray(send_cost)
@@ -366,6 +376,20 @@ def fit_candidate(name: str, ctx: TrainingContext):
             name,
             PooledScorer(SharedModels(ctx.shared.design, main, ctx.shared.cost_model), data.arm_window, data.send_cost),
         )
+    if name == "boosted_response":
+        from ml.models.boosted_response import fit_boosted_response
+        from ml.models.dr_ridge import UpliftConfig
+
+        model = fit_boosted_response(
+            data.features,
+            ctx.shared.pooled,
+            data.arm_index,
+            data.converted,
+            data.window_days,
+            penalty=ctx.options.get("uncertainty_penalty", UpliftConfig.uncertainty_penalty),
+            seed=ctx.seed,
+        )
+        return cand.FittedScores(arms, name, BoostedScorer(model, ctx.shared, data.arm_window, data.send_cost))
     if name == "dr_ridge":
         from ml.models.dr_ridge import UpliftConfig, train_uplift_model
 
@@ -411,7 +435,7 @@ def fit_candidate(name: str, ctx: TrainingContext):
 def candidate_names(
     arms: Sequence[str],
     eligible_arms: np.ndarray,
-    per_user: Sequence[str] = ("pooled_main", "pooled_response", "dr_ridge"),
+    per_user: Sequence[str] = ("pooled_main", "pooled_response", "boosted_response", "dr_ridge"),
 ) -> list[str]:
     blankets = [f"blanket:{a}" for a, ok in zip(arms, eligible_arms) if ok and a != NONE_ARM]
     return ["none", *blankets, "ranked_rule", "policy_tree", *per_user]

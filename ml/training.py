@@ -236,7 +236,9 @@ def train_and_select(
     data = policy_data(frame, arms, window_days, catalogue, validation_candidates)
     arms_list = data.arms
     eligible = np.array([a == NONE_ARM or (active or {}).get(a, True) for a in arms_list])
-    per_user = ["pooled_main", "pooled_response", "dr_ridge"] + (["tf_multihead"] if train_tf else [])
+    per_user = ["pooled_main", "pooled_response", "boosted_response", "dr_ridge"] + (
+        ["tf_multihead"] if train_tf else []
+    )
     selection, fitted, ctx, metrics = evaluate_and_select(
         data,
         budget_per_user,

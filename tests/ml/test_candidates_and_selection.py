@@ -143,6 +143,28 @@ def test_policy_tree_splits_on_the_planted_segment():
     assert (chosen[high] == 0).mean() > 0.8
 
 
+def test_boosted_response_finds_the_threshold_and_its_decision_discounts_its_own_noise():
+    from ml.models.boosted_response import fit_boosted_response
+    from ml.selection import BoostedScorer, fit_shared
+
+    data = _data(12000, 6)
+    shared = fit_shared(data, seed=0)
+    model = fit_boosted_response(
+        data.features, shared.pooled, data.arm_index, data.converted, data.window_days, penalty=1.5, bags=5, seed=0
+    )
+    rows = _data(3000, 7)
+    decision, estimate = BoostedScorer(model, shared, data.arm_window, data.send_cost)(rows.features)
+    high = rows.features["spend_30d"].to_numpy() > HIGH_SPEND * 1.3
+    low = rows.features["spend_30d"].to_numpy() < HIGH_SPEND * 0.7
+    # promo_a pays above the spend threshold (+0.30 conversion x ~19 margin) and not below it
+    assert estimate[high, 0].mean() > 3.0 and estimate[low, 0].mean() < 1.0
+    assert (decision <= estimate + 1e-12).all() and (decision[:, 2] == 0).all()
+    assert (decision[:, :2] < estimate[:, :2]).mean() > 0.99  # five bootstrap members never agree exactly
+    chosen = cand.FittedScores(ARMS, "boosted_response", BoostedScorer(model, shared, data.arm_window, data.send_cost))
+    arm = chosen.decide(rows.features, np.ones((3000, 3)), None, np.ones((3000, 3), bool), np.arange(3000) / 3000)
+    assert (arm[high] == 0).mean() > 0.9 and (arm[low] == 0).mean() < 0.2
+
+
 def _result(name: str, estimate: float, stderr: float, terms: np.ndarray, ips: float | None = None) -> CandidateResult:
     value = PolicyValueEstimate("dr", estimate, stderr, len(terms), float(len(terms)), terms)
     ips_value = PolicyValueEstimate(
