@@ -19,8 +19,11 @@ export PYTHONUNBUFFERED := 1
 # A run started by hand should fail at once, not wait out the scheduler's retry delays.
 export PROMO_TASK_RETRIES ?= 0
 
-DEMO_USERS ?= 5000
-DEMO_DAYS ?= 30
+# The demo shop: large and telling enough that a night can learn who responds (docs/decisions.md).
+DEMO_USERS ?= 20000
+DEMO_DAYS ?= 60
+DEMO_SHAPE ?= observable
+DEMO_BUDGET ?= 6000
 DEMO_START ?= 2026-10-01
 DEMO_SEED ?= 7
 DEMO_ITEM_SHAPE ?= category
@@ -60,11 +63,12 @@ airflow-db: $(AIRFLOW_HOME)/airflow.db
 
 demo-data: install
 	$(PY) -m demo.simulator --raw-dir $(DATA_DIR)/demo/raw --truth-dir $(DATA_DIR)/demo/truth \
-		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED) --item-shape $(DEMO_ITEM_SHAPE)
+		--users $(DEMO_USERS) --days $(DEMO_DAYS) --start-date $(DEMO_START) --seed $(DEMO_SEED) --item-shape $(DEMO_ITEM_SHAPE) \
+		--response-shape $(DEMO_SHAPE)
 
 demo: demo-data
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory run DATE=$(DEMO_RUN_DATE) > $(DATA_DIR)/demo-run.log 2>&1 \
+	PROMO_BUDGET=$${PROMO_BUDGET:-$(DEMO_BUDGET)} $(MAKE) --no-print-directory run DATE=$(DEMO_RUN_DATE) > $(DATA_DIR)/demo-run.log 2>&1 \
 		|| { tail -60 $(DATA_DIR)/demo-run.log; echo "demo run failed: full log in $(DATA_DIR)/demo-run.log"; exit 1; }; \
 	echo "night ran in $$(( $$(date +%s) - start )) s (log: $(DATA_DIR)/demo-run.log)"
 	@$(PY) -m promoflow.cli summary --date $(DEMO_RUN_DATE)

@@ -7,6 +7,7 @@ Modules (pure, importable functions; no I/O beyond what their names say):
 - ``predictions``               ``ArmPredictions``: per-user x per-arm model outputs and derived money
 - ``candidates``                the policy ladder: none, blanket arms, ranked rule, policy tree, per-user scores
 - ``models.pooled_response``    ``pooled_main`` / ``pooled_response``: one model for every arm through offer mechanics
+- ``models.boosted_response``   ``boosted_response``: bagged LightGBM P(order) through offer mechanics, penalised by its spread
 - ``models.dr_ridge``           ``dr_ridge``: doubly robust ridge uplift with bootstrap uncertainty (numpy)
 - ``models.tf_multihead``       ``tf_multihead``: multi-treatment TensorFlow response model
 - ``selection``                 out-of-fold valuation of every candidate and the written selection rule

@@ -11,7 +11,8 @@ whose ``decide`` turns users' features into one arm each under a budget:
 | ``ranked_rule`` | 2 | one arm to the top share of users ranked by one feature ("p_pct20 to the top 25% by spend_90d"), the rule the pooled response model predicts pays most |
 | ``policy_tree`` | 3 | a depth-2 policy tree on doubly robust scores (econml ``PolicyTree``): an arm per segment |
 | ``pooled_response`` | 4 | per-user incremental margin of :mod:`ml.models.pooled_response`, allocated by ``ml.allocation.allocate`` |
-| ``dr_ridge`` | 4 | per-user DR-ridge uplift (:mod:`ml.models.dr_ridge`), conservative scores |
+| ``boosted_response`` | 5 | per-user incremental margin of :mod:`ml.models.boosted_response` (bagged trees), less its bootstrap spread |
+| ``dr_ridge`` | 5 | per-user DR-ridge uplift (:mod:`ml.models.dr_ridge`), conservative scores |
 | ``tf_multihead`` | 5 | per-user TensorFlow multi-head response model (:mod:`ml.models.tf_multihead`) |
 
 Rules and segments are fitted on the doubly robust scores of the training rows only; their

@@ -59,7 +59,7 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
     "uncertainty_penalty": _param(
         "Uncertainty penalty",
         "number",
-        "Standard errors dr_ridge subtracts from its estimated uplift (default 1.5)",
+        "Standard errors dr_ridge and boosted_response subtract from their estimated uplift (default 1.5)",
         minimum=0,
         maximum=10,
     ),
