@@ -242,22 +242,23 @@ class PooledResponse:
         none = self.arms.index(NONE_ARM)
         window = np.where(np.asarray(arm_window) > 0, arm_window, 1.0)
         p_arm = self.p_order(features, window, u=u)
-        # not being sent anything for the same number of days as each arm's window
-        basket = self.expected_basket(features, window, u=u)
-        # Not being sent anything earns at a steady rate: E[margin over W | none] = W x the rate over the
-        # control's own logged window (no extrapolation of P(order | none) to windows it never had).
+        basket = self.expected_basket(features, window, u=u)  # each arm's converting basket over its window
+        # Not being sent anything, over the same days as the arm's window where the control's logged
+        # windows cover them (censored 'none' rows reach every length up to the control's); beyond
+        # the control's window, at its steady rate (no extrapolation of P(order | none) to windows
+        # it never had). Comparing a 3-day offer with 3/7 of the control's 7-day margin made short
+        # windows look good for frequent buyers, whose P(order) x basket saturates over 3 days.
         control = self.control_window or float(np.max(window))
-        control_margin = (
-            self._p_arm(features, u, none, np.full(len(u), control))
-            * self.expected_basket(features, np.full(len(self.arms), control), u=u)[:, 0]
-        )
         cost = cost_model.cost(p_arm)
-        incremental = (
-            p_arm * basket
-            - (control_margin / control)[:, None] * window[None, :]
-            - cost
-            - np.asarray(send_cost)[None, :]
-        )
+        incremental = p_arm * basket - cost - np.asarray(send_cost)[None, :]
+        covered = np.minimum(window, control)
+        for days in np.unique(np.delete(covered, none)):
+            columns = covered == days
+            none_margin = (
+                self._p_arm(features, u, none, np.full(len(u), days))
+                * self.expected_basket(features, np.full(len(self.arms), days), u=u)[:, 0]
+            )
+            incremental[:, columns] -= (none_margin / days)[:, None] * window[None, columns]
         incremental[:, none] = 0.0
         return incremental, cost
 
