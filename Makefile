@@ -38,8 +38,8 @@ help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
 	@echo "make test            set up (first time) and run the unit, dbt, Feast and dag.test suites (~26 min)"
 	@echo "make test-all        make test, then test-browser, then test-cluster (what CI runs after make lint: 32 min for all of .ci/run on a clean clone here)"
-	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (7 min; 16-20 min under load)"
-	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (4.5 min; 15-16 min under load)"
+	@echo "make test-browser    the Airflow UI in a real browser: login, a two-night backfill, task log, report (4-7 min; 16-20 min under load)"
+	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (3-4.5 min; 15-16 min under load)"
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
@@ -101,7 +101,7 @@ browser:
 test test-unit: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not cluster" --ignore=tests/ui
 
-# Every suite one after the other (each is CPU-bound on a 2-core machine): ~1 h here.
+# Every suite one after the other (each is CPU-bound on a 2-core machine): ~30 min here.
 test-all: install browser
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-browser
@@ -122,11 +122,11 @@ fmt: install
 	cd dbt_project && PROMO_DUCKDB_PATH=$(LINT_DUCKDB) $(VENV)/bin/sqlfluff fix models
 
 # The production topology on loopback (Celery + gpu worker, Postgres, Redis, Spark standalone, moto S3),
-# one topology per session (no xdist): 4.5 min here (15-16 under load). -rP prints the timings of a passing run.
+# one topology per session (no xdist): 3-4.5 min here (15-16 under load). -rP prints the timings of a passing run.
 test-cluster: install
 	$(PY) -m pytest -q -rfEsP -m cluster tests/cluster
 
-# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: 7 min here (16-20 under load).
+# The Playwright browser session on the Airflow UI (make airflow on a free port), Debian's chromium: 4-7 min here (16-20 under load).
 test-browser: install browser
 	$(PY) -m pytest -q -rfEsP tests/ui
 

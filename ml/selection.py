@@ -279,11 +279,11 @@ class PooledScorer:
 
 class BoostedScorer:
     def __init__(self, model, shared: SharedModels, arm_window: np.ndarray, send_cost: np.ndarray):
-        self.model, self.shared = model, shared
+        self.model, self.cost_model = model, shared.cost_model
         self.arm_window, self.send_cost = np.asarray(arm_window), np.asarray(send_cost)
 
     def __call__(self, features: pd.DataFrame):
-        return self.model.incremental(features, self.arm_window, self.shared.cost_model, self.send_cost)
+        return self.model.scores(features, self.arm_window, self.cost_model, self.send_cost)
 
 
 class RidgeScorer:

@@ -64,7 +64,7 @@ class BaggedBoostedResponse:
     def arms(self) -> list[str]:
         return self.members[0].arms
 
-    def incremental(
+    def scores(
         self, features: pd.DataFrame, arm_window: np.ndarray, cost_model: CostModel, send_cost: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """([n, arms] decision score ``mean - penalty x sd``, [n, arms] mean incremental margin); 0 for none."""

@@ -143,6 +143,49 @@ def test_policy_tree_splits_on_the_planted_segment():
     assert (chosen[high] == 0).mean() > 0.8
 
 
+def test_not_being_sent_anything_is_valued_over_the_offers_own_short_window():
+    """No arm has any effect; a 3-day offer against the 7-day control must not look good for
+    frequent buyers (valued at 3/7 of the control's 7-day margin it came out at +3.6 per user)."""
+    from ml.selection import fit_shared
+
+    rng = np.random.default_rng(0)
+    n = 12000
+    rate = np.where(rng.random(n) < 0.5, 0.6, 0.02)  # orders per day
+    arm = rng.integers(0, 3, n)
+    window = np.minimum(
+        np.array([3.0, 7.0, 7.0])[arm], np.maximum(rng.exponential(6.0, n), 0.2)
+    )  # cut at the next offer
+    orders = rng.poisson(rate * window)
+    features = pd.DataFrame(
+        {
+            "orders_30d": rng.poisson(rate * 30).astype(float),
+            "tenure_days": rng.uniform(30, 900, n),
+            "top_category": "x",
+        }
+    )
+    data = PolicyData(
+        features=features,
+        arms=["promo_short", "promo_long", "none"],
+        arm_index=arm,
+        propensity=np.full(n, 1 / 3),
+        converted=(orders > 0).astype(float),
+        margin=orders * 20.0,
+        discount=np.zeros(n),
+        window_days=window,
+        arm_window=np.array([3.0, 7.0, 0.0]),
+        send_cost=np.zeros(3),
+        numeric_features=["orders_30d", "tenure_days"],
+        categorical_features=["top_category"],
+        groups=np.arange(n),
+        evaluable=np.ones(n, dtype=bool),
+    )
+    shared = fit_shared(data, seed=0)
+    incremental, _ = shared.pooled.incremental(features, data.arm_window, shared.cost_model, data.send_cost)
+    frequent = rate > 0.1  # 36 margin over 3 days on average
+    assert abs(incremental[frequent, 0].mean()) < 1.5
+    assert abs(incremental[~frequent, 0].mean()) < 0.5
+
+
 def test_boosted_response_finds_the_threshold_and_its_decision_discounts_its_own_noise():
     from ml.models.boosted_response import fit_boosted_response
     from ml.selection import BoostedScorer, fit_shared
