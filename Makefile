@@ -32,7 +32,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test test-unit test-all airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
+.PHONY: help install demo demo-data run summary test test-unit test-all airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-night bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -43,6 +43,7 @@ help:
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
+	@echo "make bench-night USERS=\"100000 1000000\"   a first night on 60 days of history, then the next night: per-task time and peak RSS"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
 	@echo "make airflow [AIRFLOW_PORT=8080]   the Airflow UI (api-server, scheduler, dag-processor); Ctrl-C stops it"
 	@echo "make docs            dbt docs (catalog + manifest) into data/dbt_docs/"
@@ -162,6 +163,13 @@ bench-features: install
 
 # assign's delivery columns: the former per-user loop vs ml.delivery.delivery_columns, 100k and 1M users;
 # ml.allocation holdout / allocate / explore at 1M users x 9 arms.
+# A first night on USERS x BENCH_DAYS days of history, then the next night (one new landed day); per task
+# wall time and peak RSS (docs/scale.md).
+USERS ?= 100000
+BENCH_DAYS ?= 60
+bench-night: install
+	$(PY) -m benchmarks.bench_night $(foreach n,$(USERS),--users $(n)) --days $(BENCH_DAYS)
+
 bench-assign: install
 	$(PY) -m benchmarks.bench_assign
 

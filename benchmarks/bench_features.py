@@ -127,6 +127,7 @@ def generate_lake(lake: Path, n_users: int, events_per_user: int) -> dict:
 
 # ------------------------------------------------------------------ the two engines (run in subprocesses)
 def spark_worker(lake: Path, out: Path, shuffle_partitions: int, driver_memory: str) -> None:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from spark_jobs import nightly
@@ -135,6 +136,7 @@ def spark_worker(lake: Path, out: Path, shuffle_partitions: int, driver_memory: 
     from spark_jobs.user_features import (
         USER_CATEGORY_DAILY_SCHEMA,
         USER_DAILY_SCHEMA,
+        dedupe_events,
         item_features,
         roll_up_user_features,
         user_category_daily,
@@ -162,10 +164,14 @@ def spark_worker(lake: Path, out: Path, shuffle_partitions: int, driver_memory: 
         clock = now
 
     step("start")
-    nightly._write_daily(user_daily_aggregates(events, orders, exposures, items, promotions), out / "user_daily")
+    # As the nightly job does (and the DuckDB side's temp table): events deduplicated once for both tables.
+    unique_events = dedupe_events(events).persist(StorageLevel.MEMORY_AND_DISK)
+    daily_rows = user_daily_aggregates(unique_events, orders, exposures, items, promotions, deduplicated=True)
+    nightly._write_daily(daily_rows, out / "user_daily")
     step("user_daily")
-    nightly._write_daily(user_category_daily(events, items), out / "user_category_daily")
+    nightly._write_daily(user_category_daily(unique_events, items, deduplicated=True), out / "user_category_daily")
     step("user_category_daily")
+    unique_events.unpersist()
 
     days = sorted(parts["events"])
     daily = nightly._read_features(spark, out / "user_daily", days, USER_DAILY_SCHEMA)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ml import candidates as cand
+from ml.evaluation import qini_by_arm
 from ml.models.dr_ridge import LoggedOutcomes, outcome_coefficients
 from ml.models.pooled_response import CostModel, PooledResponse, UserDesign, fit_pooled_response
 from ml.ope import PolicyValueEstimate
@@ -581,6 +582,8 @@ def evaluate_and_select(
     predicted_cost = np.zeros(n)
     evaluated = np.zeros(n, dtype=bool)
     descriptions: dict[str, str] = {}
+    # Out-of-fold incremental estimates [rows, arms] of the per-user models (the report's Qini of the one chosen).
+    oof_estimate: dict[str, np.ndarray] = {}
     for k in range(folds):
         train_rows = np.flatnonzero(fold != k)
         test_rows = np.flatnonzero((fold == k) & data.evaluable)
@@ -599,6 +602,9 @@ def evaluate_and_select(
             try:
                 fitted = fit_candidate(name, ctx)
                 chosen[name][test_rows] = fitted.decide(test.features, cost, budget, eligible_rows[test_rows], tiebreak)
+                if isinstance(fitted, cand.FittedScores):
+                    scores = oof_estimate.setdefault(name, np.full((n, len(data.arms)), np.nan, dtype=np.float32))
+                    scores[test_rows] = fitted.estimate(test.features)
                 descriptions[name] = fitted.describe()
             except (ValueError, RuntimeError) as error:  # e.g. too little data for a model's own split
                 log.warning("candidate %s not fitted on fold %d: %s", name, k, error)
@@ -642,6 +648,12 @@ def evaluate_and_select(
         "rollout_share": selection.rollout_share,
         "cost_calibration": selection.cost_calibration,
     }
+    scored = oof_estimate.get(selection.chosen)
+    if scored is not None and len(rows) and np.isfinite(scored[rows]).all():
+        # the report's Qini curves: how the chosen model's out-of-fold ranking finds each arm's responders
+        metrics["models"] = {
+            selection.chosen: {"qini": qini_by_arm(scored[rows].astype(np.float64), data.take(rows).logged)}
+        }
     tiebreak = _tiebreak(data.groups, np.arange(n), seed)
     budget = None if budget_per_user is None else budget_per_user * n
     ctx = TrainingContext(

@@ -79,7 +79,9 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     attrs = {
         "rows_sent_under_live_offer": int(under_live_offer.sum()),
         "dropped_rows_sent_under_live_offer": bool(drop_contaminated),
+        "matured_rows": int(len(outcomes)),
     }
+    outcomes = sample_users(outcomes, settings.training_max_rows, settings.training_seed)
     if outcomes.empty:
         outcomes.attrs.update(attrs)
         return outcomes
@@ -90,6 +92,21 @@ def training_frame(settings: Settings, run_date: date) -> pd.DataFrame:
     joined = normalise_window_counts(joined, as_of, _history_start(settings))
     joined.attrs.update(attrs)
     return joined
+
+
+def sample_users(outcomes: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most about ``max_rows`` rows: every row of a random share of the users (all rows when under it).
+
+    A user is kept when a seeded hash of their id falls under max_rows / rows, so a re-run keeps
+    the same users, a user's rows stay together (the folds group by user) and, the draw being
+    independent of arms and outcomes, the kept rows are as randomised as the log.
+    """
+    if len(outcomes) <= max_rows:
+        return outcomes
+    key = f"{seed:016d}"[-16:]
+    hashed = pd.util.hash_pandas_object(outcomes["user_id"].astype(str), index=False, hash_key=key).to_numpy()
+    keep = hashed.astype(np.float64) / 2.0**64 < max_rows / len(outcomes)
+    return outcomes.loc[keep].reset_index(drop=True)
 
 
 # Count and sum features over a trailing window (the suffix says how many days): a shop's landing
@@ -230,6 +247,7 @@ def train(settings: Settings, run_date: date) -> dict:
             "model_version": version,
             "rows": int(len(setup.frame)),
             "rows_without_features": setup.rows_without_features,
+            "matured_rows": contamination.get("matured_rows"),
             "rows_sent_under_live_offer": contamination.get("rows_sent_under_live_offer"),
             "dropped_rows_sent_under_live_offer": contamination.get("dropped_rows_sent_under_live_offer"),
             "arms": trained.arms,

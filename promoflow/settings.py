@@ -126,6 +126,7 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
 # Bounds of settings that are not run params (environment only).
 SETTING_BOUNDS: dict[str, dict[str, Any]] = {
     "spark_shuffle_partitions": {"minimum": 1},
+    "training_max_rows": {"minimum": 1000},
 }
 
 PROJECT_ROOT = Path(os.environ.get("PROMO_HOME", Path(__file__).resolve().parents[1]))
@@ -160,6 +161,7 @@ class Settings:
     holdout_share: float
     policy_version: str
     training_seed: int  # deterministic model training: same data + seed => same model
+    training_max_rows: int  # matured exposures train_model fits on at most: a random sample of users beyond
     feature_lookback_days: int
     exploration_rate: float  # epsilon: share of (non-holdout) users whose arm is drawn at random
     exploration_budget_share: float  # share of the budget reserved for exploration draws
@@ -258,6 +260,7 @@ class Settings:
             holdout_share=float(get("holdout_share", "0.05")),
             policy_version=get("policy_version", "lagrangian-egreedy-v2"),
             training_seed=int(get("training_seed", "7")),
+            training_max_rows=int(get("training_max_rows", "100000")),
             feature_lookback_days=int(get("feature_lookback_days", "90")),
             exploration_rate=float(get("exploration_rate", "0.05")),
             exploration_budget_share=float(get("exploration_budget_share", "0.1")),

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from promoflow.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# ml.recommender.RecommenderConfig.holdout_days (a test keeps them equal): here without importing TensorFlow.
+RECOMMENDER_HOLDOUT_DAYS = 1
 
 
 def resolve(params: Mapping[str, Any] | None) -> Settings:
@@ -51,14 +54,17 @@ def build_features(
     events_checked = validate_clean_events(settings, ingested_events or [])
     backfill = nightly.exposure_dates_without_features(settings.lake_dir, day, TRAINING_WINDOW_DAYS)
     # One Spark pass for every date: the daily partitions once, one roll-up job per feature table.
-    # Past dates get user_features only: training reads nothing else as of an exposure date.
+    # Past dates get user_features only, of the users exposed that day (all training reads as of an
+    # exposure date), but the day before keeps every user: the recommender holds that day out and
+    # trains with the user_features as of it (RecommenderConfig.holdout_days).
+    held_out = day - timedelta(days=RECOMMENDER_HOLDOUT_DAYS)
     summary = nightly.run_many(
         settings.lake_dir,
         [*backfill, day],
         spark_master=settings.spark_master,
         shuffle_partitions=settings.spark_shuffle_partitions,
         lookback_days=settings.feature_lookback_days,
-        user_features_only=backfill,
+        training_dates=[d for d in backfill if d < held_out],
     )
     tonight = {
         "run_date": day.isoformat(),

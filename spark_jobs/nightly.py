@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # spark-submit spark_jobs/nightly.py: make the pa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow as pa
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -46,10 +47,12 @@ from spark_jobs.user_features import (
     ROLLUP_LOOKBACK_DAYS,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
+    dedupe_events,
     roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
 )
+from spark_jobs.windows import date_array
 
 DAILY_SOURCES = ("events", "orders", "exposures")
 # 2: user_daily / user_category_daily gained the behaviour columns; days still in clean are recomputed.
@@ -322,7 +325,7 @@ def run_many(
     spark_master: str | None = "local[*]",
     shuffle_partitions: int = 8,
     lookback_days: int = 90,
-    user_features_only: Iterable[date] = (),
+    training_dates: Iterable[date] = (),
 ) -> dict:
     """Build the features as of each of ``as_of_dates`` at once (a first night's backfill).
 
@@ -332,10 +335,12 @@ def run_many(
     partitioned by date to a hidden temp folder whose partitions are renamed into
     place as ``as_of=D`` (replacing an existing one; other dates are left alone).
 
-    ``user_features_only``: dates of ``as_of_dates`` that get user_features alone (a
-    first night's past dates, which only training reads, and only user_features):
-    user_category_features, user_sequences and item_features, whose cost grows with
-    every date they are rolled up for, are built for the other dates.
+    ``training_dates``: dates of ``as_of_dates`` that only training reads (a first
+    night's past exposure dates): they get user_features alone, and only the rows of
+    the users with a clean exposure that day, the rows training's point-in-time join
+    reads, each the row a full roll-up of the date holds. So a first night's work grows
+    with the exposures' histories, not with users x dates. user_category_features,
+    user_sequences and item_features are built for the other dates.
 
     Returns the dt partitions computed, the daily rows written and, under ``as_of``,
     the rows and folder of each date's tables.
@@ -343,11 +348,11 @@ def run_many(
     dates = sorted({date.fromisoformat(d) if isinstance(d, str) else d for d in as_of_dates})
     if not dates:
         raise ValueError("as_of_dates is empty: give at least one as_of date")
-    partial = {date.fromisoformat(d) if isinstance(d, str) else d for d in user_features_only}
+    partial = {date.fromisoformat(d) if isinstance(d, str) else d for d in training_dates}
     full_dates = [d for d in dates if d not in partial]
     if partial - set(dates) or not full_dates:
         raise ValueError(
-            f"user_features_only {sorted(map(str, partial))} must be a proper subset of as_of_dates {[str(d) for d in dates]}"
+            f"training_dates {sorted(map(str, partial))} must be a proper subset of as_of_dates {[str(d) for d in dates]}"
         )
     lake = Path(lake_dir)
     clean = lake / "clean"
@@ -367,7 +372,16 @@ def run_many(
     items = _read_snapshot(spark, clean, "items")
     user_daily_df = _read_features(spark, user_daily_dir, rollup_days, USER_DAILY_SCHEMA)
     category_daily_df = _read_features(spark, category_daily_dir, rollup_days, USER_CATEGORY_DAILY_SCHEMA)
-    user_features_df = roll_up_user_features_for_dates(user_daily_df, category_daily_df, users, dates)
+    user_features_df = roll_up_user_features_for_dates(user_daily_df, category_daily_df, users, full_dates)
+    if partial:
+        training_rows = roll_up_user_features_for_dates(
+            user_daily_df,
+            category_daily_df,
+            users,
+            sorted(partial),
+            targets=_exposed_users(spark, clean_partitions["exposures"], sorted(partial)),
+        )
+        user_features_df = user_features_df.unionByName(training_rows)
     user_features_paths = _publish_as_of_dates(user_features_df, features / "user_features", dates, "user_id")
     category_paths = _publish_as_of_dates(
         user_category_features_for_dates(category_daily_df, full_dates),
@@ -470,12 +484,19 @@ def _update_daily_partitions(
         # A row is kept only in its own day's partition: dynamic overwrite must not
         # replace a day that is not being recomputed.
         days_col = [F.lit(d) for d in to_compute]
-        daily = user_daily_aggregates(events, orders, exposures, items, promotions).filter(F.col("dt").isin(*days_col))
-        category_daily = user_category_daily(events, items).filter(F.col("dt").isin(*days_col))
+        # Deduplicated once for both tables (a shuffle of every event), kept until both are written.
+        unique_events = dedupe_events(events).persist(StorageLevel.MEMORY_AND_DISK)
+        daily = user_daily_aggregates(unique_events, orders, exposures, items, promotions, deduplicated=True).filter(
+            F.col("dt").isin(*days_col)
+        )
+        category_daily = user_category_daily(unique_events, items, deduplicated=True).filter(
+            F.col("dt").isin(*days_col)
+        )
 
         before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
         _write_daily(daily, user_daily_dir)
         _write_daily(category_daily, category_daily_dir)
+        unique_events.unpersist()
         _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
 
         written_daily = _partition_dirs(user_daily_dir)
@@ -493,6 +514,17 @@ def _update_daily_partitions(
         _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
 
     return clean_partitions, to_compute, user_daily_rows, category_daily_rows
+
+
+def _exposed_users(spark: SparkSession, exposure_partitions: dict[date, Path], days: list[date]) -> DataFrame:
+    """(user_id, as_of): the users with a clean exposure on each of ``days`` (ingest keeps an
+    exposure in the partition of its sent_ts's UTC day), as_of that day."""
+    exposures = _read_partitions(spark, [exposure_partitions[d] for d in days if d in exposure_partitions], "exposures")
+    # as_of picked out of the literal dates (not to_date's nullable column), as the full roll-up's
+    same_day = F.filter(date_array(days), lambda day: day == F.to_date("sent_ts"))
+    return (
+        exposures.filter(F.col("user_id").isNotNull()).select("user_id", F.explode(same_day).alias("as_of")).distinct()
+    )
 
 
 def _publish_segments(spark: SparkSession, features: Path, as_of: date) -> dict:

@@ -275,6 +275,7 @@ def user_daily_aggregates(
     exposures: DataFrame,
     items: DataFrame | None = None,
     promotions: DataFrame | None = None,
+    deduplicated: bool = False,
 ) -> DataFrame:
     """One row per (user_id, dt) with any event, order or offer exposure that UTC day.
 
@@ -287,10 +288,13 @@ def user_daily_aggregates(
     (promo_type) splits exposures and redemptions (orders with a promo_id) by
     promo type; without them those columns are 0. A cart session is a session_id
     with an add_to_cart that day; it is abandoned without a purchase event in the
-    same session that day. Columns and types: ``USER_DAILY_SCHEMA``.
+    same session that day. ``deduplicated``: ``events`` already went through
+    ``dedupe_events`` (the nightly job dedupes once for both daily tables).
+    Columns and types: ``USER_DAILY_SCHEMA``.
     """
     spark = events.sparkSession
-    ev = windows.with_event_day(dedupe_events(events)).withColumn("_hour", F.hour("event_ts"))
+    unique = events if deduplicated else dedupe_events(events)
+    ev = windows.with_event_day(unique).withColumn("_hour", F.hour("event_ts"))
     prices = _item_prices(items, spark)
     ev = ev.join(F.broadcast(prices), "item_id", "left")
     is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
@@ -379,12 +383,12 @@ def user_daily_aggregates(
     return joined.filter(F.col("user_id").isNotNull() & F.col("dt").isNotNull()).select(*out)
 
 
-def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
+def user_category_daily(events: DataFrame, items: DataFrame, deduplicated: bool = False) -> DataFrame:
     """One row per (user_id, dt, category) with views, carts (add_to_cart) and purchases.
 
     spend sums the item price (``items.price``, 0 without one) of the purchase events;
     last_event_ts is the latest of those events. Events whose item is unknown or has
-    no category are left out.
+    no category are left out. ``deduplicated`` as in ``user_daily_aggregates``.
     Columns and types: ``USER_CATEGORY_DAILY_SCHEMA``.
     """
     item_category = (
@@ -396,7 +400,7 @@ def user_category_daily(events: DataFrame, items: DataFrame) -> DataFrame:
         )
     )
     ev = (
-        windows.with_event_day(dedupe_events(events))
+        windows.with_event_day(events if deduplicated else dedupe_events(events))
         .filter(F.col("event_type").isin("view", "add_to_cart", "purchase") & F.col("item_id").isNotNull())
         .join(F.broadcast(item_category), "item_id")
     )
@@ -467,6 +471,7 @@ def roll_up_user_features_for_dates(
     user_category_daily: DataFrame,
     users: DataFrame,
     as_of_dates: list[date],
+    targets: DataFrame | None = None,
 ) -> DataFrame:
     """``roll_up_user_features`` for several as_of dates in one pass.
 
@@ -475,10 +480,31 @@ def roll_up_user_features_for_dates(
     ``roll_up_user_features(..., as_of)``. Each daily row is joined onto the as_of dates
     whose 90-day window [as_of - 90, as_of) holds its dt, then everything is grouped by
     (user_id, as_of). Columns and types: ``USER_FEATURES_SCHEMA``.
+
+    ``targets``: (user_id, as_of) pairs to roll up instead of every user on every date
+    (``as_of_dates`` is then ignored); only the daily rows of those users are read, so
+    the work grows with the pairs' histories, not with users x dates. Each row is the
+    one the full roll-up of its date holds; pairs whose user is not in ``users`` are dropped.
     """
-    dates = windows.sorted_as_of_dates(as_of_dates)
     as_of_col = F.col("as_of")
-    daily = windows.onto_as_of_dates(user_daily, dates, ROLLUP_LOOKBACK_DAYS)
+    if targets is None:
+        dates = windows.sorted_as_of_dates(as_of_dates)
+
+        def onto(df: DataFrame) -> DataFrame:
+            return windows.onto_as_of_dates(df, dates, ROLLUP_LOOKBACK_DAYS)
+
+        def on_dates(df: DataFrame) -> DataFrame:
+            return windows.with_as_of_dates(df, dates)
+    else:
+        pairs = targets.select("user_id", "as_of").distinct()
+
+        def onto(df: DataFrame) -> DataFrame:
+            return windows.onto_target_rows(df, pairs, ROLLUP_LOOKBACK_DAYS)
+
+        def on_dates(df: DataFrame) -> DataFrame:
+            return df.join(pairs, "user_id")
+
+    daily = onto(user_daily)
     in_7d = windows.col_in_window(F.col("dt"), as_of_col, 7)
     in_30d = windows.col_in_window(F.col("dt"), as_of_col, 30)
 
@@ -532,7 +558,7 @@ def roll_up_user_features_for_dates(
     )
 
     category_scores = (
-        windows.onto_as_of_dates(user_category_daily, dates, ROLLUP_LOOKBACK_DAYS)
+        onto(user_category_daily)
         .groupBy("user_id", "as_of", "category")
         .agg(F.sum(F.col("views") + F.col("carts") + F.col("purchases")).alias("_score"))
         .filter(F.col("_score") > 0)
@@ -562,7 +588,7 @@ def roll_up_user_features_for_dates(
         .agg(F.min(windows.utc_ts("signup_ts")).alias("_signup_ts"))
     )
     joined = (
-        windows.with_as_of_dates(roster, dates)
+        on_dates(roster)
         .join(activity, ["user_id", "as_of"], "left")
         .join(top_category, ["user_id", "as_of"], "left")
         .join(engagement, ["user_id", "as_of"], "left")

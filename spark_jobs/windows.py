@@ -60,6 +60,15 @@ def onto_as_of_dates(df: DataFrame, dates: list[date], days: int) -> DataFrame:
     return df.filter(in_union).withColumn("as_of", F.explode(matching))
 
 
+def onto_target_rows(df: DataFrame, targets: DataFrame, days: int) -> DataFrame:
+    """Each row of ``df`` once per (user_id, as_of) pair of ``targets`` whose window
+    [as_of - days, as_of) holds its dt: a join on user_id, so only the targets' users' rows
+    are read and a row lands on at most as many dates as its user has pairs."""
+    return df.join(targets.select("user_id", "as_of"), "user_id").filter(
+        col_in_window(F.col("dt"), F.col("as_of"), days)
+    )
+
+
 def with_as_of_dates(df: DataFrame, dates: list[date]) -> DataFrame:
     """Every row of ``df`` once per as_of date (a cross join with the dates)."""
     if len(dates) == 1:

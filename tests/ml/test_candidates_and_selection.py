@@ -266,6 +266,21 @@ def test_evaluate_and_select_publishes_a_targeting_policy_on_a_real_effect():
         > metrics["candidates"]["blanket:promo_b"]["value_per_row"]
     )
     assert fitted is not None and fitted.describe()
+    if selection.chosen == "ranked_rule":  # a rule ranks nobody: no Qini curve
+        assert "models" not in metrics
+
+
+def test_the_chosen_per_user_models_out_of_fold_ranking_gives_the_reports_qini_curves():
+    data = _data(9000, 5)
+    selection, _fitted, _ctx, metrics = evaluate_and_select(
+        data, budget_per_user=None, names=["none", "pooled_main"], seed=0
+    )
+    assert selection.chosen == "pooled_main", selection.message
+    qini = metrics["models"]["pooled_main"]["qini"]
+    assert set(qini) == {"promo_a", "promo_b"}
+    # promo_a pays above HIGH_SPEND only: its ranking finds them (the oracle's Qini here is 0.093)
+    assert qini["promo_a"]["qini"] > 0.03
+    assert len(qini["promo_a"]["curve"]) == len(qini["promo_a"]["curve_share"]) == 21
 
 
 @settings(max_examples=30, deadline=None)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ml import candidates as cand
+from promoflow import decisions
 from promoflow.decisions import active_arms, plan_night
 
 ARMS = ["promo_a", "promo_b", "none"]
@@ -153,3 +154,18 @@ def test_training_setup_keeps_rows_with_features_and_marks_matured_windows():
     assert setup.active == {"promo_a": True, "promo_b": False}
     # the catalogue's longest window is 14 days: only the exposures of 2026-10-01 have matured
     assert setup.validation_candidates.tolist() == [True, True, False]
+
+
+def test_training_keeps_every_row_of_a_random_share_of_users_beyond_its_row_cap():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 20_000, 60_000)
+    outcomes = pd.DataFrame({"user_id": [f"u{u}" for u in users], "converted": rng.random(60_000) < 0.1})
+    assert decisions.sample_users(outcomes, 60_000, seed=7) is outcomes  # under the cap: untouched
+    kept = decisions.sample_users(outcomes, 15_000, seed=7)
+    assert 13_500 < len(kept) < 16_500
+    by_user = outcomes.groupby("user_id").size()
+    counts = kept.groupby("user_id").size()
+    assert counts.equals(by_user.loc[counts.index])  # whole users
+    assert kept.equals(decisions.sample_users(outcomes, 15_000, seed=7))  # a re-run keeps the same rows
+    assert set(kept["user_id"]) != set(decisions.sample_users(outcomes, 15_000, seed=8)["user_id"])
+    assert abs(kept["converted"].mean() - outcomes["converted"].mean()) < 0.01

@@ -100,3 +100,12 @@ def test_a_lake_without_item_events_keeps_the_rule(tmp_path):
         recommend.featured_for_offers(settings, date(2026, 10, 31), trained, ["u1"], np.array([True]), [None], 3)
         is None
     )
+
+
+def test_build_features_keeps_every_user_on_the_day_the_recommender_holds_out():
+    """A first night's past dates hold only the exposed users' user_features, except the day the
+    recommender holds out: it reads every user's features as of that day."""
+    from ml.recommender import RecommenderConfig
+    from promoflow import stages
+
+    assert RecommenderConfig().holdout_days == stages.RECOMMENDER_HOLDOUT_DAYS

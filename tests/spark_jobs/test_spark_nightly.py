@@ -8,10 +8,12 @@ events, then night 2024-03-11 again after a clean partition was rewritten.
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -462,29 +464,45 @@ def test_run_many_rerun_is_idempotent(batch):
     ]  # no temp folders left behind
 
 
-def test_run_many_builds_only_user_features_for_user_features_only_dates(batch, tmp_path):
-    """A first night's past dates (only training reads them) get user_features alone, the same rows."""
+def test_run_many_builds_only_the_exposed_users_user_features_for_training_dates(batch, tmp_path):
+    """A first night's past dates (only training reads them) get user_features alone, and only
+    the rows of that day's exposed users: each the row the full roll-up of the date holds."""
     lake = tmp_path / "lake"
     _build_lake(lake)
     _add_day_2024_03_10(lake)
     _restate_orders_2024_03_09(lake)
+    dates = [date(2024, 3, 6), date(2024, 3, 9), date(2024, 3, 11)]
+    full = lake / "full"
+    shutil.copytree(lake / "clean", full / "clean")
+    nightly.run_many(str(full), dates, spark_master="local[1]", shuffle_partitions=2)
     summary = nightly.run_many(
         str(lake),
-        [date(2024, 3, 6), date(2024, 3, 11)],
+        dates,
         spark_master="local[1]",
         shuffle_partitions=2,
-        user_features_only=[date(2024, 3, 6)],
+        training_dates=[date(2024, 3, 6), date(2024, 3, 9)],
     )
     features, ref = lake / "features", batch["ref_features"]
-    for d in ("2024-03-06", "2024-03-11"):
-        assert _read(features / "user_features" / f"as_of={d}").equals(_read(ref / "user_features" / f"as_of={d}")), d
+    # 03-09: u1 was sent x2 that day; u2 and u3, in the snapshot too, were not
+    reference = _read(full / "features" / "user_features" / "as_of=2024-03-09")
+    assert reference.column("user_id").to_pylist() == ["u1", "u2", "u3"]
+    got = _read(features / "user_features" / "as_of=2024-03-09")
+    assert got.equals(reference.filter(pc.equal(reference.column("user_id"), "u1")))
+    assert got.to_pylist()[0]["exposures_30d"] == 1  # x1 on 03-08; x2 is on the as_of day itself
+    # 03-06: no exposure that day, an empty file with the schema
+    empty = _read(features / "user_features" / "as_of=2024-03-06")
+    assert empty.num_rows == 0 and empty.schema == reference.schema
+    assert _read(features / "user_features" / "as_of=2024-03-11").equals(
+        _read(ref / "user_features" / "as_of=2024-03-11")
+    )
     for table in ("item_features", "user_category_features", "user_sequences"):
         assert _read(features / table / "as_of=2024-03-11").equals(_read(ref / table / "as_of=2024-03-11")), table
         assert sorted(p.name for p in (features / table).iterdir()) == ["as_of=2024-03-11"], table
-    assert set(summary["as_of"]["2024-03-06"]) == {"user_features_rows", "user_features_path"}
+    assert set(summary["as_of"]["2024-03-09"]) == {"user_features_rows", "user_features_path"}
+    assert summary["as_of"]["2024-03-09"]["user_features_rows"] == 1
     assert summary["as_of"]["2024-03-11"]["item_features_rows"] == 4
     with pytest.raises(ValueError, match="proper subset"):
-        nightly.run_many(str(lake), [date(2024, 3, 6)], spark_master="local[1]", user_features_only=[date(2024, 3, 6)])
+        nightly.run_many(str(lake), [date(2024, 3, 6)], spark_master="local[1]", training_dates=[date(2024, 3, 6)])
 
 
 def test_publish_as_of_dates_writes_an_empty_folder_for_a_date_without_rows(spark, tmp_path):
