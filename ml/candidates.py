@@ -292,6 +292,10 @@ class FittedScores:
 
     def decide(self, features, cost, budget, eligible, tiebreak) -> np.ndarray:
         decision, _ = self.scorer(features)
+        return self.decide_scored(decision, cost, budget, eligible, tiebreak)
+
+    def decide_scored(self, decision, cost, budget, eligible, tiebreak) -> np.ndarray:
+        """``decide`` on decision scores the scorer already gave (it is scored once for decision and estimate)."""
         none = self.arms.index(NONE_ARM)
         if budget is None:
             score = np.where(eligible, decision, -np.inf)

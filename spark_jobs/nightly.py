@@ -494,9 +494,11 @@ def _update_daily_partitions(
         )
 
         before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
-        _write_daily(daily, user_daily_dir)
-        _write_daily(category_daily, category_daily_dir)
-        unique_events.unpersist()
+        try:
+            _write_daily(daily, user_daily_dir)
+            _write_daily(category_daily, category_daily_dir)
+        finally:
+            unique_events.unpersist()
         _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
 
         written_daily = _partition_dirs(user_daily_dir)
