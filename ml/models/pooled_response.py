@@ -213,20 +213,22 @@ class PooledResponse:
             parts.append((mechanics[:, :, None] * u[:, None, :]).reshape(len(u), -1))
         return np.hstack(parts)
 
-    def _p_arm(self, features: pd.DataFrame, u: np.ndarray, k: int, window: np.ndarray) -> np.ndarray:
-        log_window = np.log(np.maximum(np.asarray(window, dtype=np.float64), 1e-3))
+    def _p_arm(self, features: pd.DataFrame, u: np.ndarray, k: int, days: float, baselines: dict | None = None):
+        """P(order within ``days`` | arm ``k``) per user; ``baselines`` memoises the baseline's
+        log-odds per window length (it does not depend on the arm: every arm of a call shares it)."""
+        log_window = np.full(len(u), np.log(max(float(days), 1e-3)))
+        baselines = {} if baselines is None else baselines
+        if float(days) not in baselines:
+            baselines[float(days)] = self._baseline_logit(u, log_window)
         m = arm_mechanics(features, self.arms[k], self.arms, self.catalogue, self.basket_fallback)
-        return self.logistic.predict_proba(
-            self._logistic_design(u, self._baseline_logit(u, log_window), log_window, m)
-        )[:, 1]
+        return self.logistic.predict_proba(self._logistic_design(u, baselines[float(days)], log_window, m))[:, 1]
 
-    def p_order(self, features: pd.DataFrame, window: np.ndarray, u=None) -> np.ndarray:
+    def p_order(self, features: pd.DataFrame, window: np.ndarray, u=None, baselines: dict | None = None) -> np.ndarray:
         """[n, arms] P(order within ``window[a]`` days | arm) (``window`` [arms])."""
         u = self.design(features) if u is None else u
         window = np.asarray(window, dtype=np.float64)
-        return np.stack(
-            [self._p_arm(features, u, k, np.full(len(u), window[k])) for k in range(len(self.arms))], axis=1
-        )
+        baselines = {} if baselines is None else baselines
+        return np.stack([self._p_arm(features, u, k, window[k], baselines) for k in range(len(self.arms))], axis=1)
 
     def expected_basket(self, features: pd.DataFrame, window: np.ndarray, u=None) -> np.ndarray:
         u = self.design(features) if u is None else u
@@ -241,7 +243,8 @@ class PooledResponse:
         u = self.design(features)
         none = self.arms.index(NONE_ARM)
         window = np.where(np.asarray(arm_window) > 0, arm_window, 1.0)
-        p_arm = self.p_order(features, window, u=u)
+        baselines: dict = {}
+        p_arm = self.p_order(features, window, u=u, baselines=baselines)
         basket = self.expected_basket(features, window, u=u)  # each arm's converting basket over its window
         # Not being sent anything, over the same days as the arm's window where the control's logged
         # windows cover them (censored 'none' rows reach every length up to the control's); beyond
@@ -255,7 +258,7 @@ class PooledResponse:
         for days in np.unique(np.delete(covered, none)):
             columns = covered == days
             none_margin = (
-                self._p_arm(features, u, none, np.full(len(u), days))
+                self._p_arm(features, u, none, days, baselines)
                 * self.expected_basket(features, np.full(len(self.arms), days), u=u)[:, 0]
             )
             incremental[:, columns] -= (none_margin / days)[:, None] * window[None, columns]
@@ -358,7 +361,10 @@ def fit_pooled_response(
     rows_design = np.zeros((n, blocks[0][1].shape[1]))
     for rows, block in blocks:
         rows_design[rows] = block
-    model.logistic = LogisticRegression(C=c, max_iter=3000, tol=1e-6).fit(rows_design, y)
+    # Newton's method with a Cholesky solve: rows far outnumber columns here, and it converges in a
+    # handful of iterations where L-BFGS took ~850 (54k rows x 865 columns: 7 s instead of 43 s, to a
+    # lower objective).
+    model.logistic = LogisticRegression(C=c, solver="newton-cholesky", max_iter=100, tol=1e-6).fit(rows_design, y)
 
     converting = y > 0
     if converting.sum() >= 2:
