@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.models.pooled_response import CostModel, PooledResponse, _lightgbm_classifier, arm_mechanics
+from ml.models.pooled_response import CostModel, PooledResponse, _lightgbm_classifier
 
 BAGS = 10
 
@@ -89,17 +89,7 @@ def fit_boosted_response(
     arm_index = np.asarray(arm_index, dtype=np.int64)
     u = pooled.design(features)
     log_window = np.log(np.maximum(np.asarray(window_days, dtype=np.float64), 1e-3))
-    template = _member(pooled, None)
-    x = None
-    for k, arm in enumerate(pooled.arms):
-        rows = np.flatnonzero(arm_index == k)
-        if not len(rows):
-            continue
-        mechanics = arm_mechanics(features.iloc[rows], arm, pooled.arms, pooled.catalogue, pooled.basket_fallback)
-        block = template._logistic_design(u[rows], None, log_window[rows], mechanics)
-        if x is None:
-            x = np.zeros((len(u), block.shape[1]))
-        x[rows] = block
+    x = _member(pooled, None).logged_design(features, u, arm_index, log_window)
     y = (np.asarray(converted) > 0).astype(int)
     rng = np.random.default_rng(seed)
     members = []

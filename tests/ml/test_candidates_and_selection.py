@@ -186,7 +186,7 @@ def test_not_being_sent_anything_is_valued_over_the_offers_own_short_window():
     assert abs(incremental[~frequent, 0].mean()) < 0.5
 
 
-def test_the_pooled_model_reaches_its_optimum_and_scores_each_window_length_once():
+def test_the_pooled_model_reaches_its_optimum_and_scores_each_window_length_once(monkeypatch):
     """The logistic fit is at the minimum of its own objective (its gradient vanishes), and one
     call of ``incremental`` runs the boosted baseline once per distinct window length, not once
     per arm: the baseline does not depend on the arm."""
@@ -195,6 +195,8 @@ def test_the_pooled_model_reaches_its_optimum_and_scores_each_window_length_once
     data = _data(6000, seed=3)
     shared = fit_shared(data, seed=0)
     pooled = shared.pooled
+    arm_window = np.array([7.0, 14.0, 0.0])
+    expected = pooled.incremental(data.features, arm_window, shared.cost_model, data.send_cost)[0]
     calls = []
     original = pooled._baseline_logit
 
@@ -202,26 +204,17 @@ def test_the_pooled_model_reaches_its_optimum_and_scores_each_window_length_once
         calls.append(float(log_window[0]))
         return original(u, log_window)
 
-    pooled._baseline_logit = counted
-    arm_window = np.array([7.0, 14.0, 0.0])
+    monkeypatch.setattr(pooled, "_baseline_logit", counted)
     incremental, _ = pooled.incremental(data.features, arm_window, shared.cost_model, data.send_cost)
-    # promo_a's 7 days, promo_b's 14, 'none' at the placeholder 1 day of p_order; 'none' over the
-    # control's 7 days shares promo_a's
+    # Three lengths: promo_a's 7 days, promo_b's 14, and the 1 day p_order puts in the 'none' column
+    # of an arm_window without one; 'none' valued over the control's 7 days reuses promo_a's.
     assert sorted(calls) == sorted({0.0, np.log(7.0), np.log(14.0)})
-    pooled._baseline_logit = original
-    assert np.allclose(incremental, pooled.incremental(data.features, arm_window, shared.cost_model, data.send_cost)[0])
+    assert np.allclose(incremental, expected)
 
     # gradient of sum(log-loss) + |w|^2 / (2C) at the fitted coefficients (the intercept is not penalised)
     logistic = pooled.logistic
     u = pooled.design(data.features)
-    log_window = np.log(data.window_days)
-    from ml.models.pooled_response import arm_mechanics
-
-    x = np.zeros((len(u), logistic.coef_.shape[1]))
-    for k, arm in enumerate(data.arms):
-        rows = np.flatnonzero(data.arm_index == k)
-        m = arm_mechanics(data.features.iloc[rows], arm, data.arms, None, pooled.basket_fallback)
-        x[rows] = pooled._logistic_design(u[rows], pooled.train_base_logit[rows], log_window[rows], m)
+    x = pooled.logged_design(data.features, u, data.arm_index, np.log(data.window_days), pooled.train_base_logit)
     y = (data.converted > 0).astype(float)
     residual = 1 / (1 + np.exp(-(x @ logistic.coef_[0] + logistic.intercept_[0]))) - y
     gradient = x.T @ residual + logistic.coef_[0] / logistic.C
