@@ -314,6 +314,63 @@ def salted_uniform(user_ids: np.ndarray, salt: str) -> np.ndarray:
 _salted_uniform = salted_uniform
 
 
+# An explorer's arm: this share uniform over its affordable arms, the rest by Thompson sampling on
+# its segment's arm values (every affordable arm keeps at least this share / |E_i| of support).
+EXPLORATION_UNIFORM_SHARE = 0.5
+# A segment whose best arm the evidence is sure of still gets explorers, at this weight per user
+# (1 + this for a segment where every arm is equally likely best).
+EXPLORATION_FLOOR = 0.25
+THOMPSON_DRAWS = 4000
+
+
+def thompson_shares(mean: np.ndarray, se: np.ndarray, allowed: np.ndarray, seed: int) -> np.ndarray:
+    """[arms] the share of ``THOMPSON_DRAWS`` posterior draws N(mean, se^2) in which each allowed
+    arm is the best of the allowed ones (0 elsewhere). Draws come from ``seed``: a fixed function of
+    its inputs, so the probabilities it states are exactly those the policy draws with."""
+    allowed = np.asarray(allowed, dtype=bool)
+    rng = np.random.default_rng(seed)
+    scale = np.where(np.isfinite(se), se, 0.0)
+    draws = mean[None, :] + scale[None, :] * rng.standard_normal((THOMPSON_DRAWS, len(mean)))
+    # an arm with no evidence (infinite se) is as likely best as not: a draw so wide that it beats
+    # the rest about half the time
+    unknown = ~np.isfinite(se)
+    if unknown.any():
+        draws[:, unknown] = 1e12 * rng.standard_normal((THOMPSON_DRAWS, int(unknown.sum())))
+    draws[:, ~allowed] = -np.inf
+    best = np.argmax(draws, axis=1)
+    return np.bincount(best, minlength=len(mean)).astype(np.float64) / THOMPSON_DRAWS
+
+
+def stratum_sizes(m: int, sizes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Integers summing to ``m`` (<= sizes.sum()), each at most its stratum's size, proportional to
+    ``sizes x weights`` where that allows (water-filling, then largest remainders)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    demand = sizes * np.asarray(weights, dtype=np.float64)
+    out = np.zeros(len(sizes), dtype=np.int64)
+    if m <= 0 or not len(sizes):
+        return out
+    quota = np.zeros(len(sizes))
+    free = sizes > 0
+    left = float(m)
+    while free.any():
+        weight = np.where(free, demand if demand[free].sum() > 0 else sizes, 0.0)
+        share = weight / weight.sum() * left
+        over = free & (share >= sizes)
+        if not over.any():
+            quota[free] = share[free]
+            break
+        quota[over] = sizes[over]
+        left -= float(sizes[over].sum())
+        free &= ~over
+    out = np.minimum(np.floor(quota + 1e-9).astype(np.int64), sizes)
+    for k in np.argsort(-(quota - out), kind="stable"):
+        if out.sum() >= m:
+            break
+        if out[k] < sizes[k]:
+            out[k] += 1
+    return out
+
+
 def explore(
     greedy_arm: np.ndarray,
     is_holdout: np.ndarray,
@@ -327,17 +384,29 @@ def explore(
     holdout_share: float,
     salt: str,
     policy_probabilities: np.ndarray | None = None,
+    segments: np.ndarray | None = None,
+    segment_mean: np.ndarray | None = None,
+    segment_se: np.ndarray | None = None,
 ) -> Exploration:
-    """Epsilon-greedy exploration with exact propensities and a hard cost reserve.
+    """Exploration with exact propensities and a hard cost reserve.
 
-    Among users not held out, exactly ``m = round(rate * n)`` explore (the m lowest salted
-    hashes: a uniformly random subset, so each has probability ``q = m / n``). An explorer
-    gets an arm drawn uniformly from ``E_i`` = ``none`` plus the eligible arms whose expected
-    cost is at most ``reserve_budget / m`` — so exploration never spends more than the reserve,
-    and the greedy allocation (computed before, on the budget minus the reserve) is untouched:
-    the whole night stays within the budget. For every user and arm
+    Among users not held out, exactly ``m = round(rate * n)`` explore, so each may carry an
+    expected cost of at most ``reserve_budget / m`` — exploration never spends more than the
+    reserve, and the greedy allocation (computed before, on the budget minus the reserve) is
+    untouched: the whole night stays within the budget. ``E_i`` is ``none`` plus the eligible
+    arms within that cap.
 
-        P(a) = h 1[a = none] + (1 - h) ((1 - q) 1[a = greedy] + q 1[a in E_i] / |E_i|)
+    Without ``segments``: epsilon-greedy. The m are the lowest salted hashes (a uniformly random
+    subset, each with probability ``q = m / n``) and an explorer's arm is uniform over E_i.
+
+    With ``segments`` [n] and the segments' per-arm values ``segment_mean`` / ``segment_se``
+    [segments, arms] (``ml.exploration``): segment s gets m_s explorers, in proportion to its
+    users x (``EXPLORATION_FLOOR`` + 1 - the largest probability that one arm is its best), the
+    m_s lowest hashes of its users (``q_s = m_s / n_s``); an explorer's arm is drawn from
+    ``pi_i(a) = u 1[a in E_i] / |E_i| + (1 - u) T_s(a | E_i)``, u = ``EXPLORATION_UNIFORM_SHARE``,
+    T the Thompson share of :func:`thompson_shares` among E_i. In both cases, for every user and arm
+
+        P(a) = h 1[a = none] + (1 - h) ((1 - q_i) 1[a = greedy] + q_i pi_i(a))
 
     with h the holdout share (the holdout is itself a salted hash draw). Arms outside E_i
     have probability 0 from exploration: off-policy estimates cannot see them there.
@@ -354,31 +423,60 @@ def explore(
         raise ValueError(f"exploration reserve={reserve_budget!r}: must be >= 0")
     candidates = np.flatnonzero(~is_holdout)
     m = int(round(rate * len(candidates)))
-    q = m / len(candidates) if len(candidates) else 0.0
     cap = reserve_budget / m if m else 0.0
     allowed = np.asarray(eligible, dtype=bool) & np.isfinite(cost) & (cost <= cap)
     allowed[:, none_index] = True
     n_allowed = allowed.sum(axis=1)
+    uniform = allowed / n_allowed[:, None]
 
     draws = _salted_uniform(user_ids, salt + "/explore")
     explorers = np.zeros(n, dtype=bool)
-    if m:
-        explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
-    # The arm draw uses a second, independent hash so it is uniform within E_i (explorers only).
+    q = np.zeros(n)
+    if segments is None:
+        pi = uniform
+        if m:
+            explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
+        q[:] = m / len(candidates) if len(candidates) else 0.0
+    else:
+        segments = np.asarray(segments, dtype=np.int64)
+        mean = np.asarray(segment_mean, dtype=np.float64)
+        se = np.asarray(segment_se, dtype=np.float64)
+        pi = np.zeros((n, n_arms))
+        seed = int(_salted_hashes(np.array(["thompson"]), salt)[0] % np.uint64(2**32))
+        # one Thompson table per (segment, affordable set): a handful of distinct rows per night
+        keys, inverse = np.unique(np.c_[segments, allowed.astype(np.int64)], axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        for j, key in enumerate(keys):
+            shares = thompson_shares(mean[key[0]], se[key[0]], key[1:].astype(bool), seed)
+            rows_j = inverse == j
+            pi[rows_j] = EXPLORATION_UNIFORM_SHARE * uniform[rows_j] + (1.0 - EXPLORATION_UNIFORM_SHARE) * shares
+        strata = np.arange(len(mean))
+        tonight = np.asarray(eligible, dtype=bool).any(axis=0)
+        tonight[none_index] = True
+        sure = np.array([thompson_shares(mean[s], se[s], tonight, seed).max() for s in strata])
+        sizes = np.bincount(segments[candidates], minlength=len(mean))
+        m_s = stratum_sizes(m, sizes, EXPLORATION_FLOOR + 1.0 - sure)
+        for s in strata:
+            members = candidates[segments[candidates] == s]
+            if m_s[s]:
+                explorers[members[np.argsort(draws[members], kind="stable")[: m_s[s]]]] = True
+        q = np.where(sizes[segments] > 0, m_s[segments] / np.maximum(sizes[segments], 1), 0.0)
+    # The arm draw uses a second, independent hash, against the explorer's pi (explorers only).
     drawn = np.flatnonzero(explorers)
     arm_draw = _salted_uniform(np.asarray(user_ids, dtype=object).ravel()[drawn], salt + "/arm")
-    pick = np.minimum((arm_draw * n_allowed[drawn]).astype(np.int64), n_allowed[drawn] - 1)
-    ranks = np.cumsum(allowed[drawn], axis=1) - 1
+    cumulative = np.cumsum(pi[drawn], axis=1)
+    pick = np.argmax(cumulative > (arm_draw * cumulative[:, -1])[:, None], axis=1)
     explored_arm = greedy_arm.copy()
-    explored_arm[drawn] = np.argmax(allowed[drawn] & (ranks == pick[:, None]), axis=1)
+    explored_arm[drawn] = pick
 
     recorded = np.where(is_holdout, none_index, explored_arm)
     rows = np.arange(n)
     probabilities = np.zeros((n, n_arms))
+    stay = (1.0 - holdout_share) * (1.0 - q)
     if policy_probabilities is None:
-        probabilities[rows, greedy_arm] += (1.0 - holdout_share) * (1.0 - q)
+        probabilities[rows, greedy_arm] += stay
     else:
-        probabilities += (1.0 - holdout_share) * (1.0 - q) * np.asarray(policy_probabilities, dtype=np.float64)
-    probabilities += (1.0 - holdout_share) * q * allowed / n_allowed[:, None]
+        probabilities += stay[:, None] * np.asarray(policy_probabilities, dtype=np.float64)
+    probabilities += ((1.0 - holdout_share) * q)[:, None] * pi
     probabilities[:, none_index] += holdout_share
     return Exploration(recorded.astype(np.int64), probabilities[rows, recorded], explorers, probabilities, cap)

@@ -318,7 +318,7 @@ class TFScorer:
         return estimate, estimate
 
 
-def _tree_columns(data: PolicyData) -> list[str]:
+def tree_columns(data: PolicyData) -> list[str]:
     columns = list(data.numeric_features)
     for name, levels in data_levels(data).items():
         columns += [f"{name}={level}" for level in levels]
@@ -353,7 +353,7 @@ def fit_candidate(name: str, ctx: TrainingContext):
         )
         return rule if rule is not None else cand.FittedNone(arms, name="ranked_rule")
     if name == "policy_tree":
-        return cand.fit_policy_tree(arms, data.features, _tree_columns(data), ctx.gamma, ctx.eligible_arms, ctx.seed)
+        return cand.fit_policy_tree(arms, data.features, tree_columns(data), ctx.gamma, ctx.eligible_arms, ctx.seed)
     if name == "pooled_response":
         return cand.FittedScores(arms, name, PooledScorer(ctx.shared, data.arm_window, data.send_cost))
     if (

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.exploration import fit_exploration_prior
 from ml.feature_spec import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.models.dr_ridge import ArmScores, UpliftModel, propensity_or_uniform
 from ml.predictions import NONE_ARM
-from ml.selection import FOLDS, PolicyData, candidate_names, evaluate_and_select
+from ml.selection import FOLDS, PolicyData, candidate_names, evaluate_and_select, tree_columns
 from ml.training_data import normalise_arms
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class SelectedPolicy:
     fitted: object | None = None  # an ml.candidates fitted policy
     shared: object | None = None  # ml.selection.SharedModels (cost model, pooled response)
     rollout_share: float = 0.0
+    exploration: object | None = None  # ml.exploration.ExplorationPrior: where and what to explore
 
     @property
     def gate_passed(self) -> bool:
@@ -103,7 +105,11 @@ class SelectedPolicy:
         if self.shared is not None:
             self.shared.pooled.train_base_logit = None  # training-row state, not needed to score
         try:
-            joblib.dump({"fitted": self.fitted, "shared": self.shared}, local_dir / POLICY_FILE, compress=3)
+            joblib.dump(
+                {"fitted": self.fitted, "shared": self.shared, "exploration": self.exploration},
+                local_dir / POLICY_FILE,
+                compress=3,
+            )
         finally:
             if tf_model is not None:
                 scorer.model = tf_model
@@ -151,6 +157,7 @@ def load(local_dir: str | Path) -> SelectedPolicy:
         fitted=fitted,
         shared=stored["shared"],
         rollout_share=float(payload.get("rollout_share") or 0.0),
+        exploration=stored.get("exploration"),  # absent from versions stored before it existed
     )
 
 
@@ -265,6 +272,25 @@ def train_and_select(
         "message": selection.message,
         "description": metrics.get("chosen_description", "send nothing"),
     }
+    rows = np.flatnonzero(data.evaluable) if data.evaluable.any() else np.arange(len(data.arm_index))
+    exploration = fit_exploration_prior(
+        arms_list,
+        data.features.iloc[rows],
+        tree_columns(data),
+        ctx.gamma[rows],
+        eligible,
+        data.groups[rows],
+        seed,
+    )
+    if exploration is not None:
+        metrics["exploration_segments"] = [
+            {
+                "segment": rule or "everyone",
+                "rows": int(exploration.rows[s]),
+                "value_per_row": {a: float(exploration.mean[s, k]) for k, a in enumerate(arms_list) if a != NONE_ARM},
+            }
+            for s, rule in enumerate(exploration.rules)
+        ]
     metrics["train_rows"] = int(len(data.arm_index))
     metrics["validation_rows"] = metrics["evaluated_rows"]
     metrics["production_model"] = selection.chosen
@@ -277,6 +303,7 @@ def train_and_select(
         fitted=fitted,
         shared=ctx.shared,
         rollout_share=selection.rollout_share,
+        exploration=exploration,
     )
 
 

@@ -355,6 +355,7 @@ class NightPlan:
     expected_margin: np.ndarray  # [n] 0 for none
     exploration_cost_cap: float
     holdout_campaign: str
+    exploration_segments: list[dict]  # per segment of the exploration prior (empty without one)
 
 
 def plan_night(
@@ -396,6 +397,8 @@ def plan_night(
     # so only 'none' is within any cap.
     exploration_cost = decision.cost.copy() if policy_model is not None else np.full(decision.cost.shape, np.inf)
     exploration_cost[:, none_index] = 0.0
+    prior = getattr(policy_model, "exploration", None) if policy_model is not None else None
+    segments = prior.segment(features.fillna({"top_category": "unknown"})) if prior is not None else None
     exploration = allocation.explore(
         decision.arm,
         is_holdout,
@@ -408,12 +411,19 @@ def plan_night(
         holdout_share=holdout_share,
         salt=f"explore-{run_date.isoformat()}",
         policy_probabilities=decision.probabilities,
+        segments=segments,
+        segment_mean=None if prior is None else prior.mean,
+        segment_se=None if prior is None else prior.se,
     )
     chosen = exploration.recorded_arm
     rows = np.arange(len(user_ids))
     is_offer = chosen != none_index
     expected_cost = np.where(is_offer, decision.cost[rows, chosen], 0.0)
-    expected_margin = np.where(is_offer, decision.estimate[rows, chosen], 0.0)
+    estimate = decision.estimate
+    if decision.status == "none" and prior is not None:
+        # no candidate published: an explorer's offer is worth what its segment's held-out value says
+        estimate = prior.mean[segments]
+    expected_margin = np.where(is_offer, estimate[rows, chosen], 0.0)
     if float(expected_cost.sum()) > budget + 1e-9:  # unreachable by construction (ml.allocation.explore)
         raise RuntimeError(f"assignments cost {expected_cost.sum():.2f} over the budget {budget}; report this as a bug")
     return NightPlan(
@@ -426,7 +436,24 @@ def plan_night(
         expected_margin=expected_margin,
         exploration_cost_cap=float(exploration.cost_cap),
         holdout_campaign=campaign,
+        exploration_segments=_exploration_segments(prior, segments, exploration, is_holdout, chosen, none_index),
     )
+
+
+def _exploration_segments(prior, segments, exploration, is_holdout, chosen, none_index) -> list[dict]:
+    """Per segment of the exploration prior: its rule, users, explorers and the offers they got."""
+    if prior is None:
+        return []
+    explored = exploration.is_exploration & ~is_holdout
+    return [
+        {
+            "segment": rule or "everyone",
+            "users": int((segments == s).sum()),
+            "explorers": int((explored & (segments == s)).sum()),
+            "explorer_offers": int((explored & (segments == s) & (chosen != none_index)).sum()),
+        }
+        for s, rule in enumerate(prior.rules)
+    ]
 
 
 def _delivered(
@@ -563,6 +590,7 @@ def _summary(plan: NightPlan, chosen_ids: np.ndarray, arms: list[str], recommend
             "exploration_cost": float(plan.expected_cost[explored].sum()),
             "exploration_expected_margin": float(plan.expected_margin[explored].sum()),
             "exploration_cost_cap": plan.exploration_cost_cap,
+            "exploration_segments": plan.exploration_segments,
             "policy": decision.policy,
             "status": decision.status,
             "policy_description": decision.description,
@@ -660,8 +688,12 @@ def decide(
             0.0,
         )
     tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
-    arm = fitted.decide(features, cost, budget, eligible, tiebreak)
-    estimate = fitted.estimate(features)
+    if hasattr(fitted, "decide_scored"):  # a per-user model: scored once, for its decision and its estimate
+        scores, estimate = fitted.scorer(features)
+        arm = fitted.decide_scored(scores, cost, budget, eligible, tiebreak)
+    else:
+        arm = fitted.decide(features, cost, budget, eligible, tiebreak)
+        estimate = fitted.estimate(features)
     in_rollout = np.ones(n, dtype=bool)
     share = 1.0
     if status == "rollout":

@@ -454,3 +454,25 @@ def test_candidate_names_climb_the_ladder():
     assert [complexity(n) for n in names] == sorted(complexity(n) for n in names)
     with pytest.raises(KeyError):
         complexity("mystery")
+
+
+def test_the_exploration_prior_finds_the_planted_segment_and_values_it_on_the_other_half():
+    from ml.exploration import fit_exploration_prior
+
+    data = _data(12000, 5)
+    gamma = dr_scores(data, np.zeros((12000, 3)))
+    prior = fit_exploration_prior(
+        ARMS, data.features, data.numeric_features, gamma, np.ones(3, bool), data.groups, seed=0
+    )
+    assert prior is not None and 2 <= len(prior.rules) <= 4 and any("spend_30d" in r for r in prior.rules)
+    segment = prior.segment(data.features)
+    high = data.features["spend_30d"].to_numpy() > HIGH_SPEND
+    responders = np.bincount(segment, weights=high, minlength=len(prior.rules)) / np.bincount(segment)
+    best, worst = int(np.argmax(responders)), int(np.argmin(responders))
+    # promo_a pays where the high spenders are, and the figures rest on the held-out half only
+    assert prior.mean[best, 0] > prior.mean[worst, 0] + 2 * (prior.se[best, 0] + prior.se[worst, 0])
+    assert prior.rows.sum() < 0.6 * 12000 and (prior.mean[:, 2] == 0).all()
+    assert (
+        fit_exploration_prior(ARMS, data.features[:50], ["spend_30d"], gamma[:50], np.ones(3, bool), data.groups[:50])
+        is None
+    )

@@ -89,3 +89,111 @@ def test_exploration_frequencies_match_the_stated_probabilities():
     observed_off_greedy = counts.sum() - counts[np.arange(n), greedy].sum()
     expected_off_greedy = expected.sum() - expected[np.arange(n), greedy].sum()
     assert abs(observed_off_greedy - expected_off_greedy) < 4 * np.sqrt(expected_off_greedy)
+
+
+# ------------------------------------------------------------- exploration guided by segments
+def _segment_case(seed: int, n: int, n_arms: int, n_segments: int):
+    rng = np.random.default_rng(seed)
+    segments = rng.integers(0, n_segments, n)
+    mean = rng.normal(0, 1, (n_segments, n_arms))
+    se = rng.uniform(0.05, 1.0, (n_segments, n_arms))
+    se[rng.random((n_segments, n_arms)) < 0.1] = np.inf  # a segment-arm with no evidence
+    mean[:, 0] = se[:, 0] = 0.0
+    return segments, mean, se
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 300),
+    st.integers(2, 6),
+    st.integers(1, 5),
+    st.floats(0.0, 0.5),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 200.0),
+)
+def test_guided_exploration_never_exceeds_the_budget_and_propensities_are_the_policy(
+    seed, n, n_arms, n_segments, rate, reserve_share, budget
+):
+    margin, cost, eligible, users = _case(seed, n, n_arms)
+    segments, mean, se = _segment_case(seed, n, n_arms, n_segments)
+    reserve = budget * reserve_share
+    greedy = allocate(margin, cost, budget - reserve, eligible, 0).arm_index
+    holdout = np.random.default_rng(seed + 1).random(n) < 0.05
+    result = explore(
+        greedy,
+        holdout,
+        eligible,
+        cost,
+        0,
+        user_ids=users,
+        rate=rate,
+        reserve_budget=reserve,
+        holdout_share=0.05,
+        salt=f"s{seed}",
+        segments=segments,
+        segment_mean=mean,
+        segment_se=se,
+    )
+    rows = np.arange(n)
+    recorded = result.recorded_arm
+    assert cost[rows, recorded][recorded != 0].sum() <= budget + 1e-9
+    assert cost[rows, recorded][result.is_exploration & (recorded != 0)].sum() <= reserve + 1e-9
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0)
+    np.testing.assert_allclose(result.propensity, result.probabilities[rows, recorded])
+    assert (result.propensity > 0).all()
+    assert (recorded[holdout] == 0).all()
+    assert result.is_exploration.sum() == round(rate * (~holdout).sum())
+    assert not (result.is_exploration & holdout).any()
+    explored = recorded[result.is_exploration]
+    assert (eligible[rows[result.is_exploration], explored] | (explored == 0)).all()
+
+
+def test_guided_exploration_frequencies_match_the_stated_probabilities():
+    """Over many nights' salts, how often each (segment, arm) is recorded is what the stated
+    probabilities say: the propensities the off-policy estimators divide by are the policy's."""
+    n, n_arms = 400, 4
+    _, cost, eligible, users = _case(5, n, n_arms)
+    eligible[:] = True
+    cost[:, 1:] = 0.1
+    segments = np.arange(n) % 2
+    # segment 0: arm 1 clearly best; segment 1: arms 1-3 equally uncertain
+    mean = np.array([[0.0, 2.0, -1.0, -1.0], [0.0, 0.1, 0.1, 0.1]])
+    se = np.array([[0.0, 0.1, 0.1, 0.1], [0.0, 1.0, 1.0, 1.0]])
+    greedy = np.zeros(n, dtype=np.int64)
+    observed, expected = np.zeros((2, n_arms)), np.zeros((2, n_arms))
+    for k in range(200):
+        result = explore(
+            greedy,
+            np.zeros(n, dtype=bool),
+            eligible,
+            cost,
+            0,
+            user_ids=users,
+            rate=0.2,
+            reserve_budget=100.0,
+            holdout_share=0.0,
+            salt=f"night-{k}",
+            segments=segments,
+            segment_mean=mean,
+            segment_se=se,
+        )
+        for s in (0, 1):
+            np.add.at(observed[s], result.recorded_arm[segments == s], 1)
+            expected[s] += result.probabilities[segments == s].sum(axis=0)
+    off_greedy = np.s_[:, 1:]
+    assert (np.abs(observed[off_greedy] - expected[off_greedy]) < 4 * np.sqrt(expected[off_greedy]) + 1).all()
+    # the uncertain segment gets more explorers, and the sure one mostly its best arm
+    assert expected[1, 1:].sum() > 1.5 * expected[0, 1:].sum()
+    assert expected[0, 1] > 3 * expected[0, 2]
+
+
+def test_stratum_sizes_sum_to_m_within_each_stratum():
+    from ml.allocation import stratum_sizes
+
+    sizes = np.array([10, 1000, 0, 50])
+    out = stratum_sizes(100, sizes, np.array([5.0, 0.1, 1.0, 1.0]))
+    assert out.sum() == 100 and (out <= sizes).all() and out[2] == 0
+    assert out[0] == 10  # its demand (50) is over its size: capped, the rest shared out
+    assert stratum_sizes(1060, sizes, np.ones(4)).tolist() == sizes.tolist()
+    np.testing.assert_array_equal(stratum_sizes(0, sizes, np.ones(4)), 0)

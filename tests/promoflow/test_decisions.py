@@ -169,3 +169,28 @@ def test_training_keeps_every_row_of_a_random_share_of_users_beyond_its_row_cap(
     assert kept.equals(decisions.sample_users(outcomes, 15_000, seed=7))  # a re-run keeps the same rows
     assert set(kept["user_id"]) != set(decisions.sample_users(outcomes, 15_000, seed=8)["user_id"])
     assert abs(kept["converted"].mean() - outcomes["converted"].mean()) < 0.01
+
+
+def test_exploration_goes_where_the_evidence_is_thin_and_is_priced_by_it():
+    """With nothing published, segment 0's offers are known losers and segment 1's are unknown:
+    segment 1 gets more explorers, segment 0's explorers are mostly sent nothing, and the night's
+    expected margin carries what the evidence says exploration costs."""
+    fallback = _published(status="none")
+    fallback.fitted = None
+    n = 4000
+    fallback.exploration = SimpleNamespace(
+        segment=lambda f: np.arange(len(f)) % 2,
+        mean=np.array([[-3.0, -3.0, 0.0], [0.2, 0.1, 0.0]]),
+        se=np.array([[0.1, 0.1, 0.0], [1.0, 1.0, 0.0]]),
+        rules=["tenure_days <= 1", "tenure_days > 1"],
+    )
+    plan = _plan(fallback, n=n, exploration_rate=0.1, budget=3000.0, reserve=1000.0)
+    segment = np.arange(n) % 2
+    explorers = [int((plan.is_exploration & (segment == s)).sum()) for s in (0, 1)]
+    assert sum(explorers) == round(0.1 * (~plan.is_holdout).sum()) and explorers[1] > 2 * explorers[0]
+    offers = plan.is_exploration & (plan.chosen != ARMS.index("none"))
+    assert (offers & (segment == 0)).sum() < 0.6 * explorers[0]  # half uniform over 3 arms: ~2/3 * 1/2
+    expected = np.where(offers, fallback.exploration.mean[segment, plan.chosen], 0.0)
+    np.testing.assert_allclose(plan.expected_margin, expected)
+    assert [s["explorers"] for s in plan.exploration_segments] == explorers
+    assert plan.expected_cost[plan.is_exploration].sum() <= 1000.0 + 1e-9
