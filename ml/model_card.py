@@ -65,6 +65,7 @@ def _recommender_section(m: dict) -> list[str]:
             ("items in corpus", m.get("n_items")),
             ("items seen in training", m.get("n_items_seen_in_training")),
             ("training pairs (user, day, item)", m.get("n_training_pairs")),
+            ("pairs in the window (the most recent kept past the cap)", m.get("n_training_pairs_available")),
             (
                 "positive event weights",
                 ", ".join(f"{k}={v:g}" for k, v in (m.get("positive_event_weights") or {}).items()),

@@ -123,6 +123,7 @@ def train(settings: Settings, run_date: date) -> dict:
             "versus_category_popularity": metrics.get("versus_category_popularity"),
             "n_users_evaluated": metrics.get("n_users_evaluated"),
             "n_training_pairs": metrics["n_training_pairs"],
+            "n_training_pairs_available": metrics["n_training_pairs_available"],
             "user_features_as_of": holdout_day.isoformat() if user_features is not None else None,
             "examples_per_second": metrics["examples_per_second"],
             "train_seconds": metrics["train_seconds"],

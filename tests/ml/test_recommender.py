@@ -313,3 +313,28 @@ def test_the_gpu_path_mirrored_strategy_and_mixed_precision_trains(monkeypatch):
     assert model.item_embeddings.dtype == np.float32 and np.isfinite(model.item_embeddings).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # the policy is put back after training
     assert len(top_k_items(model, ["u0000"], small["user_features"], None, k=5)[0]) == 5
+
+
+def test_past_the_cap_the_most_recent_training_pairs_are_kept_in_their_order():
+    from ml.recommender import most_recent_pairs, training_pairs
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    events = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 200, n)],
+            "item_id": [f"i{i}" for i in rng.integers(0, 50, n)],
+            "event_type": "view",
+            "event_ts": pd.Timestamp("2026-10-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+        }
+    )
+    pairs = training_pairs(events, pd.Timestamp("2026-10-01", tz="UTC"), pd.Timestamp("2026-10-21", tz="UTC"))
+    assert most_recent_pairs(pairs, len(pairs)) is pairs
+    kept = most_recent_pairs(pairs, 1000)
+    assert len(kept) == 1000
+    # every pair newer than the oldest kept day is kept; nothing older than it is
+    oldest = kept["day"].min()
+    assert (pairs["day"] > oldest).sum() <= 1000 and kept["day"].gt(oldest).sum() == (pairs["day"] > oldest).sum()
+    assert kept.equals(kept.sort_values(["user_id", "day", "item_id"]).reset_index(drop=True))
+    assert most_recent_pairs(pairs, 1000).equals(kept)  # the same pairs on a re-run
