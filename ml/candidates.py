@@ -264,21 +264,29 @@ def fit_policy_tree(
     )
 
 
-def _tree_rules(tree, columns: list[str], names: list[str]) -> list[str]:
+def tree_leaves(tree, columns: list[str]) -> list[tuple[int, str]]:
+    """(leaf node id, its path: "spend_30d > 40 & ...", "" for the root) per leaf, depth first."""
     inner = tree.tree_
-    rules: list[str] = []
+    leaves: list[tuple[int, str]] = []
 
     def walk(node: int, path: list[str]) -> None:
         left, right = inner.children_left[node], inner.children_right[node]
         if left < 0:
-            value = np.asarray(inner.value[node]).ravel()
-            rules.append(f"{' & '.join(path) or 'everyone'}: {names[int(np.argmax(value[: len(names)]))]}")
+            leaves.append((node, " & ".join(path)))
             return
         column, threshold = columns[inner.feature[node]], inner.threshold[node]
         walk(left, [*path, f"{column} <= {threshold:.3g}"])
         walk(right, [*path, f"{column} > {threshold:.3g}"])
 
     walk(0, [])
+    return leaves
+
+
+def _tree_rules(tree, columns: list[str], names: list[str]) -> list[str]:
+    rules = []
+    for node, path in tree_leaves(tree, columns):
+        value = np.asarray(tree.tree_.value[node]).ravel()
+        rules.append(f"{path or 'everyone'}: {names[int(np.argmax(value[: len(names)]))]}")
     return rules
 
 
@@ -310,3 +318,11 @@ class FittedScores:
 
     def describe(self) -> str:
         return f"per-user uplift ({self.name}), allocated under the budget"
+
+
+def decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak) -> tuple[np.ndarray, np.ndarray]:
+    """(arm [n], estimate [n, arms]) of a fitted policy; a per-user model is scored once for both."""
+    if isinstance(fitted, FittedScores):
+        decision, estimate = fitted.scorer(features)
+        return fitted.decide_scored(decision, cost, budget, eligible, tiebreak), estimate
+    return fitted.decide(features, cost, budget, eligible, tiebreak), fitted.estimate(features)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.candidates import NONE_ARM, TREE_MIN_LEAF_SHARE, _tree_rules, tree_inputs
+from ml.candidates import NONE_ARM, TREE_MIN_LEAF_SHARE, tree_inputs, tree_leaves
 
 SEGMENT_DEPTH = 2
 
@@ -26,7 +26,6 @@ SEGMENT_DEPTH = 2
 class ExplorationPrior:
     """Per segment (a policy-tree leaf) and arm: mean DR incremental margin per user and its se."""
 
-    arms: list[str]
     tree: object  # econml.policy.PolicyTree
     columns: list[str]
     leaves: list[int]  # tree leaf id of each segment
@@ -37,9 +36,9 @@ class ExplorationPrior:
 
     def segment(self, features: pd.DataFrame) -> np.ndarray:
         """[n] segment index of each user."""
-        leaf = self.tree.apply(tree_inputs(features, self.columns))
-        lookup = {leaf_id: k for k, leaf_id in enumerate(self.leaves)}
-        return np.array([lookup[int(v)] for v in leaf], dtype=np.int64)
+        lookup = np.full(max(self.leaves) + 1, -1, dtype=np.int64)
+        lookup[self.leaves] = np.arange(len(self.leaves))
+        return lookup[self.tree.apply(tree_inputs(features, self.columns))]
 
 
 def fit_exploration_prior(
@@ -68,8 +67,7 @@ def fit_exploration_prior(
         x[half], gamma[half][:, treatments]
     )
     leaf_of_row = tree.apply(x[~half])
-    leaves = sorted(int(v) for v in np.unique(tree.apply(x)))
-    rules = dict(zip(_leaf_ids(tree), _tree_rules(tree, columns, [arms[t] for t in treatments]), strict=True))
+    leaves, paths = zip(*tree_leaves(tree, columns), strict=True)
     held = gamma[~half]
     mean = np.zeros((len(leaves), len(arms)))
     se = np.full((len(leaves), len(arms)), np.inf)
@@ -82,28 +80,4 @@ def fit_exploration_prior(
             se[s] = g.std(axis=0, ddof=1) / math.sqrt(len(g))
     none = arms.index(NONE_ARM)
     mean[:, none] = se[:, none] = 0.0
-    return ExplorationPrior(
-        list(arms),
-        tree,
-        list(columns),
-        leaves,
-        mean,
-        se,
-        rows,
-        [rules.get(leaf, "").rsplit(": ", 1)[0] for leaf in leaves],
-    )
-
-
-def _leaf_ids(tree) -> list[int]:
-    """Leaf ids in the depth-first order ``_tree_rules`` walks them."""
-    inner, out = tree.tree_, []
-
-    def walk(node: int) -> None:
-        if inner.children_left[node] < 0:
-            out.append(node)
-            return
-        walk(inner.children_left[node])
-        walk(inner.children_right[node])
-
-    walk(0)
-    return out
+    return ExplorationPrior(tree, list(columns), [int(v) for v in leaves], mean, se, rows, list(paths))

@@ -601,17 +601,12 @@ def evaluate_and_select(
             started = time.perf_counter()
             try:
                 fitted = fit_candidate(name, ctx)
-                if isinstance(fitted, cand.FittedScores):  # scored once, for its decision and its estimate
-                    decision, estimate = fitted.scorer(test.features)
-                    chosen[name][test_rows] = fitted.decide_scored(
-                        decision, cost, budget, eligible_rows[test_rows], tiebreak
-                    )
+                chosen[name][test_rows], estimate = cand.decide_and_estimate(
+                    fitted, test.features, cost, budget, eligible_rows[test_rows], tiebreak
+                )
+                if isinstance(fitted, cand.FittedScores):  # the report's Qini of a per-user model
                     scores = oof_estimate.setdefault(name, np.full((n, len(data.arms)), np.nan, dtype=np.float32))
                     scores[test_rows] = estimate
-                else:
-                    chosen[name][test_rows] = fitted.decide(
-                        test.features, cost, budget, eligible_rows[test_rows], tiebreak
-                    )
                 descriptions[name] = fitted.describe()
             except (ValueError, RuntimeError) as error:  # e.g. too little data for a model's own split
                 log.warning("candidate %s not fitted on fold %d: %s", name, k, error)

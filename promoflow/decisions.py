@@ -381,9 +381,10 @@ def plan_night(
     user_ids = np.asarray(user_ids)
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = allocation.holdout_mask(user_ids, holdout_share, campaign)
+    features = features.fillna({"top_category": "unknown"})
     decision = decide(
         policy_model,
-        features.fillna({"top_category": "unknown"}),
+        features,
         user_ids,
         arms,
         active,
@@ -397,8 +398,8 @@ def plan_night(
     # so only 'none' is within any cap.
     exploration_cost = decision.cost.copy() if policy_model is not None else np.full(decision.cost.shape, np.inf)
     exploration_cost[:, none_index] = 0.0
-    prior = getattr(policy_model, "exploration", None) if policy_model is not None else None
-    segments = prior.segment(features.fillna({"top_category": "unknown"})) if prior is not None else None
+    prior = getattr(policy_model, "exploration", None)  # absent: plain epsilon-greedy
+    segments = prior.segment(features) if prior is not None else None
     exploration = allocation.explore(
         decision.arm,
         is_holdout,
@@ -649,6 +650,7 @@ def decide(
     candidate's arm per user within ``budget``; under a staged rollout the candidate for a random
     ``rollout_share`` of users (a salted hash) and ``none`` for the rest; nothing without a model or
     when the gate fell back. Probabilities are exact, for exploration's propensities."""
+    from ml.candidates import decide_and_estimate
     from ml.selection import stable_uniform
 
     n, none = len(user_ids), arms.index(NONE_ARM)
@@ -688,12 +690,7 @@ def decide(
             0.0,
         )
     tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
-    if hasattr(fitted, "decide_scored"):  # a per-user model: scored once, for its decision and its estimate
-        scores, estimate = fitted.scorer(features)
-        arm = fitted.decide_scored(scores, cost, budget, eligible, tiebreak)
-    else:
-        arm = fitted.decide(features, cost, budget, eligible, tiebreak)
-        estimate = fitted.estimate(features)
+    arm, estimate = decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak)
     in_rollout = np.ones(n, dtype=bool)
     share = 1.0
     if status == "rollout":
