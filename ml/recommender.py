@@ -162,7 +162,7 @@ def most_recent_pairs(pairs: pd.DataFrame, limit: int) -> pd.DataFrame:
     if len(pairs) <= limit:
         return pairs
     key = pd.util.hash_pandas_object(pairs[["user_id", "item_id"]].astype(str), index=False).to_numpy()
-    order = np.lexsort((key, -pairs["day"].to_numpy().astype("datetime64[us]").astype(np.int64)))
+    order = np.lexsort((key, -_microseconds(pairs["day"])))
     return pairs.iloc[np.sort(order[:limit])].reset_index(drop=True)
 
 
