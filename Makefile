@@ -42,6 +42,7 @@ help:
 	@echo "make test-cluster    the production topology on loopback: Celery + gpu worker, Postgres, Redis, Spark, S3 (3-4.5 min; 15-16 min under load)"
 	@echo "make lint / make fmt ruff (lint + format) and sqlfluff (dbt templater) check / rewrite"
 	@echo "make evaluate        run nights on fresh demo shops and score them against the ground truth"
+	@echo "make evaluate NIGHTS=10 EVAL_SEEDS=101   a closed loop: each shop answers the platform's sends for 10 nights"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make bench-night USERS=\"100000 1000000\"   a first night on 60 days of history, then the next night: per-task time and peak RSS"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
@@ -137,8 +138,10 @@ EVAL_SHAPES ?= latent observable
 EVAL_USERS ?= 20000
 EVAL_DAYS ?= 60
 EVAL_ITEM_SHAPE ?= category
+# NIGHTS > 1: a closed loop, each shop answering the platform's own sends night after night.
+NIGHTS ?= 1
 evaluate: install airflow-db
-	$(PY) -m demo.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE)
+	$(PY) -m demo.evaluate --seeds $(EVAL_SEEDS) --shapes $(EVAL_SHAPES) --users $(EVAL_USERS) --days $(EVAL_DAYS) --item-shape $(EVAL_ITEM_SHAPE) --nights $(NIGHTS)
 
 # The nightly candidate-and-selection code on Hillstrom's randomised e-mail experiment (docs/decisions.md).
 VALIDATE_SPLITS ?= 20

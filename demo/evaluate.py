@@ -41,11 +41,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from demo.simulator import ITEM_SHAPES, RESPONSE_SHAPES
 from ml.allocation import allocate
 from promoflow.contract import NONE_ARM
 from promoflow.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def truth_matrices(truth: pd.DataFrame, user_ids, arms: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +185,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     results["promoflow"]["expected_cost_published"] = float(assigned["expected_cost"].sum())
     explored = assigned.set_index("user_id")["is_exploration"].reindex(user_ids).fillna(False).to_numpy(dtype=bool)
     results["promoflow_without_exploration"] = value_of(np.where(explored, 0, platform), inc, cost)
+    results["exploration"] = value_of(np.where(explored, platform, 0), inc, cost)
     oracle = allocate(inc, cost, budget, None, 0)
     results["oracle"] = value_of(oracle.arm_index, inc, cost)
     blankets = true_blankets(inc, cost, arms, budget, seed)
@@ -242,25 +246,24 @@ def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: fl
     return out
 
 
-def run_seed(
-    seed: int,
-    users: int,
-    days: int,
-    start: date,
-    root: Path,
-    response_shape: str = "latent",
-    budget_per_user: float = 0.3,
-    item_shape: str = "category",
-) -> dict:
-    data_dir = (
+def _shop_dir(root: Path, seed: int, response_shape: str, item_shape: str) -> Path:
+    return (
         root / f"shape={response_shape}" / (f"items={item_shape}" if item_shape != "category" else "") / f"seed={seed}"
     )
-    shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
-    run_date = start + timedelta(days=days)
+
+
+def _shop_env(data_dir: Path, users: int, budget_per_user: float) -> dict:
     # The night's budget grows with the shop (1,500 for the 5,000-user demo shop).
     env = os.environ | {"PROMO_DATA_DIR": str(data_dir), "PROMO_BUDGET": f"{budget_per_user * users:g}"}
     for key in ("PROMO_RAW_URI", "PROMO_WAREHOUSE_URL", "PROMO_EXPORT_URI", "PROMO_LAKE_DIR", "PROMO_MODEL_STORE_URI"):
         env.pop(key, None)
+    return env
+
+
+def _generate_shop(
+    data_dir: Path, env: dict, seed: int, users: int, days: int, start: date, shape: str, items: str, keep: bool
+) -> None:
+    shutil.rmtree(data_dir, ignore_errors=True)  # a fresh shop: nothing of an earlier evaluation carries over
     subprocess.run(
         [
             sys.executable,
@@ -279,25 +282,34 @@ def run_seed(
             "--seed",
             str(seed),
             "--response-shape",
-            response_shape,
+            shape,
             "--item-shape",
-            item_shape,
+            items,
+            *(["--keep-state"] if keep else []),
         ],
         check=True,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],  # demo/ is run from the repository, not installed
+        cwd=REPO,  # demo/ is run from the repository, not installed
     )
-    started = time.perf_counter()
-    log_path = data_dir / "night.log"
-    with open(log_path, "w") as log:
+
+
+def _run_dag(command: str, run_date: date, env: dict, log_path: Path, seed: int) -> None:
+    with open(log_path, "a") as log:
         done = subprocess.run(
-            [sys.executable, "-m", "promoflow.cli", "run", "--date", run_date.isoformat()],
+            [sys.executable, "-m", "promoflow.cli", command, "--date", run_date.isoformat()],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
     if done.returncode != 0:
-        raise SystemExit(f"seed {seed}: the night failed (exit {done.returncode}); log: {log_path}")
+        raise SystemExit(f"seed {seed}: {command} {run_date} failed (exit {done.returncode}); log: {log_path}")
+
+
+def _night(data_dir: Path, env: dict, run_date: date, seed: int, response_shape: str, item_shape: str) -> dict:
+    """Run promo_nightly for ``run_date`` on the shop of ``data_dir`` and score what it published."""
+    started = time.perf_counter()
+    _run_dag("run", run_date, env, data_dir / "night.log", seed)
     report = score_night(data_dir, run_date, Settings.from_env(env=env).budget, seed)
     report["night_seconds"] = round(time.perf_counter() - started, 1)
     report["response_shape"] = response_shape
@@ -307,11 +319,231 @@ def run_seed(
     report["published_policy"] = assigned.get("policy")
     report["published_status"] = assigned.get("status")
     report["policy_description"] = assigned.get("policy_description")
+    report["late_partitions"] = summary.get("late_partitions") or []
     report["item_shape"] = item_shape
     if report["featured_items"] is not None:
         report["featured_items"]["source"] = (summary.get("recommender") or {}).get("featured_items_source")
         report["featured_items"]["held_out_recall"] = (summary.get("recommender") or {}).get("selection")
     return report
+
+
+def run_seed(
+    seed: int,
+    users: int,
+    days: int,
+    start: date,
+    root: Path,
+    response_shape: str = "latent",
+    budget_per_user: float = 0.3,
+    item_shape: str = "category",
+) -> dict:
+    data_dir = _shop_dir(root, seed, response_shape, item_shape)
+    env = _shop_env(data_dir, users, budget_per_user)
+    _generate_shop(data_dir, env, seed, users, days, start, response_shape, item_shape, keep=False)
+    return _night(data_dir, env, start + timedelta(days=days), seed, response_shape, item_shape)
+
+
+def published_sends(data_dir: Path, run_date: date) -> pa.Table:
+    """What the shop's sender delivers of a night: every published offer and every holdout control."""
+    con = duckdb.connect(str(data_dir / "warehouse" / "promoflow.duckdb"), read_only=True)
+    try:
+        return con.sql(
+            "select user_id, promo_id, channel, send_hour, propensity, policy_version "
+            f"from main.promo_assignments where run_date = '{run_date}' and (promo_id <> '{NONE_ARM}' or is_holdout) "
+            "order by user_id"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def realised_against_holdout(data_dir: Path) -> dict[str, dict]:
+    """Per platform run date: the sends' incremental margin measured against that night's holdout
+    (``analytics.promo_performance``, windows closed or not), beside what the night expected."""
+    con = duckdb.connect(str(data_dir / "warehouse" / "promoflow.duckdb"), read_only=True)
+    try:
+        frame = con.sql(
+            "select cast(run_date as varchar) run_date, sum(sends) sends, sum(incremental_margin) realised, "
+            "sum(expected_incremental_margin) expected, bool_and(is_matured) matured "
+            "from analytics.promo_performance group by 1"
+        ).df()
+    finally:
+        con.close()
+    return {
+        r.run_date: {k: _plain(getattr(r, k)) for k in ("sends", "realised", "expected", "matured")}
+        for r in frame.itertuples()
+    }
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def night_row(report: dict) -> dict:
+    """The closed loop's per-night line: what went out and what it was worth in truth."""
+    p = report["policies"]
+    return {
+        "run_date": report["run_date"],
+        "published": f"{report.get('published_status')} {report.get('published_policy')}",
+        "true_margin": p["promoflow"]["true_incremental_margin"],
+        "oracle": p["oracle"]["true_incremental_margin"],
+        "ratio_to_oracle": p["promoflow"]["ratio_to_oracle"],
+        "offers": p["promoflow"]["offers"],
+        "true_cost": p["promoflow"]["true_cost"],
+        "expected_cost": p["promoflow"]["expected_cost_published"],
+        "budget": report["budget"],
+        "exploration_offers": p["exploration"]["offers"],
+        "exploration_true_margin": p["exploration"]["true_incremental_margin"],
+        "exploration_true_cost": p["exploration"]["true_cost"],
+        "best_blanket_true_margin": p["best_blanket_in_truth"]["true_incremental_margin"],
+        "late_partitions": report.get("late_partitions", []),
+        "night_seconds": report["night_seconds"],
+    }
+
+
+def closed_loop_totals(rows: list[dict]) -> dict:
+    margin = np.cumsum([r["true_margin"] for r in rows])
+    oracle = np.cumsum([r["oracle"] for r in rows])
+    explore = float(sum(r["exploration_true_margin"] for r in rows))
+    return {
+        "cumulative_true_margin": margin.tolist(),
+        "cumulative_oracle": oracle.tolist(),
+        "cumulative_regret": (oracle - margin).tolist(),
+        "exploration_true_margin": explore,
+        "exploration_true_cost": float(sum(r["exploration_true_cost"] for r in rows)),
+        "nights_over_budget_on_true_cost": [r["run_date"] for r in rows if r["true_cost"] > r["budget"]],
+        "ratio_first_night": rows[0]["ratio_to_oracle"],
+        "ratio_last_night": rows[-1]["ratio_to_oracle"],
+    }
+
+
+def plot_closed_loop(rows: list[dict], totals: dict, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nights = [r["run_date"][5:] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(nights, totals["cumulative_oracle"], "k--", label="oracle (true responses)")
+    left.plot(nights, totals["cumulative_true_margin"], "o-", label="promoflow (published, in truth)")
+    left.plot(
+        nights, np.cumsum([r["exploration_true_margin"] for r in rows]), "s:", label="of which exploration's sends"
+    )
+    left.axhline(0, color="grey", lw=0.5)
+    left.set_title("cumulative true incremental margin")
+    left.legend(fontsize=8)
+    right.bar(nights, [r["ratio_to_oracle"] or 0 for r in rows])
+    right.axhline(0, color="grey", lw=0.5)
+    right.set_title("each night's ratio to the oracle")
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=45, labelsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_closed_loop(
+    seed: int,
+    users: int,
+    days: int,
+    start: date,
+    root: Path,
+    response_shape: str,
+    budget_per_user: float,
+    item_shape: str,
+    nights: int,
+) -> dict:
+    """``nights`` nights on one shop: after each, the shop answers what the platform published.
+
+    Night 1 is the single-night evaluation's night. Before each later night the simulator runs
+    the day the previous night's sends went out (``demo.simulator.advance``: they land as
+    exposures with the platform's propensities and policy version, orders and events follow
+    from the hidden responses), ``promo_feedback`` attributes that day and ``promo_nightly``
+    decides the next, each through its DAG as production would.
+    """
+    from demo.simulator import advance
+
+    data_dir = _shop_dir(root, seed, response_shape, item_shape)
+    env = _shop_env(data_dir, users, budget_per_user)
+    _generate_shop(data_dir, env, seed, users, days, start, response_shape, item_shape, keep=True)
+    reports, rows = [], []
+    for k in range(nights):
+        run_date = start + timedelta(days=days + k)
+        landed = None
+        if k:
+            began = time.perf_counter()
+            landed = advance(
+                data_dir / "demo" / "raw",
+                data_dir / "demo" / "truth",
+                published_sends(data_dir, run_date - timedelta(days=1)),
+            )
+            _run_dag("feedback", run_date - timedelta(days=1), env, data_dir / "night.log", seed)
+            landed["seconds"] = round(time.perf_counter() - began, 1)
+        report = _night(data_dir, env, run_date, seed, response_shape, item_shape)
+        report["landed_before"] = landed
+        reports.append(report)
+        rows.append(night_row(report))
+        print(_night_line(response_shape, seed, rows[-1]), flush=True)
+    realised = realised_against_holdout(data_dir)
+    for row in rows:
+        row["holdout_measured"] = realised.get(row["run_date"])
+    totals = closed_loop_totals(rows)
+    plot_path = data_dir / "closed_loop.png"
+    plot_closed_loop(rows, totals, f"{response_shape} shop, seed {seed}: {nights} nights, {users:,} users", plot_path)
+    return {
+        "seed": seed,
+        "response_shape": response_shape,
+        "users": users,
+        "nights": rows,
+        "totals": totals,
+        "plot": str(plot_path),
+        "night_reports": reports,
+    }
+
+
+def _night_line(shape: str, seed: int, r: dict) -> str:
+    ratio = "" if r["ratio_to_oracle"] is None else f"{r['ratio_to_oracle']:+.2f}"
+    return (
+        f"{shape} {seed} {r['run_date']}: {r['published']:<28s} true {r['true_margin']:>9.1f} ({ratio:>5s} of "
+        f"{r['oracle']:.0f}); cost {r['true_cost']:.0f} (expected {r['expected_cost']:.0f}, budget {r['budget']:.0f}); "
+        f"exploration {r['exploration_offers']} sends, true {r['exploration_true_margin']:.1f}, cost "
+        f"{r['exploration_true_cost']:.0f}; {r['night_seconds']:.0f} s"
+    )
+
+
+def print_closed_loop(loops: list[dict]) -> None:
+    for loop in loops:
+        print(
+            f"\n{loop['response_shape']} shop, seed {loop['seed']}, {len(loop['nights'])} nights ({loop['users']:,} users)"
+        )
+        print(
+            "| night | published | true margin | ratio | oracle | cumulative | regret | true cost / expected | "
+            "exploration sends, true margin, cost | holdout-measured vs expected |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        t = loop["totals"]
+        for i, r in enumerate(loop["nights"]):
+            ratio = "" if r["ratio_to_oracle"] is None else f"{r['ratio_to_oracle']:+.2f}"
+            h = r.get("holdout_measured") or {}
+            measured = (
+                f"{h['realised']:+.1f} vs {h['expected']:+.1f}" + ("" if h.get("matured") else " (open)")
+                if h.get("realised") is not None and h.get("expected") is not None
+                else "-"
+            )
+            print(
+                f"| {r['run_date']} | {r['published']} | {r['true_margin']:+.1f} | {ratio} | {r['oracle']:.0f} | "
+                f"{t['cumulative_true_margin'][i]:+.1f} | {t['cumulative_regret'][i]:.0f} | "
+                f"{r['true_cost']:.0f} / {r['expected_cost']:.0f} | {r['exploration_offers']}, "
+                f"{r['exploration_true_margin']:+.1f}, {r['exploration_true_cost']:.0f} | {measured} |"
+            )
+        print(
+            f"cumulative true margin {t['cumulative_true_margin'][-1]:+.1f} (oracle {t['cumulative_oracle'][-1]:.0f}); "
+            f"exploration {t['exploration_true_margin']:+.1f} at true cost {t['exploration_true_cost']:.0f}; "
+            f"nights over budget on true cost: {t['nights_over_budget_on_true_cost'] or 'none'}; plot: {loop['plot']}"
+        )
 
 
 def print_report(reports: list[dict]) -> None:
@@ -348,6 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 10, 1))
     parser.add_argument("--budget-per-user", type=float, default=0.3, help="the night's budget is this x users")
     parser.add_argument(
+        "--nights",
+        type=int,
+        default=1,
+        help="nights per shop; above 1 the shop answers each night's published offers (closed loop)",
+    )
+    parser.add_argument(
         "--shapes",
         nargs="+",
         choices=RESPONSE_SHAPES,
@@ -361,8 +599,30 @@ def main(argv: list[str] | None = None) -> int:
         help="the generator's item choice (demo.simulator.ITEM_SHAPES); featured items are scored on either",
     )
     args = parser.parse_args(argv)
+    if args.nights < 1:
+        parser.error("--nights must be at least 1")
     settings = Settings.from_env()
     root = Path(settings.data_dir) / "evaluate"
+    if args.nights > 1:
+        loops = [
+            run_closed_loop(
+                seed,
+                args.users,
+                args.days,
+                args.start_date,
+                root,
+                shape,
+                args.budget_per_user,
+                args.item_shape,
+                args.nights,
+            )
+            for shape in args.shapes
+            for seed in args.seeds
+        ]
+        print_closed_loop(loops)
+        (root / "closed_loop.json").write_text(json.dumps(loops, indent=2, sort_keys=True, default=float))
+        print(f"report: {root / 'closed_loop.json'}")
+        return 0
     reports = [
         run_seed(seed, args.users, args.days, args.start_date, root, shape, args.budget_per_user, args.item_shape)
         for shape in args.shapes

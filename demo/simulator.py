@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -722,6 +723,18 @@ class _OfferState:
     end_day: np.ndarray  # first day index the offer no longer counts
 
 
+@dataclass(frozen=True)
+class Sends:
+    """One day's sends of the platform, as the shop's sender delivers them (closed loop)."""
+
+    user: np.ndarray  # user index
+    arm: np.ndarray  # 0 = none (a logged control), else 1 + catalogue index
+    channel: np.ndarray  # index into CHANNELS
+    send_hour: np.ndarray  # UTC hour of the day the message goes out
+    propensity: np.ndarray
+    policy_version: np.ndarray  # object array of strings
+
+
 def _simulate_day(
     rng: np.random.Generator,
     day_index: int,
@@ -732,20 +745,29 @@ def _simulate_day(
     state: _OfferState,
     channels_pa: pa.Array,
     arm_ids_pa: pa.Array,
+    sends: Sends | None = None,
 ) -> dict[str, pa.Table | None]:
     n_users = len(users.base_order_rate)
     day_us = _date_to_us(day)
     weekday_factor = WEEKDAY_FACTOR[day.weekday()]
     limited_categories = sorted({p.category for p in catalogue if p.category is not None})
 
-    # ---- exposures: the randomised logging policy, sent by the night batch (00:00-01:00)
-    policy = logging_policy([p.promo_id for p in catalogue])
-    arm_probs = np.array(list(policy.values()))  # order: none, then catalogue order
-    exposed = np.flatnonzero(rng.random(n_users) < DAILY_EXPOSURE_SHARE)
-    arm = rng.choice(len(arm_probs), size=len(exposed), p=arm_probs)
-    sent_us = day_us + rng.integers(0, 3600 * US_PER_S, len(exposed))
-    fixed_channel = np.array([-1] + [CHANNELS.index(p.channel) if p.channel else -1 for p in catalogue])[arm]
-    channel = np.where(fixed_channel >= 0, fixed_channel, rng.integers(0, len(CHANNELS), len(exposed)))
+    # ---- exposures: the randomised logging policy, sent by the night batch (00:00-01:00),
+    # or, in a closed loop, what the platform published for the day (``sends``)
+    if sends is None:
+        policy = logging_policy([p.promo_id for p in catalogue])
+        arm_probs = np.array(list(policy.values()))  # order: none, then catalogue order
+        exposed = np.flatnonzero(rng.random(n_users) < DAILY_EXPOSURE_SHARE)
+        arm = rng.choice(len(arm_probs), size=len(exposed), p=arm_probs)
+        sent_us = day_us + rng.integers(0, 3600 * US_PER_S, len(exposed))
+        fixed_channel = np.array([-1] + [CHANNELS.index(p.channel) if p.channel else -1 for p in catalogue])[arm]
+        channel = np.where(fixed_channel >= 0, fixed_channel, rng.integers(0, len(CHANNELS), len(exposed)))
+        propensity = arm_probs[arm]
+        policy_version = np.full(len(exposed), LOGGING_POLICY_VERSION, dtype=object)
+    else:
+        exposed, arm, channel = sends.user, sends.arm, sends.channel
+        sent_us = day_us + sends.send_hour * 3600 * US_PER_S + rng.integers(0, 3600 * US_PER_S, len(exposed))
+        propensity, policy_version = sends.propensity, sends.policy_version
     order_by_time = np.argsort(sent_us, kind="stable")
     exposures = pa.Table.from_arrays(
         [
@@ -753,8 +775,8 @@ def _simulate_day(
             arm_ids_pa.take(pa.array(arm[order_by_time])),
             pa.array(sent_us[order_by_time], contract.UTC_TIMESTAMP),
             channels_pa.take(pa.array(channel[order_by_time])),
-            pa.array(arm_probs[arm[order_by_time]]),
-            pa.array(np.full(len(exposed), LOGGING_POLICY_VERSION)),
+            pa.array(propensity[order_by_time]),
+            pa.array(policy_version[order_by_time], pa.string()),
         ],
         schema=RAW_SCHEMAS["exposures"],
     )
@@ -929,12 +951,6 @@ def _simulate_day(
 
 
 # =========================================================================== ground truth
-def _season_sum(run_date: date, window_days: int) -> float:
-    """Sum of weekday factors over ``[run_date, run_date + window_days)``: expected
-    orders in the window per unit of base daily order rate."""
-    return float(sum(WEEKDAY_FACTOR[(run_date + timedelta(days=k)).weekday()] for k in range(window_days)))
-
-
 def _ground_truth(
     seed: int,
     users: _Users,
@@ -943,6 +959,8 @@ def _ground_truth(
     run_date: date,
     orders_per_user: int = 96,
     chunk_users: int = 20_000,
+    live_promo: np.ndarray | None = None,
+    live_days_left: np.ndarray | None = None,
 ) -> pa.Table:
     """Expected outcome of every arm for an offer sent at ``run_date`` 00:00 UTC.
 
@@ -950,7 +968,12 @@ def _ground_truth(
     lift (exact); redemption and top-up are Bernoulli with known probabilities (exact
     expectations); only the basket contents are averaged over ``orders_per_user`` Monte
     Carlo baskets per user (fixed seed, common baskets for all arms so arm differences
-    carry little noise). Assumes no earlier offer is still live at run_date.
+    carry little noise).
+
+    ``live_promo`` / ``live_days_left`` (closed loop): the catalogue index of the offer a user
+    still holds at ``run_date`` (-1: none) and for how many more days it counts. Sending
+    nothing leaves it running; sending an offer replaces it (the simulator keeps one live
+    offer per user), so an arm's incremental margin runs until both have ended.
     """
     rng = np.random.default_rng([seed, 20_261_001])  # own stream: truth never shifts the raw data
     n_users = len(users.base_order_rate)
@@ -958,6 +981,12 @@ def _ground_truth(
     arms = [NO_OFFER_ARM] + [p.promo_id for p in catalogue]
     n_arms = len(arms)
     none_window = max(p.valid_days for p in catalogue)
+    if live_promo is None:
+        live_promo, live_days_left = np.full(n_users, -1), np.zeros(n_users, np.int64)
+    live_days_left = np.where(live_promo >= 0, np.maximum(live_days_left, 0), 0)
+    horizon = max(none_window, int(live_days_left.max(initial=0)))
+    day_factor = np.array([WEEKDAY_FACTOR[(run_date + timedelta(days=k)).weekday()] for k in range(horizon)])
+    day = np.arange(horizon)
 
     p_order = np.zeros((n_users, n_arms))
     expected_margin = np.zeros((n_users, n_arms))
@@ -972,12 +1001,11 @@ def _ground_truth(
         baskets = _draw_baskets(rng, sample_user, users, items, limited_categories)
         gross, cogs = baskets.gross, baskets.cogs
         base_margin = (gross - cogs).reshape(len(chunk), orders_per_user).mean(axis=1)
-
-        rate = users.base_order_rate[chunk]
-        orders_none = rate * _season_sum(run_date, none_window)
-        p_order[chunk, 0] = 1.0 - np.exp(-orders_none)
-        expected_margin[chunk, 0] = orders_none * base_margin
         redeem = users.redeem_prob[sample_user]
+        # Margin and discount per order while each promo is live (arm order; 'none' = no offer).
+        margin_per_order = np.zeros((len(chunk), n_arms))
+        discount_per_order = np.zeros((len(chunk), n_arms))
+        margin_per_order[:, 0] = base_margin
         for p, promo in enumerate(catalogue, start=1):
             # Top-up baskets exist only just below a threshold; elsewhere they equal the plain one.
             near_threshold = np.flatnonzero(_topup_applies(promo, gross))
@@ -990,19 +1018,32 @@ def _ground_truth(
             subtotal = baskets.subtotal_by_category[promo.category] if promo.category else None
             discount_plain = _offer_discount(promo, gross, subtotal, _shipping_fee(gross))
             discount_topped = _offer_discount(promo, gross_topped, subtotal, _shipping_fee(gross_topped))
-            margin_per_order = (1 - topup_share) * (gross - cogs - redeem * discount_plain) + topup_share * (
+            margin = (1 - topup_share) * (gross - cogs - redeem * discount_plain) + topup_share * (
                 gross_topped - cogs_topped - redeem * discount_topped
             )
-            discount_per_order = redeem * ((1 - topup_share) * discount_plain + topup_share * discount_topped)
-            mean_margin = margin_per_order.reshape(len(chunk), orders_per_user).mean(axis=1)
-            mean_discount = discount_per_order.reshape(len(chunk), orders_per_user).mean(axis=1)
+            discount = redeem * ((1 - topup_share) * discount_plain + topup_share * discount_topped)
+            margin_per_order[:, p] = margin.reshape(len(chunk), orders_per_user).mean(axis=1)
+            discount_per_order[:, p] = discount.reshape(len(chunk), orders_per_user).mean(axis=1)
 
-            orders_window_none = rate * _season_sum(run_date, promo.valid_days)
-            orders_window_arm = orders_window_none * lift[chunk, p]
+        rows = np.arange(len(chunk))
+        rate = users.base_order_rate[chunk][:, None] * day_factor[None, :]  # plain orders per day
+        live = live_promo[chunk]
+        live_arm = np.where(live >= 0, live + 1, 0)
+        live_on = day[None, :] < live_days_left[chunk][:, None]  # (users, days) the live offer counts
+        # Sending nothing: the live offer runs out, then plain days.
+        none_orders = rate * np.where(live_on, lift[chunk, live_arm][:, None], 1.0)
+        none_margin = none_orders * np.where(live_on, margin_per_order[rows, live_arm][:, None], base_margin[:, None])
+        p_order[chunk, 0] = 1.0 - np.exp(-none_orders[:, :none_window].sum(axis=1))
+        expected_margin[chunk, 0] = none_margin[:, :none_window].sum(axis=1)
+        for p, promo in enumerate(catalogue, start=1):
+            w = promo.valid_days
+            orders_window_arm = rate[:, :w].sum(axis=1) * lift[chunk, p]
             p_order[chunk, p] = 1.0 - np.exp(-orders_window_arm)
-            expected_margin[chunk, p] = orders_window_arm * mean_margin
-            expected_discount[chunk, p] = orders_window_arm * mean_discount
-            expected_incremental[chunk, p] = expected_margin[chunk, p] - orders_window_none * base_margin
+            expected_margin[chunk, p] = orders_window_arm * margin_per_order[:, p]
+            expected_discount[chunk, p] = orders_window_arm * discount_per_order[:, p]
+            # Against sending nothing, until both the new offer and the one it replaces have ended.
+            after_window = (rate[:, w:] * base_margin[:, None]).sum(axis=1) - none_margin[:, w:].sum(axis=1)
+            expected_incremental[chunk, p] = expected_margin[chunk, p] - none_margin[:, :w].sum(axis=1) + after_window
 
     user_index = np.repeat(np.arange(n_users), n_arms)
     arm_index = np.tile(np.arange(n_arms), n_users)
@@ -1070,6 +1111,143 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def _write_day(tables: dict[str, pa.Table | None], raw: Path, day: date, counts: dict[str, int]) -> None:
+    """One simulated day's partitions under ``raw``; adds its row counts to ``counts``."""
+    partition = f"dt={day.isoformat()}"
+    _write(tables["events"], raw / "events" / partition / "part-0.parquet")
+    if tables["events_duplicates"] is not None:
+        _write(tables["events_duplicates"], raw / "events" / partition / "part-1.parquet")
+        counts["duplicates"] += tables["events_duplicates"].num_rows
+    _write(tables["orders"], raw / "orders" / partition / "part-0.parquet")
+    _write(tables["exposures"], raw / "exposures" / partition / "part-0.parquet")
+    counts["events"] += tables["events"].num_rows
+    counts["orders"] += tables["orders"].num_rows
+    counts["redeemed"] += tables["orders"].num_rows - tables["orders"].column("promo_id").null_count
+    counts["exposures"] += tables["exposures"].num_rows
+
+
+# =========================================================================== closed loop
+SHOP_STATE_FILE = "shop_state.pkl"  # beside the truth: the platform never reads it
+
+
+@dataclass
+class _Shop:
+    """Everything :func:`advance` needs to run the shop on from where it stopped."""
+
+    seed: int
+    start_date: date
+    days_simulated: int  # the next day to simulate is start_date + days_simulated
+    users: _Users
+    items: _Items
+    offers: _OfferState
+    rng: np.random.Generator
+    channels_pa: pa.Array
+    arm_ids_pa: pa.Array
+
+
+def _live_offers(offers: _OfferState, day_index: int) -> dict[str, np.ndarray]:
+    """The offer each user still holds on day ``day_index`` (-1: none) and its days left, for the truth."""
+    live = (offers.promo >= 0) & (offers.end_day > day_index)
+    return {
+        "live_promo": np.where(live, offers.promo, -1),
+        "live_days_left": np.where(live, offers.end_day - day_index, 0),
+    }
+
+
+def _save_shop(shop: _Shop, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        pickle.dump(shop, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def _sends_of(table: pa.Table, shop: _Shop) -> Sends:
+    """The platform's sends as the simulator's indices; unknown users, promos or channels are errors."""
+    user = pc.index_in(table["user_id"], value_set=shop.users.ids).to_numpy(zero_copy_only=False)
+    arm = pc.index_in(table["promo_id"], value_set=shop.arm_ids_pa).to_numpy(zero_copy_only=False)
+    channel_column = pc.fill_null(table["channel"], CHANNELS[0])  # a logged control has no channel
+    channel = pc.index_in(channel_column, value_set=pa.array(list(CHANNELS))).to_numpy(zero_copy_only=False)
+    for name, index in (("user_id", user), ("promo_id", arm), ("channel", channel)):
+        if np.isnan(np.asarray(index, dtype=float)).any():
+            raise ValueError(f"sends: {name} values the shop does not know")
+    hour = pc.fill_null(table["send_hour"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if ((hour < 0) | (hour > 23)).any():
+        raise ValueError("sends: send_hour outside 0-23")
+    return Sends(
+        user=np.asarray(user, np.int64),
+        arm=np.asarray(arm, np.int64),
+        channel=np.asarray(channel, np.int64),
+        send_hour=hour,
+        propensity=table["propensity"].to_numpy(zero_copy_only=False).astype(float),
+        policy_version=np.asarray(table["policy_version"].to_pylist(), dtype=object),
+    )
+
+
+def advance(raw_dir: Path, truth_dir: Path, sends: pa.Table) -> dict:
+    """Run the shop kept by ``generate(keep_state=True)`` one more day, answering ``sends``.
+
+    ``sends`` (columns user_id, promo_id, channel, send_hour, propensity, policy_version) is
+    what the shop's sender delivered that day: the platform's published offers and holdout
+    controls. They replace the randomised logging policy (nothing else sends any more); users
+    respond to them by their hidden lifts exactly as to the history's offers; events, orders
+    and the sends as exposures land in the day's partitions of ``raw_dir``. The truth is then
+    rewritten for the next run date, with the offers still live then. Returns what landed.
+    """
+    raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
+    with open(truth_dir / SHOP_STATE_FILE, "rb") as f:
+        shop: _Shop = pickle.load(f)
+    day_index = shop.days_simulated
+    day = shop.start_date + timedelta(days=day_index)
+    run_date = day + timedelta(days=1)
+    if any((raw_dir / table / f"dt={day.isoformat()}").exists() for table in DAILY_TABLES):
+        raise FileExistsError(f"{raw_dir}: day {day} has landed already; the shop runs forward only")
+    if shop.items.choice is not None:
+        shop.items.choice.recording = True
+    tables = _simulate_day(
+        shop.rng,
+        day_index,
+        day,
+        shop.users,
+        shop.items,
+        CATALOGUE,
+        shop.offers,
+        shop.channels_pa,
+        shop.arm_ids_pa,
+        _sends_of(sends, shop),
+    )
+    counts = {"events": 0, "duplicates": 0, "orders": 0, "redeemed": 0, "exposures": 0}
+    staging = Path(tempfile.mkdtemp(prefix=f".day-{day.isoformat()}-", dir=raw_dir))
+    try:
+        _write_day(tables, staging, day, counts)
+        for table in DAILY_TABLES:  # each partition appears whole or not at all
+            (raw_dir / table).mkdir(exist_ok=True)
+            os.replace(staging / table / f"dt={day.isoformat()}", raw_dir / table / f"dt={day.isoformat()}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    if shop.items.choice is not None:
+        shop.items.choice.recording = False
+    live = _live_offers(shop.offers, day_index + 1)
+    truth = _ground_truth(shop.seed, shop.users, shop.items, CATALOGUE, run_date, **live)
+    _write(truth, truth_dir / "user_arm_truth.parquet.partial")
+    os.replace(truth_dir / "user_arm_truth.parquet.partial", truth_dir / "user_arm_truth.parquet")
+    shop.days_simulated += 1
+    _save_shop(shop, truth_dir / SHOP_STATE_FILE)
+    manifest_path = truth_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["run_date"] = run_date.isoformat()
+    manifest.setdefault("closed_loop_days", []).append(day.isoformat())
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return {
+        "day": day.isoformat(),
+        "run_date": run_date.isoformat(),
+        "sends": int(pc.sum(pc.not_equal(tables["exposures"]["promo_id"], NO_OFFER_ARM)).as_py() or 0),
+        "controls": int(pc.sum(pc.equal(tables["exposures"]["promo_id"], NO_OFFER_ARM)).as_py() or 0),
+        "live_offers_at_run_date": int((live["live_promo"] >= 0).sum()),
+        **{k: v for k, v in counts.items()},
+    }
+
+
 def generate(
     raw_dir: Path,
     truth_dir: Path,
@@ -1081,11 +1259,14 @@ def generate(
     n_items: int = 400,
     response_shape: str = "latent",
     item_shape: str = "category",
+    keep_state: bool = False,
 ) -> GenerationSummary:
     """Write the demo shop's raw landing zone and ground truth, replacing both folders.
 
     Same arguments => identical table contents. Decisions are supported from
-    ``run_date = start_date + n_days`` (the first day with no raw data).
+    ``run_date = start_date + n_days`` (the first day with no raw data). ``keep_state``
+    also pickles the shop (users, items, live offers, random stream) beside the truth, so
+    that :func:`advance` can run it on, day by day, answering the platform's own sends.
     """
     if n_users < 1 or n_days < 1 or n_items < len(CATEGORY_NAMES):
         raise ValueError(
@@ -1122,22 +1303,12 @@ def generate(
         for day_index in range(n_days):
             day = start_date + timedelta(days=day_index)
             tables = _simulate_day(rng, day_index, day, users, items, catalogue, state, channels_pa, arm_ids_pa)
-            partition = f"dt={day.isoformat()}"
-            _write(tables["events"], raw_staging / "events" / partition / "part-0.parquet")
-            if tables["events_duplicates"] is not None:
-                _write(tables["events_duplicates"], raw_staging / "events" / partition / "part-1.parquet")
-                counts["duplicates"] += tables["events_duplicates"].num_rows
-            _write(tables["orders"], raw_staging / "orders" / partition / "part-0.parquet")
-            _write(tables["exposures"], raw_staging / "exposures" / partition / "part-0.parquet")
-            counts["events"] += tables["events"].num_rows
-            counts["orders"] += tables["orders"].num_rows
-            counts["redeemed"] += tables["orders"].num_rows - tables["orders"].column("promo_id").null_count
-            counts["exposures"] += tables["exposures"].num_rows
+            _write_day(tables, raw_staging, day, counts)
 
         if items.choice is not None:
             items.choice.recording = False  # the truth's Monte Carlo baskets are not purchases
         _write(_item_preference_table(users, items), truth_staging / "user_item_preference.parquet")
-        truth = _ground_truth(seed, users, items, catalogue, run_date)
+        truth = _ground_truth(seed, users, items, catalogue, run_date, **_live_offers(state, n_days))
         _write(truth, truth_staging / "user_arm_truth.parquet")
         _write(_latent_table(users), truth_staging / "user_latent.parquet")
         segment_counts = np.bincount(users.segment, minlength=len(SEGMENTS))
@@ -1171,10 +1342,14 @@ def generate(
                 "threshold top-up are Bernoulli with known probabilities (exact); basket contents averaged over 96 "
                 "Monte Carlo baskets per user with a fixed seed, shared by all arms. window_days is the promo's "
                 "valid_days ('none' row: the longest valid_days); expected_incremental_margin is vs 'none' over "
-                "the promo's own window. Assumes no earlier offer still live at run_date."
+                "the promo's own window. A user's offer still live at run_date (closed loop) keeps running under 'none' "
+                "and is replaced by any other arm; the incremental margin runs until both have ended."
             ),
         }
         (truth_staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if keep_state:
+            shop = _Shop(seed, start_date, n_days, users, items, state, rng, channels_pa, arm_ids_pa)
+            _save_shop(shop, truth_staging / SHOP_STATE_FILE)
         _swap_into_place(raw_staging, raw_dir)
         _swap_into_place(truth_staging, truth_dir)
     except BaseException:
@@ -1229,6 +1404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--item-shape", choices=ITEM_SHAPES, default="category", help="how users choose items (see ITEM_SHAPES)"
     )
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help=f"also write {SHOP_STATE_FILE} beside the truth, so that demo.simulator.advance can run the shop on",
+    )
     args = parser.parse_args(argv)
     if str(args.raw_dir).startswith("s3://"):
         parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
@@ -1242,10 +1422,13 @@ def main(argv: list[str] | None = None) -> int:
         n_items=args.items,
         response_shape=args.response_shape,
         item_shape=args.item_shape,
+        keep_state=args.keep_state,
     )
     print(summary.one_line())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from demo import simulator  # run as the module itself, so that a kept shop unpickles under demo.simulator
+
+    sys.exit(simulator.main())

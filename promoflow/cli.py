@@ -1,12 +1,14 @@
-"""Command-line helpers behind the Makefile: run one night, print a night's summary.
+"""Command-line helpers behind the Makefile: run one night or its feedback, print a night's summary.
 
 ``python -m promoflow.cli run --date D [--conf JSON]`` wraps
 ``airflow dags test promo_nightly D --conf JSON`` and exits non-zero when the run failed.
+``python -m promoflow.cli feedback --date D [--conf JSON]`` does the same for
+``promo_feedback`` (the day's landing attributed to earlier nights' sends).
 ``python -m promoflow.cli summary --date D`` prints the summary the run wrote.
 
 Two runs sharing one ``AIRFLOW_HOME`` would share its SQLite metadata database, which
 takes one writer at a time; ``run`` holds an exclusive lock on
-``$AIRFLOW_HOME/promoflow-run.lock`` for the whole run, and a second one exits with
+``$AIRFLOW_HOME/promoflow-run.lock`` for the whole run (``feedback`` too), and a second one exits with
 code 75 and a message naming the run that holds it.
 """
 
@@ -42,7 +44,7 @@ def airflow_home() -> Path:
 
 
 @contextmanager
-def airflow_home_lock(run_date: date, home: Path | None = None) -> Iterator[Path]:
+def airflow_home_lock(run_date: date, home: Path | None = None, dag_id: str = "promo_nightly") -> Iterator[Path]:
     """Hold ``$AIRFLOW_HOME/promoflow-run.lock`` (flock, released even if the process is killed)."""
     home = home or airflow_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -55,13 +57,13 @@ def airflow_home_lock(run_date: date, home: Path | None = None) -> Iterator[Path
         os.close(fd)
         raise AirflowHomeBusyError(
             f"AIRFLOW_HOME={home} is in use by another run ({holder}); its SQLite metadata database takes one run "
-            f"at a time, so promo_nightly {run_date} was not started. Wait for that run to finish, or give this one "
+            f"at a time, so {dag_id} {run_date} was not started. Wait for that run to finish, or give this one "
             "its own Airflow home: AIRFLOW_HOME=/path/to/other make run DATE=... (make creates and migrates it)."
         ) from None
     try:
         os.ftruncate(fd, 0)
         started = datetime.now(UTC).isoformat(timespec="seconds")
-        os.pwrite(fd, f"pid {os.getpid()}, promo_nightly {run_date}, started {started}".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {dag_id} {run_date}, started {started}".encode(), 0)
         yield path
     finally:
         os.ftruncate(fd, 0)
@@ -78,12 +80,12 @@ def check_settings(conf: dict) -> str | None:
     return None
 
 
-def run_night(run_date: date, conf: dict) -> int:
-    cmd = [_airflow(), "dags", "test", "promo_nightly", run_date.isoformat()]
+def run_night(run_date: date, conf: dict, dag_id: str = "promo_nightly") -> int:
+    cmd = [_airflow(), "dags", "test", dag_id, run_date.isoformat()]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
     try:
-        with airflow_home_lock(run_date):
+        with airflow_home_lock(run_date, dag_id=dag_id):
             print("+", " ".join(cmd), flush=True)
             return subprocess.call(cmd, env=os.environ.copy())
     except AirflowHomeBusyError as err:
@@ -135,18 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run promo_nightly for one date (airflow dags test)")
     run.add_argument("--date", required=True, type=date.fromisoformat)
     run.add_argument("--conf", default="", help="JSON of params overriding settings for this run")
+    feedback = sub.add_parser("feedback", help="run promo_feedback for one date (airflow dags test)")
+    feedback.add_argument("--date", required=True, type=date.fromisoformat)
+    feedback.add_argument("--conf", default="", help="JSON of params overriding settings for this run")
     summary = sub.add_parser("summary", help="print a night's run summary")
     summary.add_argument("--date", required=True, type=date.fromisoformat)
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "feedback"):
+        dag_id = "promo_nightly" if args.command == "run" else "promo_feedback"
         conf = json.loads(args.conf) if args.conf else {}
         if problem := check_settings(conf):
-            print(f"promo_nightly {args.date} not started: {problem}", file=sys.stderr)
+            print(f"{dag_id} {args.date} not started: {problem}", file=sys.stderr)
             return 2
-        code = run_night(args.date, conf)
+        code = run_night(args.date, conf, dag_id)
         if code not in (0, EXIT_AIRFLOW_HOME_BUSY):
             print(
-                f"promo_nightly {args.date} FAILED (exit {code}); the task log above says why. "
+                f"{dag_id} {args.date} FAILED (exit {code}); the task log above says why. "
                 "Published assignments of earlier nights are untouched.",
                 file=sys.stderr,
             )

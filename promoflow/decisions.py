@@ -356,6 +356,8 @@ class NightPlan:
     exploration_cost_cap: float
     holdout_campaign: str
     exploration_segments: list[dict]  # per segment of the exploration prior (empty without one)
+    rested: np.ndarray  # [n] bool: the last offer is at least min_offer_gap_days old (offers allowed)
+    min_offer_gap_days: int
 
 
 def plan_night(
@@ -372,16 +374,20 @@ def plan_night(
     holdout_share: float,
     exploration_rate: float,
     rollout_share: float,
+    min_offer_gap_days: int = 0,
 ) -> NightPlan:
     """The whole decision, a pure function: the policy's arm within ``budget - reserve``
     (:func:`decide`), a salted holdout, exploration inside ``reserve`` with exact propensities.
-    The night's expected cost never exceeds ``budget``."""
+    A user whose last offer (``days_since_last_exposure``) is under ``min_offer_gap_days`` old
+    is eligible for ``none`` only, for the policy and exploration alike. The night's expected
+    cost never exceeds ``budget``."""
     from ml import allocation
 
     user_ids = np.asarray(user_ids)
     campaign = f"holdout-{run_date:%Y-%m}"  # stable per user within a calendar month
     is_holdout = allocation.holdout_mask(user_ids, holdout_share, campaign)
     features = features.fillna({"top_category": "unknown"})
+    rested = rested_users(features, min_offer_gap_days)
     decision = decide(
         policy_model,
         features,
@@ -389,6 +395,7 @@ def plan_night(
         arms,
         active,
         has_features,
+        rested=rested,
         budget=budget - reserve,
         rollout_share=rollout_share,
         salt=run_date.isoformat(),
@@ -438,6 +445,8 @@ def plan_night(
         exploration_cost_cap=float(exploration.cost_cap),
         holdout_campaign=campaign,
         exploration_segments=_exploration_segments(prior, segments, exploration, is_holdout, chosen, none_index),
+        rested=rested,
+        min_offer_gap_days=min_offer_gap_days,
     )
 
 
@@ -515,6 +524,12 @@ def _delivered(
         holdout_campaign=plan.holdout_campaign,
         featured_item_ids=recommended,
     )
+    too_soon = np.flatnonzero(~plan.rested & ~is_offer & ~plan.is_holdout & has_features)
+    if too_soon.size:
+        days = inputs.features["days_since_last_exposure"].to_numpy(dtype=float)[too_soon]
+        reason = np.asarray(delivered["reason"], dtype=object).copy()
+        reason[too_soon] = [f"last offer {d:.0f} days ago: minimum gap {plan.min_offer_gap_days} days" for d in days]
+        delivered["reason"] = reason
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
         delivered["reason"] = np.where(
@@ -547,6 +562,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         holdout_share=settings.holdout_share,
         exploration_rate=settings.exploration_rate,
         rollout_share=settings.rollout_share,
+        min_offer_gap_days=settings.min_offer_gap_days,
     )
     delivered, recommended = _delivered(settings, run_date, inputs, plan, arms, has_features, recommender)
     chosen_ids = np.array(arms, dtype=object)[plan.chosen]
@@ -634,6 +650,15 @@ class Decision:
     rollout_share: float
 
 
+def rested_users(features: pd.DataFrame, min_offer_gap_days: int) -> np.ndarray:
+    """Users who may get an offer tonight: their last offer is at least ``min_offer_gap_days`` old
+    (``days_since_last_exposure`` counts offers only, not 'none' controls; never sent: rested)."""
+    if min_offer_gap_days <= 0 or "days_since_last_exposure" not in features:
+        return np.ones(len(features), dtype=bool)
+    days = pd.to_numeric(features["days_since_last_exposure"], errors="coerce").to_numpy(dtype=float)
+    return ~(days < min_offer_gap_days)  # NaN (never sent) compares False: rested
+
+
 def decide(
     policy_model,
     features: pd.DataFrame,
@@ -642,6 +667,7 @@ def decide(
     active: np.ndarray,
     has_features: np.ndarray,
     *,
+    rested: np.ndarray | None = None,
     budget: float,
     rollout_share: float,
     salt: str,
@@ -655,6 +681,8 @@ def decide(
 
     n, none = len(user_ids), arms.index(NONE_ARM)
     eligible = np.broadcast_to(active, (n, len(arms))) & np.asarray(has_features, dtype=bool)[:, None]
+    if rested is not None:  # too soon after the last offer: 'none' only
+        eligible = eligible & (np.asarray(rested, dtype=bool)[:, None] | (np.arange(len(arms)) == none)[None, :])
     nothing = np.full(n, none, dtype=np.int64)
     if policy_model is None:
         zeros = np.zeros((n, len(arms)))

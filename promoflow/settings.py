@@ -77,6 +77,13 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
         minimum=0,
         maximum=1,
     ),
+    "min_offer_gap_days": _param(
+        "Minimum days between offers",
+        "integer",
+        "A user whose last offer was sent fewer than this many days ago gets none tonight (default 0: no gap)",
+        minimum=0,
+        maximum=90,
+    ),
     "message_language": _param(
         "Message language",
         "string",
@@ -168,6 +175,7 @@ class Settings:
     uncertainty_penalty: float  # standard errors subtracted from estimated uplift before choosing
     gate_z: float  # the candidate policy must beat 'none' by this many standard errors (off-policy gate)
     rollout_share: float  # share of users a positive but inconclusive policy is rolled out to (the rest: 'none')
+    min_offer_gap_days: int  # no offer to a user whose last offer is more recent than this (0: no gap)
     message_language: str  # "en" or "zh"; users whose region starts with "CN" get "zh" either way
 
     # --- data quality
@@ -267,6 +275,7 @@ class Settings:
             uncertainty_penalty=float(get("uncertainty_penalty", "1.5")),
             gate_z=float(get("gate_z", "1.645")),
             rollout_share=float(get("rollout_share", "0.25")),
+            min_offer_gap_days=int(get("min_offer_gap_days", "0")),
             message_language=get("message_language", "en"),
             max_bad_row_share=float(get("max_bad_row_share", "0.05")),
             fairness_max_ratio=float(get("fairness_max_ratio", "2")),

@@ -1,4 +1,4 @@
-"""``make run`` (promoflow.cli run): two runs sharing one AIRFLOW_HOME get a clear refusal, not a SQLite error."""
+"""``make run`` (promoflow.cli run, and feedback): two runs sharing one AIRFLOW_HOME get a clear refusal, not a SQLite error."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def test_second_run_on_the_same_airflow_home_is_refused_with_the_holder_named(tm
         assert "promo_nightly 2026-10-03 was not started" in second.stderr
         assert "Traceback" not in second.stderr and "sqlite3" not in second.stderr.lower()
         assert "airflow dags test" not in second.stdout  # nothing was started
+        feedback = subprocess.run(
+            [sys.executable, "-m", "promoflow.cli", "feedback", "--date", "2026-10-03"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert feedback.returncode == EXIT_AIRFLOW_HOME_BUSY
+        assert "promo_feedback 2026-10-03 was not started" in feedback.stderr
     finally:
         holder.send_signal(signal.SIGKILL)  # a killed run releases the lock (flock dies with the process)
         holder.wait()

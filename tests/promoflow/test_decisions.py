@@ -17,7 +17,7 @@ ARMS = ["promo_a", "promo_b", "none"]
 RUN_DATE = date(2026, 10, 31)
 
 
-def _plan(policy, n=4000, budget=300.0, reserve=30.0, has_features=None, **overrides):
+def _plan(policy, n=4000, budget=300.0, reserve=30.0, has_features=None, features=None, **overrides):
     users = np.array([f"u{i}" for i in range(n)])
     kwargs = (
         dict(
@@ -32,7 +32,7 @@ def _plan(policy, n=4000, budget=300.0, reserve=30.0, has_features=None, **overr
     )
     return plan_night(
         policy,
-        pd.DataFrame({"tenure_days": np.ones(n)}),
+        pd.DataFrame({"tenure_days": np.ones(n)}) if features is None else features,
         users,
         ARMS,
         np.ones(3, bool),
@@ -95,6 +95,20 @@ def test_users_without_features_get_nothing():
     has_features = np.arange(4000) % 2 == 0
     plan = _plan(_published(), has_features=has_features)
     assert (plan.chosen[~has_features] == ARMS.index("none")).all()
+
+
+def test_no_offer_within_the_minimum_gap_from_the_policy_or_exploration():
+    n = 4000
+    last = np.where(np.arange(n) % 4 == 0, 2.0, np.where(np.arange(n) % 4 == 1, 7.0, np.nan))
+    features = pd.DataFrame({"tenure_days": np.ones(n), "days_since_last_exposure": last})
+    plan = _plan(_published(), budget=1e6, reserve=1e5, features=features, exploration_rate=0.5, min_offer_gap_days=7)
+    offered = plan.chosen != ARMS.index("none")
+    assert not offered[last < 7].any()  # sent 2 days ago: nothing, not even an exploration draw
+    assert offered[last == 7].mean() > 0.4 and offered[np.isnan(last)].mean() > 0.4
+    assert plan.is_exploration[last < 7].any()  # explorers there could only draw 'none'
+    assert (plan.propensity > 0).all() and (plan.propensity <= 1).all()
+    no_gap = _plan(_published(), budget=1e6, reserve=1e5, features=features, exploration_rate=0.5)
+    assert (no_gap.chosen != ARMS.index("none"))[last < 7].mean() > 0.4
 
 
 def test_active_arms_follow_the_catalogue_window():
