@@ -20,18 +20,22 @@ with airflow_home_lock(date(2026, 10, 1)):
 """
 
 
+def _cli(command: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "promoflow.cli", command, "--date", "2026-10-03"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_second_run_on_the_same_airflow_home_is_refused_with_the_holder_named(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "PROMO_DATA_DIR": str(tmp_path / "data")}
     holder = subprocess.Popen([sys.executable, "-c", HOLD], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        second = subprocess.run(
-            [sys.executable, "-m", "promoflow.cli", "run", "--date", "2026-10-03"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = _cli("run", env)
         assert second.returncode == EXIT_AIRFLOW_HOME_BUSY
         assert (
             f"AIRFLOW_HOME={tmp_path / 'airflow'} is in use by another run (pid {holder.pid}, promo_nightly 2026-10-01"
@@ -40,13 +44,7 @@ def test_second_run_on_the_same_airflow_home_is_refused_with_the_holder_named(tm
         assert "promo_nightly 2026-10-03 was not started" in second.stderr
         assert "Traceback" not in second.stderr and "sqlite3" not in second.stderr.lower()
         assert "airflow dags test" not in second.stdout  # nothing was started
-        feedback = subprocess.run(
-            [sys.executable, "-m", "promoflow.cli", "feedback", "--date", "2026-10-03"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        feedback = _cli("feedback", env)
         assert feedback.returncode == EXIT_AIRFLOW_HOME_BUSY
         assert "promo_feedback 2026-10-03 was not started" in feedback.stderr
     finally:
