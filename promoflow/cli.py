@@ -109,6 +109,8 @@ def print_summary(run_date: date) -> int:
     print(f"quarantined rows: {s['quarantined_rows'] or 'none'}")
     if s.get("late_partitions"):
         print(f"late partitions (landed after their night, ingested tonight): {s['late_partitions']}")
+    if s.get("missing_partitions"):
+        print(f"not landed (tonight ran without them; they count when they land): {s['missing_partitions']}")
     if s.get("dropped_users_with_live_offer"):
         print(f"users dropped by the users snapshot while holding a live offer: {s['dropped_users_with_live_offer']}")
     print(

@@ -579,8 +579,29 @@ def ingest(settings: Settings, run_date: date) -> dict:
     quality.build_data_docs(settings.data_dir)
     summary = summarise(reports)
     _report_late_partitions(summary, ingested_before, latest_day)
+    _report_missing_partitions(summary, settings, run_date, latest_day)
     summary["users"]["dropped_users_with_live_offer"] = dropped
     return summary
+
+
+def _report_missing_partitions(summary: dict, settings: Settings, run_date: date, latest_day: date) -> None:
+    """Name yesterday's orders / exposures partition when it has not landed (a table the shop lands).
+
+    The night runs on what it has: yesterday's orders count for attribution, features and
+    training when they land (reported as late that night); until then the sends they answer
+    look unanswered."""
+    for name in PARTITIONED:
+        t = summary.get(name)
+        if t is None or name == "events":  # a missing events day stops the night (ingest)
+            continue
+        days = landing_partitions(settings, name, run_date)
+        t["missing"] = [f"dt={latest_day.isoformat()}"] if days and latest_day not in days else []
+        for partition in t["missing"]:
+            log.warning(
+                "%s %s has not landed: tonight runs without it; it counts when it lands (reported as late then)",
+                name,
+                partition,
+            )
 
 
 def _report_late_partitions(summary: dict, ingested_before: dict[str, bool], latest_day: date) -> None:

@@ -145,10 +145,12 @@ def write_run_summary(run_date: str, parts: Mapping[str, Any], params: Mapping[s
     settings = resolve(params)
     quarantined = {t: s["rows_quarantined"] for t, s in parts["ingest"].items() if s["rows_quarantined"]}
     late = {t: s["late"] for t, s in parts["ingest"].items() if s.get("late")}  # landed after their night ran
+    missing = {t: s["missing"] for t, s in parts["ingest"].items() if s.get("missing")}  # yesterday's, not landed
     summary = {
         **parts["publish"],
         "quarantined_rows": quarantined,
         "late_partitions": late,
+        "missing_partitions": missing,
         "dropped_users_with_live_offer": parts["ingest"].get("users", {}).get("dropped_users_with_live_offer", 0),
         "model": parts["train"],
         "assign": parts["assign"],

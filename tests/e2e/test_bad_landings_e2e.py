@@ -282,3 +282,19 @@ def test_redis_down_with_skip_still_publishes_from_the_offline_store(published_n
     assert summary["users"] == len(rows)
     assert published_rows(_env(root), PUBLISHED) == published_night["rows"]
     assert export_files(root, PUBLISHED) == published_night["export"]
+
+
+def test_a_night_whose_orders_have_not_landed_runs_on_what_it_has_and_says_so(published_night, tmp_path):
+    """Yesterday's orders late (feedback not landed): the night publishes and its summary names the day."""
+    import json
+
+    root = tmp_path / "night"
+    shutil.copytree(published_night["root"], root, symlinks=True)
+    for table in DAY_TABLES:
+        if table != "orders":
+            shutil.copytree(published_night["aside"] / table, root / "raw" / table / NEW_DAY)
+    assert run_night(published_night["dag"], NEXT, _env(root)) == "success"
+    assert len(published_rows(_env(root), NEXT)) == len(published_night["rows"])
+    summary = json.loads((root / "data" / "runs" / f"run_date={NEXT.isoformat()}" / "summary.json").read_text())
+    assert summary["missing_partitions"] == {"orders": [NEW_DAY]}
+    assert published_rows(_env(root), PUBLISHED) == published_night["rows"]

@@ -158,3 +158,15 @@ def test_the_user_key_secret_is_never_logged_or_written(tmp_path, settings_for, 
     assert secret not in caplog.text and secret not in repr(settings) and secret not in str(summary)
     written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+def test_a_night_whose_orders_have_not_landed_runs_and_names_the_missing_day(tmp_path, settings_for):
+    import shutil
+
+    raw = lf.write_landing(tmp_path / "raw")
+    shutil.rmtree(raw / "orders" / f"dt={lf.DAYS[1].isoformat()}")
+    summary = ingest(settings_for(raw), lf.RUN_DATE)
+    assert summary["orders"]["missing"] == [f"dt={lf.DAYS[1].isoformat()}"]
+    assert summary["orders"]["ingested"] == [f"dt={lf.DAYS[0].isoformat()}"]
+    assert summary["exposures"]["missing"] == []
+    assert "missing" not in summary["events"]  # a missing events day stops the night instead
