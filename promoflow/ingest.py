@@ -568,10 +568,9 @@ def ingest(settings: Settings, run_date: date) -> dict:
         _register_known_keys(con, settings)
         dropped = _dropped_users_with_live_offer(con, settings, run_date, previous_users)
         events_window_start = run_date - timedelta(days=settings.feature_lookback_days)
+        landed = {name: landing_partitions(settings, name, run_date) for name in PARTITIONED}
         for name in PARTITIONED:
-            days = [
-                d for d in landing_partitions(settings, name, run_date) if name != "events" or d >= events_window_start
-            ]
+            days = [d for d in landed[name] if name != "events" or d >= events_window_start]
             # A partition keeps the verdict it got against the snapshots of the night it was
             # ingested; re-checking all history whenever users change would make nights grow with history.
             reports += _ingest_table(settings, con, TABLES[name], run_date, days, scratch)
@@ -579,13 +578,14 @@ def ingest(settings: Settings, run_date: date) -> dict:
     quality.build_data_docs(settings.data_dir)
     summary = summarise(reports)
     _report_late_partitions(summary, ingested_before, latest_day)
-    _report_missing_partitions(summary, settings, run_date, latest_day)
+    _report_missing_partitions(summary, landed, latest_day)
     summary["users"]["dropped_users_with_live_offer"] = dropped
     return summary
 
 
-def _report_missing_partitions(summary: dict, settings: Settings, run_date: date, latest_day: date) -> None:
-    """Name yesterday's orders / exposures partition when it has not landed (a table the shop lands).
+def _report_missing_partitions(summary: dict, landed: dict[str, list[date]], latest_day: date) -> None:
+    """Name yesterday's orders / exposures partition when it has not landed (``landed``: each table's
+    dt= days before the run date; a table with none is one the shop does not land).
 
     The night runs on what it has: yesterday's orders count for attribution, features and
     training when they land (reported as late that night); until then the sends they answer
@@ -594,7 +594,7 @@ def _report_missing_partitions(summary: dict, settings: Settings, run_date: date
         t = summary.get(name)
         if t is None or name == "events":  # a missing events day stops the night (ingest)
             continue
-        days = landing_partitions(settings, name, run_date)
+        days = landed[name]
         t["missing"] = [f"dt={latest_day.isoformat()}"] if days and latest_day not in days else []
         for partition in t["missing"]:
             log.warning(
