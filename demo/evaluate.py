@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from demo.simulator import ITEM_SHAPES, RESPONSE_SHAPES
+from demo.simulator import ITEM_SHAPES, RESPONSE_SHAPES, UNSUBSCRIBED_FILE
 from ml.allocation import allocate
 from promoflow.contract import NONE_ARM
 from promoflow.settings import Settings
@@ -154,7 +154,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     con = duckdb.connect(str(data_dir / "warehouse" / "promoflow.duckdb"), read_only=True)
     try:
         assigned = con.sql(
-            f"select user_id, promo_id, expected_cost, is_exploration, featured_item_ids from main.promo_assignments where run_date = '{run_date}'"
+            f"select user_id, promo_id, channel, expected_cost, is_exploration, featured_item_ids from main.promo_assignments where run_date = '{run_date}'"
         ).df()
         logged = con.sql(
             "select promo_id, order_margin, discount_amount, valid_days as window_days from analytics.fct_promo_outcomes where is_matured"
@@ -181,8 +181,11 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
         .map(arm_of)
         .to_numpy(dtype=np.int64)
     )
+    unseen = sent_to_channels_left(assigned, data_dir / "demo" / "truth" / UNSUBSCRIBED_FILE, user_ids)
+    platform = np.where(unseen, 0, platform)  # never seen: the user's night is the 'none' one
     results = {"promoflow": value_of(platform, inc, cost)}
     results["promoflow"]["expected_cost_published"] = float(assigned["expected_cost"].sum())
+    results["promoflow"]["sent_to_channel_left"] = int(unseen.sum())
     explored = assigned.set_index("user_id")["is_exploration"].reindex(user_ids).fillna(False).to_numpy(dtype=bool)
     results["promoflow_without_exploration"] = value_of(np.where(explored, 0, platform), inc, cost)
     results["exploration"] = value_of(np.where(explored, platform, 0), inc, cost)
@@ -225,11 +228,26 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
         "best_single_promo": best,
         "best_blanket_in_truth": best_blanket,
         "published_rows": int(len(published)),
+        "unsubscribed_users": unsubscribed_users(data_dir / "demo" / "truth" / UNSUBSCRIBED_FILE),
         "policies": results,
         "cost_by_promo": by_arm.reset_index().to_dict(orient="records"),
         "blankets_in_truth": blankets,
         "featured_items": featured,
     }
+
+
+def sent_to_channels_left(assigned: pd.DataFrame, unsubscribed_path: Path, user_ids: np.ndarray) -> np.ndarray:
+    """Per user of ``user_ids``: was their offer sent on a channel they have left (offer fatigue)?"""
+    if not unsubscribed_path.exists() or assigned.empty:
+        return np.zeros(len(user_ids), bool)
+    left = pd.read_parquet(unsubscribed_path).assign(left=True)
+    sent = assigned.loc[assigned["promo_id"] != NONE_ARM, ["user_id", "channel"]]
+    marked = sent.merge(left, on=["user_id", "channel"], how="left")
+    return marked.set_index("user_id")["left"].reindex(user_ids).eq(True).to_numpy(dtype=bool)
+
+
+def unsubscribed_users(path: Path) -> int | None:
+    return int(pd.read_parquet(path, columns=["user_id"])["user_id"].nunique()) if path.exists() else None
 
 
 def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: float, seed: int) -> dict[str, dict]:
@@ -397,6 +415,8 @@ def night_row(report: dict) -> dict:
         "exploration_true_margin": p["exploration"]["true_incremental_margin"],
         "exploration_true_cost": p["exploration"]["true_cost"],
         "best_blanket_true_margin": p["best_blanket_in_truth"]["true_incremental_margin"],
+        "sent_to_channel_left": p["promoflow"].get("sent_to_channel_left", 0),
+        "unsubscribed_users": report.get("unsubscribed_users"),
         "late_partitions": report.get("late_partitions", []),
         "night_seconds": report["night_seconds"],
     }
@@ -510,7 +530,8 @@ def _night_line(shape: str, seed: int, r: dict) -> str:
         f"{shape} {seed} {r['run_date']}: {r['published']:<28s} true {r['true_margin']:>9.1f} ({ratio:>5s} of "
         f"{r['oracle']:.0f}); cost {r['true_cost']:.0f} (expected {r['expected_cost']:.0f}, budget {r['budget']:.0f}); "
         f"exploration {r['exploration_offers']} sends, true {r['exploration_true_margin']:.1f}, cost "
-        f"{r['exploration_true_cost']:.0f}; {r['night_seconds']:.0f} s"
+        f"{r['exploration_true_cost']:.0f}; unsubscribed users {r.get('unsubscribed_users')}, "
+        f"{r.get('sent_to_channel_left', 0)} sent to a channel left; {r['night_seconds']:.0f} s"
     )
 
 
@@ -521,9 +542,10 @@ def print_closed_loop(loops: list[dict]) -> None:
         )
         print(
             "| night | published | true margin | ratio | oracle | cumulative | regret | true cost / expected | "
-            "exploration sends, true margin, cost | holdout-measured vs expected |"
+            "exploration sends, true margin, cost | holdout-measured vs expected | unsubscribed users, "
+            "sends to a channel left |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         t = loop["totals"]
         for i, r in enumerate(loop["nights"]):
             ratio = "" if r["ratio_to_oracle"] is None else f"{r['ratio_to_oracle']:+.2f}"
@@ -537,7 +559,8 @@ def print_closed_loop(loops: list[dict]) -> None:
                 f"| {r['run_date']} | {r['published']} | {r['true_margin']:+.1f} | {ratio} | {r['oracle']:.0f} | "
                 f"{t['cumulative_true_margin'][i]:+.1f} | {t['cumulative_regret'][i]:.0f} | "
                 f"{r['true_cost']:.0f} / {r['expected_cost']:.0f} | {r['exploration_offers']}, "
-                f"{r['exploration_true_margin']:+.1f}, {r['exploration_true_cost']:.0f} | {measured} |"
+                f"{r['exploration_true_margin']:+.1f}, {r['exploration_true_cost']:.0f} | {measured} | "
+                f"{r.get('unsubscribed_users')}, {r.get('sent_to_channel_left', 0)} |"
             )
         print(
             f"cumulative true margin {t['cumulative_true_margin'][-1]:+.1f} (oracle {t['cumulative_oracle'][-1]:.0f}); "

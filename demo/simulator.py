@@ -66,6 +66,14 @@ SEARCH_VOCABULARY = tuple(
 )
 
 DAILY_EXPOSURE_SHARE = 0.08  # share of users the logging policy sends something each day
+# Offer fatigue (see _Fatigue): each offer a user has seen adds 1 to their offer load, which
+# halves every FATIGUE_HALF_LIFE_DAYS; a new offer's lift above 1 shrinks by
+# exp(-sensitivity x load at send), and each offer seen may make them unsubscribe from its
+# channel with probability UNSUBSCRIBE_BASE + UNSUBSCRIBE_PER_LOAD x sensitivity x load.
+FATIGUE_HALF_LIFE_DAYS = 7.0
+UNSUBSCRIBE_BASE = 0.002
+UNSUBSCRIBE_PER_LOAD = 0.12
+UNSUBSCRIBE_MAX = 0.5
 DUPLICATE_EVENT_SHARE = 0.005  # events redelivered in part-1.parquet with the same event_id
 US_PER_DAY = 86_400_000_000
 US_PER_S = 1_000_000
@@ -716,11 +724,61 @@ def _item_choice(item_shape: str, seed: int, users: _Users, items: _Items) -> _C
 # =========================================================================== one simulated day
 @dataclass
 class _OfferState:
-    """Each user's live offer (the most recent one sent; a 'none' exposure changes nothing)."""
+    """Each user's live offer (the most recent one seen; a 'none' exposure changes nothing)."""
 
     promo: np.ndarray  # catalogue index, -1 = no offer
     sent_us: np.ndarray
     end_day: np.ndarray  # first day index the offer no longer counts
+    damp: np.ndarray | None = None  # the live offer's fatigue factor on its lift above 1 (None: 1)
+
+
+@dataclass
+class _Fatigue:
+    """Hidden offer fatigue: repeat offers lose effect, and over-sent users leave a channel.
+
+    ``load`` is the user's decayed count of offers seen, as of day ``load_day``; an offer sent
+    on a channel the user has unsubscribed from (``unsubscribed``) is never seen: no lift, no
+    redemption, the user keeps the offer they hold. Its own random stream, so that turning it
+    off changes no other draw.
+    """
+
+    sensitivity: np.ndarray  # >= 0, per user
+    load: np.ndarray
+    load_day: np.ndarray
+    unsubscribed: np.ndarray  # (n_users, len(CHANNELS)) bool
+    rng: np.random.Generator
+
+    @classmethod
+    def draw(cls, seed: int, users: _Users) -> _Fatigue:
+        rng = np.random.default_rng([seed, 20_261_203])
+        n = len(users.base_order_rate)
+        # deal-seekers tolerate offers better than those who never use them
+        sensitivity = rng.gamma(2.0, 0.15, n) * (1.5 - users.deal_proneness)
+        return cls(sensitivity, np.zeros(n), np.zeros(n, np.int64), np.zeros((n, len(CHANNELS)), bool), rng)
+
+    def load_on(self, day_index: int, user: np.ndarray | slice = slice(None)) -> np.ndarray:
+        age = day_index - self.load_day[user]
+        return self.load[user] * np.exp2(-age / FATIGUE_HALF_LIFE_DAYS)
+
+    def damp_on(self, day_index: int, user: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The factor on the lift above 1 of an offer the user would see on ``day_index``."""
+        return np.exp(-self.sensitivity[user] * self.load_on(day_index, user))
+
+    def see(self, day_index: int, user: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        """Users see these offers: returns their fatigue factors; adds the load, draws unsubscribes."""
+        load = self.load_on(day_index, user)
+        damp = np.exp(-self.sensitivity[user] * load)
+        p_leave = np.minimum(UNSUBSCRIBE_BASE + UNSUBSCRIBE_PER_LOAD * self.sensitivity[user] * load, UNSUBSCRIBE_MAX)
+        leave = self.rng.random(len(user)) < p_leave
+        self.unsubscribed[user[leave], channel[leave]] = True
+        self.load[user] = load + 1.0
+        self.load_day[user] = day_index
+        return damp
+
+
+def _fatigued_lift(lift: np.ndarray, damp: np.ndarray | float) -> np.ndarray:
+    """A lift above 1 shrinks towards 1 by ``damp``; a lift below 1 (annoyance) does not wear off."""
+    return np.where(lift > 1.0, 1.0 + (lift - 1.0) * damp, lift)
 
 
 @dataclass(frozen=True)
@@ -746,6 +804,7 @@ def _simulate_day(
     channels_pa: pa.Array,
     arm_ids_pa: pa.Array,
     sends: Sends | None = None,
+    fatigue: _Fatigue | None = None,
 ) -> dict[str, pa.Table | None]:
     n_users = len(users.base_order_rate)
     day_us = _date_to_us(day)
@@ -781,17 +840,25 @@ def _simulate_day(
         schema=RAW_SCHEMAS["exposures"],
     )
     got_offer = arm > 0
+    if fatigue is not None:  # an offer on a channel the user left is never seen
+        got_offer &= ~fatigue.unsubscribed[exposed, channel]
     offered_users = exposed[got_offer]
     offered_promo = arm[got_offer] - 1
     state.promo[offered_users] = offered_promo
     state.sent_us[offered_users] = sent_us[got_offer]
     state.end_day[offered_users] = day_index + np.array([p.valid_days for p in catalogue])[offered_promo]
+    if fatigue is not None:
+        if state.damp is None:
+            state.damp = np.ones(n_users)
+        state.damp[offered_users] = fatigue.see(day_index, offered_users, channel[got_offer])
 
     # ---- today's order rate: live offers multiply it by the user x promo lift
     live = (state.promo >= 0) & (day_index < state.end_day)
     lift_today = np.ones(n_users)
     live_users = np.flatnonzero(live)
     lift_today[live_users] = users.lift[live_users, state.promo[live_users]]
+    if state.damp is not None:
+        lift_today[live_users] = _fatigued_lift(lift_today[live_users], state.damp[live_users])
     n_orders_per_user = rng.poisson(users.base_order_rate * weekday_factor * lift_today)
     order_user = np.repeat(np.arange(n_users), n_orders_per_user)
     n_orders = len(order_user)
@@ -961,6 +1028,9 @@ def _ground_truth(
     chunk_users: int = 20_000,
     live_promo: np.ndarray | None = None,
     live_days_left: np.ndarray | None = None,
+    live_damp: np.ndarray | None = None,
+    damp: np.ndarray | None = None,
+    unsubscribed: np.ndarray | None = None,
 ) -> pa.Table:
     """Expected outcome of every arm for an offer sent at ``run_date`` 00:00 UTC.
 
@@ -974,6 +1044,12 @@ def _ground_truth(
     still holds at ``run_date`` (-1: none) and for how many more days it counts. Sending
     nothing leaves it running; sending an offer replaces it (the simulator keeps one live
     offer per user), so an arm's incremental margin runs until both have ended.
+
+    Fatigue (:class:`_Fatigue`): ``live_damp`` is the live offer's factor on its lift above 1,
+    ``damp`` the factor a new offer would get tonight; ``unsubscribed`` (users x CHANNELS) the
+    channels each user has left. An arm that cannot reach the user (its fixed channel left,
+    or every channel left) is worth exactly what sending nothing is: the offer is never seen.
+    An arm of no fixed channel is valued as sent on a channel the user still reads.
     """
     rng = np.random.default_rng([seed, 20_261_001])  # own stream: truth never shifts the raw data
     n_users = len(users.base_order_rate)
@@ -994,6 +1070,19 @@ def _ground_truth(
     expected_incremental = np.zeros((n_users, n_arms))
     window = np.array([none_window] + [p.valid_days for p in catalogue])
     lift = np.concatenate([np.ones((n_users, 1)), users.lift], axis=1)
+    live_lift = lift.copy()  # the live offer's lift, with the fatigue it was seen under
+    if live_damp is not None:
+        live_lift[:, 1:] = _fatigued_lift(users.lift, live_damp[:, None])
+    if damp is not None:
+        lift[:, 1:] = _fatigued_lift(users.lift, damp[:, None])
+    reachable = np.ones((n_users, n_arms), bool)
+    if unsubscribed is not None:
+        for p, promo in enumerate(catalogue, start=1):
+            if promo.channel is not None:
+                reachable[:, p] = ~unsubscribed[:, CHANNELS.index(promo.channel)]
+            else:
+                reachable[:, p] = ~unsubscribed.all(axis=1)
+    lift[~reachable] = 1.0
 
     for lo in range(0, n_users, chunk_users):
         chunk = np.arange(lo, min(lo + chunk_users, n_users))
@@ -1031,7 +1120,7 @@ def _ground_truth(
         live_arm = np.where(live >= 0, live + 1, 0)
         live_on = day[None, :] < live_days_left[chunk][:, None]  # (users, days) the live offer counts
         # Sending nothing: the live offer runs out, then plain days.
-        none_orders = rate * np.where(live_on, lift[chunk, live_arm][:, None], 1.0)
+        none_orders = rate * np.where(live_on, live_lift[chunk, live_arm][:, None], 1.0)
         none_margin = none_orders * np.where(live_on, margin_per_order[rows, live_arm][:, None], base_margin[:, None])
         p_order[chunk, 0] = 1.0 - np.exp(-none_orders[:, :none_window].sum(axis=1))
         expected_margin[chunk, 0] = none_margin[:, :none_window].sum(axis=1)
@@ -1044,6 +1133,11 @@ def _ground_truth(
             # Against sending nothing, until both the new offer and the one it replaces have ended.
             after_window = (rate[:, w:] * base_margin[:, None]).sum(axis=1) - none_margin[:, w:].sum(axis=1)
             expected_incremental[chunk, p] = expected_margin[chunk, p] - none_margin[:, :w].sum(axis=1) + after_window
+            unseen = ~reachable[chunk, p]  # never seen: the user's night is the 'none' one
+            p_order[chunk[unseen], p] = p_order[chunk[unseen], 0]
+            expected_margin[chunk[unseen], p] = expected_margin[chunk[unseen], 0]
+            expected_discount[chunk[unseen], p] = 0.0
+            expected_incremental[chunk[unseen], p] = 0.0
 
     user_index = np.repeat(np.arange(n_users), n_arms)
     arm_index = np.tile(np.arange(n_arms), n_users)
@@ -1128,6 +1222,7 @@ def _write_day(tables: dict[str, pa.Table | None], raw: Path, day: date, counts:
 
 # =========================================================================== closed loop
 SHOP_STATE_FILE = "shop_state.pkl"  # beside the truth: the platform never reads it
+UNSUBSCRIBED_FILE = "user_channel_unsubscribed.parquet"  # beside the truth: (user_id, channel) left
 
 
 @dataclass
@@ -1143,15 +1238,33 @@ class _Shop:
     rng: np.random.Generator
     channels_pa: pa.Array
     arm_ids_pa: pa.Array
+    fatigue: _Fatigue | None = None
 
 
-def _live_offers(offers: _OfferState, day_index: int) -> dict[str, np.ndarray]:
-    """The offer each user still holds on day ``day_index`` (-1: none) and its days left, for the truth."""
+def _live_offers(offers: _OfferState, day_index: int, fatigue: _Fatigue | None = None) -> dict[str, np.ndarray]:
+    """The truth's view of day ``day_index``: the offer each user still holds (-1: none), its days
+    left and, with fatigue, its fatigue factor, tonight's factor and the channels left."""
     live = (offers.promo >= 0) & (offers.end_day > day_index)
-    return {
+    state = {
         "live_promo": np.where(live, offers.promo, -1),
         "live_days_left": np.where(live, offers.end_day - day_index, 0),
     }
+    if fatigue is not None:
+        state["live_damp"] = offers.damp if offers.damp is not None else np.ones(len(offers.promo))
+        state["damp"] = fatigue.damp_on(day_index)
+        state["unsubscribed"] = fatigue.unsubscribed
+    return state
+
+
+def _unsubscribed_table(users: _Users, fatigue: _Fatigue | None) -> pa.Table:
+    """(user_id, channel) for every channel a user has left: their sends there are never seen."""
+    user, channel = np.nonzero(fatigue.unsubscribed) if fatigue is not None else (np.zeros(0, int), np.zeros(0, int))
+    return pa.table(
+        {
+            "user_id": users.ids.take(pa.array(user, pa.int64())),
+            "channel": pa.array(np.array(CHANNELS)[channel], pa.string()),
+        }
+    )
 
 
 def _save_shop(shop: _Shop, path: Path) -> None:
@@ -1214,6 +1327,7 @@ def advance(raw_dir: Path, truth_dir: Path, sends: pa.Table) -> dict:
         shop.channels_pa,
         shop.arm_ids_pa,
         _sends_of(sends, shop),
+        shop.fatigue,
     )
     counts = {"events": 0, "duplicates": 0, "orders": 0, "redeemed": 0, "exposures": 0}
     staging = Path(tempfile.mkdtemp(prefix=f".day-{day.isoformat()}-", dir=raw_dir))
@@ -1227,10 +1341,14 @@ def advance(raw_dir: Path, truth_dir: Path, sends: pa.Table) -> dict:
 
     if shop.items.choice is not None:
         shop.items.choice.recording = False
-    live = _live_offers(shop.offers, day_index + 1)
+    live = _live_offers(shop.offers, day_index + 1, shop.fatigue)
     truth = _ground_truth(shop.seed, shop.users, shop.items, CATALOGUE, run_date, **live)
-    _write(truth, truth_dir / "user_arm_truth.parquet.partial")
-    os.replace(truth_dir / "user_arm_truth.parquet.partial", truth_dir / "user_arm_truth.parquet")
+    for name, table in (
+        ("user_arm_truth.parquet", truth),
+        (UNSUBSCRIBED_FILE, _unsubscribed_table(shop.users, shop.fatigue)),
+    ):
+        _write(table, truth_dir / f"{name}.partial")
+        os.replace(truth_dir / f"{name}.partial", truth_dir / name)
     shop.days_simulated += 1
     _save_shop(shop, truth_dir / SHOP_STATE_FILE)
     manifest_path = truth_dir / "manifest.json"
@@ -1244,6 +1362,7 @@ def advance(raw_dir: Path, truth_dir: Path, sends: pa.Table) -> dict:
         "sends": int(pc.sum(pc.not_equal(tables["exposures"]["promo_id"], NO_OFFER_ARM)).as_py() or 0),
         "controls": int(pc.sum(pc.equal(tables["exposures"]["promo_id"], NO_OFFER_ARM)).as_py() or 0),
         "live_offers_at_run_date": int((live["live_promo"] >= 0).sum()),
+        "unsubscribed_users": int(shop.fatigue.unsubscribed.any(axis=1).sum()) if shop.fatigue is not None else 0,
         **{k: v for k, v in counts.items()},
     }
 
@@ -1260,6 +1379,7 @@ def generate(
     response_shape: str = "latent",
     item_shape: str = "category",
     keep_state: bool = False,
+    fatigue: bool = True,
 ) -> GenerationSummary:
     """Write the demo shop's raw landing zone and ground truth, replacing both folders.
 
@@ -1267,6 +1387,7 @@ def generate(
     ``run_date = start_date + n_days`` (the first day with no raw data). ``keep_state``
     also pickles the shop (users, items, live offers, random stream) beside the truth, so
     that :func:`advance` can run it on, day by day, answering the platform's own sends.
+    ``fatigue=False`` turns offer fatigue (:class:`_Fatigue`) off; no other draw changes.
     """
     if n_users < 1 or n_days < 1 or n_items < len(CATEGORY_NAMES):
         raise ValueError(
@@ -1299,17 +1420,21 @@ def generate(
         state = _OfferState(
             promo=np.full(n_users, -1), sent_us=np.zeros(n_users, np.int64), end_day=np.zeros(n_users, np.int64)
         )
+        shop_fatigue = _Fatigue.draw(seed, users) if fatigue else None
         counts = {"events": 0, "duplicates": 0, "orders": 0, "redeemed": 0, "exposures": 0}
         for day_index in range(n_days):
             day = start_date + timedelta(days=day_index)
-            tables = _simulate_day(rng, day_index, day, users, items, catalogue, state, channels_pa, arm_ids_pa)
+            tables = _simulate_day(
+                rng, day_index, day, users, items, catalogue, state, channels_pa, arm_ids_pa, fatigue=shop_fatigue
+            )
             _write_day(tables, raw_staging, day, counts)
 
         if items.choice is not None:
             items.choice.recording = False  # the truth's Monte Carlo baskets are not purchases
         _write(_item_preference_table(users, items), truth_staging / "user_item_preference.parquet")
-        truth = _ground_truth(seed, users, items, catalogue, run_date, **_live_offers(state, n_days))
+        truth = _ground_truth(seed, users, items, catalogue, run_date, **_live_offers(state, n_days, shop_fatigue))
         _write(truth, truth_staging / "user_arm_truth.parquet")
+        _write(_unsubscribed_table(users, shop_fatigue), truth_staging / UNSUBSCRIBED_FILE)
         _write(_latent_table(users), truth_staging / "user_latent.parquet")
         segment_counts = np.bincount(users.segment, minlength=len(SEGMENTS))
         manifest = {
@@ -1336,6 +1461,17 @@ def generate(
                 "exposures": counts["exposures"],
             },
             "segments": {name: int(c) for name, c in zip(SEGMENTS, segment_counts)},
+            "fatigue": (
+                {
+                    "half_life_days": FATIGUE_HALF_LIFE_DAYS,
+                    "unsubscribe_base": UNSUBSCRIBE_BASE,
+                    "unsubscribe_per_load": UNSUBSCRIBE_PER_LOAD,
+                    "users_unsubscribed_by_run_date": int(shop_fatigue.unsubscribed.any(axis=1).sum()),
+                    "mean_damp_at_run_date": float(shop_fatigue.damp_on(n_days).mean()),
+                }
+                if shop_fatigue is not None
+                else None
+            ),
             "truth_method": (
                 "semi-analytic: for an offer sent at run_date 00:00 UTC, orders in [run_date, run_date+window_days) "
                 "are Poisson(base_daily_order_rate x weekday factors x order_rate_lift) (exact); redemption and "
@@ -1343,12 +1479,14 @@ def generate(
                 "Monte Carlo baskets per user with a fixed seed, shared by all arms. window_days is the promo's "
                 "valid_days ('none' row: the longest valid_days); expected_incremental_margin is vs 'none' over "
                 "the promo's own window. A user's offer still live at run_date (closed loop) keeps running under 'none' "
-                "and is replaced by any other arm; the incremental margin runs until both have ended."
+                "and is replaced by any other arm; the incremental margin runs until both have ended. With fatigue, "
+                "lifts above 1 shrink by exp(-sensitivity x offer load) and an arm whose channel the user has left is "
+                "worth exactly 'none' (user_channel_unsubscribed.parquet)."
             ),
         }
         (truth_staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if keep_state:
-            shop = _Shop(seed, start_date, n_days, users, items, state, rng, channels_pa, arm_ids_pa)
+            shop = _Shop(seed, start_date, n_days, users, items, state, rng, channels_pa, arm_ids_pa, shop_fatigue)
             _save_shop(shop, truth_staging / SHOP_STATE_FILE)
         _swap_into_place(raw_staging, raw_dir)
         _swap_into_place(truth_staging, truth_dir)
@@ -1409,6 +1547,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"also write {SHOP_STATE_FILE} beside the truth, so that demo.simulator.advance can run the shop on",
     )
+    parser.add_argument(
+        "--no-fatigue",
+        action="store_true",
+        help="a shop without offer fatigue: repeat offers move users as the first did, nobody unsubscribes",
+    )
     args = parser.parse_args(argv)
     if str(args.raw_dir).startswith("s3://"):
         parser.error("--raw-dir must be a local folder; upload the generated folder to S3 afterwards")
@@ -1423,6 +1566,7 @@ def main(argv: list[str] | None = None) -> int:
         response_shape=args.response_shape,
         item_shape=args.item_shape,
         keep_state=args.keep_state,
+        fatigue=not args.no_fatigue,
     )
     print(summary.one_line())
     return 0

@@ -236,3 +236,100 @@ def test_the_sender_delivers_offers_and_holdout_controls_of_the_night(tmp_path):
     sends = evaluate.published_sends(tmp_path, date(2026, 10, 6))
     assert sends.column_names == ["user_id", "promo_id", "channel", "send_hour", "propensity", "policy_version"]
     assert sends["user_id"].to_pylist() == ["u1", "u3"] and sends["promo_id"].to_pylist() == ["p_pct10", "none"]
+
+
+# ----------------------------------------------------------------------------- offer fatigue
+def _load_shop(base: Path) -> simulator._Shop:
+    with open(base / "truth" / simulator.SHOP_STATE_FILE, "rb") as f:
+        return pickle.load(f)
+
+
+def test_repeat_offers_lose_effect_and_over_sent_users_leave_the_channel(tmp_path):
+    """The same 150 users get p_pct20 by email every day for 8 days: their offer load grows,
+    the truth's lift above 1 of a new offer shrinks by exp(-sensitivity x load), some leave
+    email, and to them an email-only arm is worth exactly what sending nothing is."""
+    base = _shop(tmp_path, seed=11)
+    users = pq.read_table(base / "raw" / "users" / "users.parquet")["user_id"].to_pylist()
+    sends = pa.table(
+        {
+            "user_id": users[:150],
+            "promo_id": ["p_pct20"] * 150,
+            "channel": ["email"] * 150,
+            "send_hour": pa.array([9] * 150, pa.int32()),
+            "propensity": [1.0] * 150,
+            "policy_version": ["policy-test"] * 150,
+        }
+    )
+    for _ in range(8):
+        landed = simulator.advance(base / "raw", base / "truth", sends)
+    shop = _load_shop(base)
+    day = shop.days_simulated
+    load = shop.fatigue.load_on(day)
+    email = shop.fatigue.unsubscribed[:, simulator.CHANNELS.index("email")]
+    # the loop sent 8 each (those who left email saw no more), the history a few at most
+    assert load[:150][~email[:150]].min() > 3.0 > load[150:].max()
+
+    truth = pq.read_table(base / "truth" / "user_arm_truth.parquet").to_pandas()
+    lift = truth.pivot(index="user_id", columns="promo_id", values="order_rate_lift")
+    inc = truth.pivot(index="user_id", columns="promo_id", values="expected_incremental_margin")
+    fresh = simulator._fatigued_lift(shop.users.lift, shop.fatigue.damp_on(day)[:, None])
+    left = shop.fatigue.unsubscribed
+    email_arm = "p_elec_amt20"
+    email_index = [p.promo_id for p in simulator.CATALOGUE].index(email_arm)
+    reach = ~left[:, simulator.CHANNELS.index("email")]
+    np.testing.assert_allclose(lift[email_arm].to_numpy()[reach], fresh[reach, email_index])
+    persuaded = np.flatnonzero(shop.users.lift[:150, 1] > 1.5)  # p_pct20
+    assert len(persuaded) and (lift["p_pct20"].to_numpy()[persuaded] < shop.users.lift[persuaded, 1]).all()
+    assert (lift["p_pct20"].to_numpy()[150:] > shop.users.lift[150:, 1] - 0.5).all()
+
+    assert email[:150].sum() >= 5 and email[:150].mean() > 3 * email[150:].mean()
+    assert landed["unsubscribed_users"] == left.any(axis=1).sum()
+    gone = np.flatnonzero(email)
+    assert (inc[email_arm].to_numpy()[gone] == 0.0).all() and (lift[email_arm].to_numpy()[gone] == 1.0).all()
+    listed = pq.read_table(base / "truth" / simulator.UNSUBSCRIBED_FILE).to_pandas()
+    assert len(listed) == left.sum() and set(listed["channel"]) <= set(simulator.CHANNELS)
+
+
+def test_an_offer_on_a_channel_the_user_left_is_never_seen(tmp_path):
+    """It lands as an exposure (the platform sent it) but the user keeps the offer they hold,
+    and the evaluation values it as sending nothing."""
+    base = _shop(tmp_path, seed=12)
+    shop = _load_shop(base)
+    shop.fatigue.unsubscribed[:50, simulator.CHANNELS.index("sms")] = True
+    before = shop.offers.promo.copy()
+    simulator._save_shop(shop, base / "truth" / simulator.SHOP_STATE_FILE)
+    users = pq.read_table(base / "raw" / "users" / "users.parquet")["user_id"].to_pylist()
+    sends = pa.table(
+        {
+            "user_id": users[:100],
+            "promo_id": ["p_pct10"] * 100,
+            "channel": ["sms"] * 100,
+            "send_hour": pa.array([9] * 100, pa.int32()),
+            "propensity": [1.0] * 100,
+            "policy_version": ["policy-test"] * 100,
+        }
+    )
+    simulator.advance(base / "raw", base / "truth", sends)
+    after = _load_shop(base).offers.promo
+    assert (after[:50] == before[:50]).all()
+    assert (after[50:100] == [p.promo_id for p in simulator.CATALOGUE].index("p_pct10")).all()
+    assert len(_day_table(base, "exposures", DAY)) == 100
+
+    assigned = pd.DataFrame(
+        {"user_id": users[:3], "promo_id": ["p_pct10", "p_pct10", "none"], "channel": ["sms", "email", None]}
+    )
+    unseen = evaluate.sent_to_channels_left(
+        assigned, base / "truth" / simulator.UNSUBSCRIBED_FILE, np.array(sorted(users))
+    )
+    position = {u: i for i, u in enumerate(sorted(users))}
+    assert unseen.sum() == 1 and unseen[position[users[0]]]
+
+
+def test_a_shop_without_fatigue_changes_no_other_draw(tmp_path):
+    kwargs = dict(n_users=400, n_days=6, start_date=START, seed=5)
+    simulator.generate(tmp_path / "on" / "raw", tmp_path / "on" / "truth", **kwargs)
+    simulator.generate(tmp_path / "off" / "raw", tmp_path / "off" / "truth", fatigue=False, **kwargs)
+    for table in ("users/users.parquet", "items/items.parquet", f"exposures/dt={START}/part-0.parquet"):
+        assert pq.read_table(tmp_path / "on" / "raw" / table).equals(pq.read_table(tmp_path / "off" / "raw" / table))
+    assert '"fatigue": null' in (tmp_path / "off" / "truth" / "manifest.json").read_text()
+    assert pq.read_table(tmp_path / "off" / "truth" / simulator.UNSUBSCRIBED_FILE).num_rows == 0
