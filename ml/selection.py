@@ -480,6 +480,7 @@ class Selection:
     results: dict[str, CandidateResult]
     rollout_share: float = 0.0
     cost_calibration: dict = field(default_factory=dict)
+    policy_cost_check: dict = field(default_factory=dict)
 
 
 def select(results: dict[str, CandidateResult], z: float, rollout_share: float) -> Selection:
@@ -637,6 +638,14 @@ def evaluate_and_select(
         selection.cost_calibration = shared_all.cost_model.calibrate(
             predicted_cost[rows], data.full_discount[rows], data.arm_index[rows]
         )
+        if selection.chosen != "none":
+            logged_arm = data.arm_index[rows]
+            followed = (chosen[selection.chosen][rows] == logged_arm) & (logged_arm != data.none_index)
+            selection.policy_cost_check = shared_all.cost_model.calibrate_policy(
+                predicted_cost[rows] * shared_all.cost_model.calibration[logged_arm],
+                data.full_discount[rows],
+                np.where(followed, 1.0 / data.logged.propensity[rows], 0.0),
+            )
     metrics = {
         "folds": folds,
         "rows": int(n),
@@ -649,6 +658,7 @@ def evaluate_and_select(
         "message": selection.message,
         "rollout_share": selection.rollout_share,
         "cost_calibration": selection.cost_calibration,
+        "policy_cost_check": selection.policy_cost_check,
     }
     scored = oof_estimate.get(selection.chosen)
     if scored is not None and len(rows) and np.isfinite(scored[rows]).all():

@@ -349,6 +349,14 @@ def render_response_card(payload: dict) -> str:
             lines.append(
                 f"| {arm} | {entry['rows']} | {entry['predicted']:.1f} | {entry['realised']:.1f} | {entry['ratio']:.3f} |"
             )
+        check = metrics.get("policy_cost_check") or {}
+        if check:
+            lines += [
+                "",
+                f"The published policy's own sends (held-out rows whose logged arm it chose, weighted by 1 / propensity): "
+                f"realised / predicted discount after the per-arm ratios {check['ratio']:.3f} on {check['rows']} rows; "
+                f"every cost is multiplied by {check['applied']:.3f} (never less than 1).",
+            ]
     lines += [
         "",
         "## Rule",

@@ -103,6 +103,7 @@ class CostModel:
     per_order: np.ndarray  # [arms] discount per converting window; none 0
     prior_rows: float = 20.0
     calibration: np.ndarray = field(default=None)  # type: ignore[assignment]
+    policy_ratio: float = 1.0  # the published policy's own held-out check (calibrate_policy), >= 1
 
     def __post_init__(self) -> None:
         if self.calibration is None:
@@ -130,7 +131,7 @@ class CostModel:
 
     def cost(self, p_order: np.ndarray) -> np.ndarray:
         """[n, arms] expected discount from [n, arms] P(order)."""
-        cost = p_order * (self.per_order * self.calibration)[None, :]
+        cost = p_order * (self.per_order * self.calibration * self.policy_ratio)[None, :]
         cost[:, self.arms.index(NONE_ARM)] = 0.0
         return cost
 
@@ -150,6 +151,22 @@ class CostModel:
             self.calibration[k] = ratio
             report[arm] = {"rows": int(rows.sum()), "predicted": pred, "realised": real, "ratio": float(ratio)}
         return report
+
+    def calibrate_policy(
+        self, predicted: np.ndarray, realised: np.ndarray, weight: np.ndarray, prior: float = 20.0
+    ) -> dict:
+        """The chosen policy's own check, after the per-arm ratios: a policy that picks its users picks
+        their costs too (heavy responders redeem more than an arm's average send). On held-out rows whose
+        logged arm is the one the policy chose, ``weight`` = 1 / propensity, so that they stand for the
+        policy's sends: the weighted realised / predicted discount, shrunk towards 1 by ``prior``
+        pseudo-sends. Applied only upwards (the budget is never loosened on this evidence)."""
+        weight = np.asarray(weight, dtype=np.float64)
+        pred, real = float((weight * predicted).sum()), float((weight * realised).sum())
+        rows = int((weight > 0).sum())
+        pseudo = prior * (pred / rows if rows else 0.0)
+        ratio = (real + pseudo) / (pred + pseudo) if (pred + pseudo) > 0 else 1.0
+        self.policy_ratio = max(1.0, float(ratio))
+        return {"rows": rows, "predicted": pred, "realised": real, "ratio": float(ratio), "applied": self.policy_ratio}
 
 
 @dataclass

@@ -476,3 +476,35 @@ def test_the_exploration_prior_finds_the_planted_segment_and_values_it_on_the_ot
         fit_exploration_prior(ARMS, data.features[:50], ["spend_30d"], gamma[:50], np.ones(3, bool), data.groups[:50])
         is None
     )
+
+
+def test_the_published_policys_own_sends_check_its_cost_and_only_ever_raise_it():
+    from ml.models.pooled_response import CostModel
+
+    model = CostModel(["promo_a", "none"], np.array([2.0, 0.0]))
+    predicted, weight = np.full(400, 1.0), np.where(np.arange(400) % 2 == 0, 2.0, 0.0)
+    check = model.calibrate_policy(predicted, np.full(400, 1.5), weight)
+    assert check["rows"] == 200 and check["ratio"] == pytest.approx((1.5 * 400 + 20 * 2.0) / (400 + 20 * 2.0))
+    assert model.policy_ratio == check["applied"] == check["ratio"] > 1.4
+    assert model.cost(np.array([[0.5, 0.5]]))[0, 0] == pytest.approx(0.5 * 2.0 * check["applied"])
+    check = model.calibrate_policy(predicted, np.full(400, 0.5), weight)
+    assert check["ratio"] < 1.0 and model.policy_ratio == check["applied"] == 1.0  # the budget is never loosened
+
+
+def test_a_policy_that_picks_heavy_redeemers_is_costed_on_its_own_held_out_sends():
+    """promo_a's converters above the spend line redeem 12, the rest 6: an arm's average cost per
+    converting window undercosts the targeting policy, which its own held-out sends reveal."""
+    data = _data(9000, 5)
+    high = data.features["spend_30d"].to_numpy() > HIGH_SPEND
+    promo_a = data.arm_index == ARMS.index("promo_a")
+    heavy = promo_a & high & (data.converted > 0)
+    data.margin = np.where(heavy, data.margin + 6.0 - 12.0, data.margin)
+    data.discount = np.where(heavy, 12.0, data.discount)
+    data.full_discount = data.discount
+    selection, _fitted, ctx, metrics = evaluate_and_select(
+        data, budget_per_user=None, names=["none", "ranked_rule"], seed=0
+    )
+    assert selection.chosen == "ranked_rule", selection.message
+    check = metrics["policy_cost_check"]
+    assert check["rows"] > 500 and check["applied"] > 1.15, check  # 1.07 without the heavy redeemers
+    assert ctx.shared.cost_model.policy_ratio == check["applied"]
