@@ -634,17 +634,20 @@ def evaluate_and_select(
         for name in names
     }
     selection = select(results, z, rollout_share)
-    if data.budget_cost == "discount" and len(rows):
+    # Costs are checked on windows no later offer cut: a cut window's promo stops being redeemed
+    # (the newer offer is), so its realised discount says less than the offer costs when it runs.
+    uncut = rows[data.window_days[rows] >= data.arm_window[data.arm_index[rows]] - 1e-6]
+    if data.budget_cost == "discount" and len(uncut):
         selection.cost_calibration = shared_all.cost_model.calibrate(
-            predicted_cost[rows], data.full_discount[rows], data.arm_index[rows]
+            predicted_cost[uncut], data.full_discount[uncut], data.arm_index[uncut]
         )
         if selection.chosen != "none":
-            logged_arm = data.arm_index[rows]
-            followed = (chosen[selection.chosen][rows] == logged_arm) & (logged_arm != data.none_index)
+            logged_arm = data.arm_index[uncut]
+            followed = (chosen[selection.chosen][uncut] == logged_arm) & (logged_arm != data.none_index)
             selection.policy_cost_check = shared_all.cost_model.calibrate_policy(
-                predicted_cost[rows] * shared_all.cost_model.calibration[logged_arm],
-                data.full_discount[rows],
-                np.where(followed, 1.0 / data.logged.propensity[rows], 0.0),
+                predicted_cost[uncut] * shared_all.cost_model.calibration[logged_arm],
+                data.full_discount[uncut],
+                np.where(followed, 1.0 / data.logged.propensity[uncut], 0.0),
             )
     metrics = {
         "folds": folds,

@@ -508,3 +508,17 @@ def test_a_policy_that_picks_heavy_redeemers_is_costed_on_its_own_held_out_sends
     check = metrics["policy_cost_check"]
     assert check["rows"] > 500 and check["applied"] > 1.15, check  # 1.07 without the heavy redeemers
     assert ctx.shared.cost_model.policy_ratio == check["applied"]
+
+
+def test_costs_are_calibrated_on_windows_no_later_offer_cut():
+    """A cut window's promo stops being redeemed (the newer offer is): its realised discount must
+    not pull the calibration down."""
+    data = _data(9000, 5)
+    _, _, _, plain = evaluate_and_select(data, budget_per_user=1.0, names=["none", "ranked_rule"], seed=0, refit=False)
+    cut = (data.arm_index == ARMS.index("promo_a")) & (np.arange(len(data.arm_index)) % 2 == 0)
+    data.window_days = np.where(cut, 2.0, data.window_days)
+    data.full_discount = np.where(cut, 0.0, data.discount)
+    _, _, _, metrics = evaluate_and_select(data, budget_per_user=1.0, names=["none", "ranked_rule"], seed=0, refit=False)
+    ratio, rows = metrics["cost_calibration"]["promo_a"]["ratio"], metrics["cost_calibration"]["promo_a"]["rows"]
+    assert rows < 0.6 * plain["cost_calibration"]["promo_a"]["rows"]
+    assert ratio == pytest.approx(plain["cost_calibration"]["promo_a"]["ratio"], rel=0.15) and ratio > 0.8
