@@ -518,7 +518,9 @@ def test_costs_are_calibrated_on_windows_no_later_offer_cut():
     cut = (data.arm_index == ARMS.index("promo_a")) & (np.arange(len(data.arm_index)) % 2 == 0)
     data.window_days = np.where(cut, 2.0, data.window_days)
     data.full_discount = np.where(cut, 0.0, data.discount)
-    _, _, _, metrics = evaluate_and_select(data, budget_per_user=1.0, names=["none", "ranked_rule"], seed=0, refit=False)
+    _, _, _, metrics = evaluate_and_select(
+        data, budget_per_user=1.0, names=["none", "ranked_rule"], seed=0, refit=False
+    )
     ratio, rows = metrics["cost_calibration"]["promo_a"]["ratio"], metrics["cost_calibration"]["promo_a"]["rows"]
     assert rows < 0.6 * plain["cost_calibration"]["promo_a"]["rows"]
     assert ratio == pytest.approx(plain["cost_calibration"]["promo_a"]["ratio"], rel=0.15) and ratio > 0.8
