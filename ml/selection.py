@@ -22,7 +22,8 @@
    (`none`) for the rest, both logged with exact propensities — so that the next nights'
    matured exposures decide. Otherwise nothing is sent.
 4. The winner (and the shared models) are refitted on every row; the cost model's per-arm
-   calibration comes from the out-of-fold predictions against realised full-window discounts.
+   calibration comes from the out-of-fold predictions against realised discounts of windows no
+   later offer cut, then the winner's own held-out sends check its cost (only upwards).
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ def render_response_card(payload: dict) -> str:
     if calibration:
         lines += [
             "",
-            "## Cost calibration (held-out rows: realised full-window discount / predicted)",
+            "## Cost calibration (held-out rows no later offer cut: realised discount / predicted)",
             "",
             "| arm | rows | predicted | realised | ratio used |",
             "|---|---|---|---|---|",
