@@ -181,7 +181,9 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
         .map(arm_of)
         .to_numpy(dtype=np.int64)
     )
-    unseen = sent_to_channels_left(assigned, data_dir / "demo" / "truth" / UNSUBSCRIBED_FILE, user_ids)
+    unsubscribed_path = data_dir / "demo" / "truth" / UNSUBSCRIBED_FILE
+    left = pd.read_parquet(unsubscribed_path) if unsubscribed_path.exists() else None  # shops without fatigue data
+    unseen = sent_to_channels_left(assigned, left, user_ids)
     platform = np.where(unseen, 0, platform)  # never seen: the user's night is the 'none' one
     results = {"promoflow": value_of(platform, inc, cost)}
     results["promoflow"]["expected_cost_published"] = float(assigned["expected_cost"].sum())
@@ -228,7 +230,7 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
         "best_single_promo": best,
         "best_blanket_in_truth": best_blanket,
         "published_rows": int(len(published)),
-        "unsubscribed_users": unsubscribed_users(data_dir / "demo" / "truth" / UNSUBSCRIBED_FILE),
+        "unsubscribed_users": None if left is None else int(left["user_id"].nunique()),
         "policies": results,
         "cost_by_promo": by_arm.reset_index().to_dict(orient="records"),
         "blankets_in_truth": blankets,
@@ -236,18 +238,14 @@ def score_night(data_dir: Path, run_date: date, budget: float, seed: int) -> dic
     }
 
 
-def sent_to_channels_left(assigned: pd.DataFrame, unsubscribed_path: Path, user_ids: np.ndarray) -> np.ndarray:
-    """Per user of ``user_ids``: was their offer sent on a channel they have left (offer fatigue)?"""
-    if not unsubscribed_path.exists() or assigned.empty:
+def sent_to_channels_left(assigned: pd.DataFrame, left: pd.DataFrame | None, user_ids: np.ndarray) -> np.ndarray:
+    """Per user of ``user_ids``: was their offer sent on a channel they have left (``left``: the
+    truth's (user_id, channel) pairs; None for a shop without offer fatigue)?"""
+    if left is None or assigned.empty:
         return np.zeros(len(user_ids), bool)
-    left = pd.read_parquet(unsubscribed_path).assign(left=True)
     sent = assigned.loc[assigned["promo_id"] != NONE_ARM, ["user_id", "channel"]]
-    marked = sent.merge(left, on=["user_id", "channel"], how="left")
+    marked = sent.merge(left.assign(left=True), on=["user_id", "channel"], how="left")
     return marked.set_index("user_id")["left"].reindex(user_ids).eq(True).to_numpy(dtype=bool)
-
-
-def unsubscribed_users(path: Path) -> int | None:
-    return int(pd.read_parquet(path, columns=["user_id"])["user_id"].nunique()) if path.exists() else None
 
 
 def true_blankets(inc: np.ndarray, cost: np.ndarray, arms: list[str], budget: float, seed: int) -> dict[str, dict]:

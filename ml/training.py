@@ -353,7 +353,7 @@ def render_response_card(payload: dict) -> str:
         if check:
             lines += [
                 "",
-                f"The published policy's own sends (held-out rows whose logged arm it chose, weighted by 1 / propensity): "
+                f"The published policy's own sends (uncut held-out rows whose logged arm it chose, weighted by 1 / propensity): "
                 f"realised / predicted discount after the per-arm ratios {check['ratio']:.3f} on {check['rows']} rows; "
                 f"every cost is multiplied by {check['applied']:.3f} (never less than 1).",
             ]

@@ -239,6 +239,21 @@ def test_the_sender_delivers_offers_and_holdout_controls_of_the_night(tmp_path):
 
 
 # ----------------------------------------------------------------------------- offer fatigue
+def _one_offer_sends(users: list[str], promo_id: str, channel: str) -> pa.Table:
+    """``promo_id`` on ``channel`` at 09:00 to each of ``users``, sent for sure."""
+    n = len(users)
+    return pa.table(
+        {
+            "user_id": users,
+            "promo_id": [promo_id] * n,
+            "channel": [channel] * n,
+            "send_hour": pa.array([9] * n, pa.int32()),
+            "propensity": [1.0] * n,
+            "policy_version": ["policy-test"] * n,
+        }
+    )
+
+
 def _load_shop(base: Path) -> simulator._Shop:
     with open(base / "truth" / simulator.SHOP_STATE_FILE, "rb") as f:
         return pickle.load(f)
@@ -250,16 +265,7 @@ def test_repeat_offers_lose_effect_and_over_sent_users_leave_the_channel(tmp_pat
     email, and to them an email-only arm is worth exactly what sending nothing is."""
     base = _shop(tmp_path, seed=11)
     users = pq.read_table(base / "raw" / "users" / "users.parquet")["user_id"].to_pylist()
-    sends = pa.table(
-        {
-            "user_id": users[:150],
-            "promo_id": ["p_pct20"] * 150,
-            "channel": ["email"] * 150,
-            "send_hour": pa.array([9] * 150, pa.int32()),
-            "propensity": [1.0] * 150,
-            "policy_version": ["policy-test"] * 150,
-        }
-    )
+    sends = _one_offer_sends(users[:150], "p_pct20", "email")
     for _ in range(8):
         landed = simulator.advance(base / "raw", base / "truth", sends)
     shop = _load_shop(base)
@@ -299,17 +305,7 @@ def test_an_offer_on_a_channel_the_user_left_is_never_seen(tmp_path):
     before = shop.offers.promo.copy()
     simulator._save_shop(shop, base / "truth" / simulator.SHOP_STATE_FILE)
     users = pq.read_table(base / "raw" / "users" / "users.parquet")["user_id"].to_pylist()
-    sends = pa.table(
-        {
-            "user_id": users[:100],
-            "promo_id": ["p_pct10"] * 100,
-            "channel": ["sms"] * 100,
-            "send_hour": pa.array([9] * 100, pa.int32()),
-            "propensity": [1.0] * 100,
-            "policy_version": ["policy-test"] * 100,
-        }
-    )
-    simulator.advance(base / "raw", base / "truth", sends)
+    simulator.advance(base / "raw", base / "truth", _one_offer_sends(users[:100], "p_pct10", "sms"))
     after = _load_shop(base).offers.promo
     assert (after[:50] == before[:50]).all()
     assert (after[50:100] == [p.promo_id for p in simulator.CATALOGUE].index("p_pct10")).all()
@@ -319,7 +315,7 @@ def test_an_offer_on_a_channel_the_user_left_is_never_seen(tmp_path):
         {"user_id": users[:3], "promo_id": ["p_pct10", "p_pct10", "none"], "channel": ["sms", "email", None]}
     )
     unseen = evaluate.sent_to_channels_left(
-        assigned, base / "truth" / simulator.UNSUBSCRIBED_FILE, np.array(sorted(users))
+        assigned, pd.read_parquet(base / "truth" / simulator.UNSUBSCRIBED_FILE), np.array(sorted(users))
     )
     position = {u: i for i, u in enumerate(sorted(users))}
     assert unseen.sum() == 1 and unseen[position[users[0]]]
