@@ -380,8 +380,13 @@ def _duckdb_sql(clean: Path, out: Path) -> str:
         **{f"r_{t}_90d": (f"n_redemptions_{t}", 90) for t in PROMO_TYPES},
     }
     window_sums = ",\n".join(
-        f"coalesce(sum({col}) filter (dt >= date '{AS_OF}' - {days}), 0) as {name}"
-        for name, (col, days) in sums.items()
+        [
+            *(
+                f"coalesce(sum({col}) filter (dt >= date '{AS_OF}' - {days}), 0) as {name}"
+                for name, (col, days) in sums.items()
+            ),
+            *(f"max(dt) filter (n_exposures_{t} > 0) as last_{t}_dt" for t in PROMO_TYPES),
+        ]
     )
     hour_sums = ",\n".join(f"coalesce(sum(events_h{h:02d}), 0) as h{h:02d}" for h in range(24))
 
@@ -426,6 +431,7 @@ def _duckdb_sql(clean: Path, out: Path) -> str:
         f"least({ratio('redemptions_90d', 'exposures_90d')}, 1) as redemption_rate_90d",
         *[f"least({ratio(f'r_{t}_90d', f'x_{t}_90d')}, 1) as redemption_rate_{t}_90d" for t in PROMO_TYPES],
         *[f"{ratio(f'h{h:02d}', 'events_90d')} as hour_share_{h:02d}" for h in range(24)],
+        *[f"coalesce(date '{AS_OF}' - last_{t}_dt, 999) as days_since_last_{t}_offer" for t in PROMO_TYPES],
         # the first hour with the most events; 10 without events (the Spark default)
         "case when coalesce(events_90d, 0) > 0 then list_position(["
         + ", ".join(f"h{h:02d}" for h in range(24))

@@ -57,6 +57,8 @@ HOUR_SHARE_COLUMNS = [f"hour_share_{h:02d}" for h in HOURS]
 CHANNEL_EXPOSURE_COLUMNS = [f"n_exposures_{c}" for c in CHANNELS]
 TYPE_EXPOSURE_COLUMNS = [f"n_exposures_{t}" for t in PROMO_TYPES]
 TYPE_REDEMPTION_COLUMNS = [f"n_redemptions_{t}" for t in PROMO_TYPES]
+# Days since the last offer of each promo type (the smallest is the last offer's type).
+DAYS_SINCE_TYPE_COLUMNS = [f"days_since_last_{t}_offer" for t in PROMO_TYPES]
 # An exposure is engaged when its user orders on the send's UTC day or the next 6 days.
 ENGAGEMENT_WINDOW_DAYS = 7
 # Items kept per user and day (and per user in user_sequences).
@@ -171,6 +173,7 @@ USER_FEATURES_SCHEMA = StructType(
     + [StructField(c, DoubleType()) for c in HOUR_SHARE_COLUMNS]
     + [StructField(f"channel_engagement_{c}_90d", DoubleType()) for c in CHANNELS]
     + [StructField(f"top_category_{k}", StringType()) for k in range(1, TOP_CATEGORIES + 1)]
+    + [StructField(c, IntegerType()) for c in DAYS_SINCE_TYPE_COLUMNS]
 )
 
 ITEM_FEATURES_SCHEMA = StructType(
@@ -546,6 +549,10 @@ def roll_up_user_features_for_dates(
         window_sum("n_exposures", None).alias("_exposures_90d"),
         window_sum("n_redemptions", None).alias("_redemptions_90d"),
         *[window_sum(c, None).alias(f"_{c}") for c in TYPE_EXPOSURE_COLUMNS + TYPE_REDEMPTION_COLUMNS],
+        *[
+            F.max(F.when(F.col(n) > 0, F.col("dt"))).alias(f"_last_{t}_dt")
+            for t, n in zip(PROMO_TYPES, TYPE_EXPOSURE_COLUMNS)
+        ],
     )
     engagement = _channel_engagement(daily)
     # Most frequent hour: the greatest (count, -hour) struct, so ties go to the earlier hour.
@@ -596,6 +603,9 @@ def roll_up_user_features_for_dates(
 
     def days_since(ts_col: str) -> Column:
         return F.coalesce(F.datediff(as_of_col, F.to_date(F.col(ts_col))), F.lit(DAYS_SINCE_DEFAULT))
+
+    def days_since_day(dt_col: str) -> Column:
+        return F.coalesce(F.datediff(as_of_col, F.col(dt_col)), F.lit(DAYS_SINCE_DEFAULT))
 
     def zero(name: str) -> Column:
         return F.coalesce(F.col(name), F.lit(0))
@@ -667,6 +677,7 @@ def roll_up_user_features_for_dates(
             f"top_category_{k}": F.coalesce(F.col(f"_top_category_{k}"), F.lit(TOP_CATEGORY_COLUMNS_DEFAULT))
             for k in range(1, TOP_CATEGORIES + 1)
         },
+        **{c: days_since_day(f"_last_{t}_dt") for t, c in zip(PROMO_TYPES, DAYS_SINCE_TYPE_COLUMNS)},
     }
     return joined.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields])
 

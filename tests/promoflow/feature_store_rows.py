@@ -44,6 +44,7 @@ def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
         "cart_abandonment_rate_30d": 0.0,
         "avg_viewed_price_90d": 0.0,
         "purchased_to_viewed_price_ratio_90d": 0.0,
+        "exposures_7d": 0,
         "exposures_90d": 0,
         "redemptions_90d": 0,
         "redemption_rate_90d": 0.0,
@@ -56,6 +57,11 @@ def feature_rows(user_id: str, as_of: date, **overrides) -> dict:
         "channel_engagement_push_90d": 0.0,
         "channel_engagement_sms_90d": 0.0,
         "channel_engagement_in_app_90d": 0.0,
+        "days_since_last_percent_off_offer": 999,
+        "days_since_last_amount_off_offer": 999,
+        "days_since_last_spend_threshold_offer": 999,
+        "days_since_last_free_shipping_offer": 999,
+        "days_since_last_gift_offer": 999,
         "segment": "unsegmented",
     }
     row.update(overrides)

@@ -166,6 +166,12 @@ def test_user_features_new_columns_hand_computed(outputs):
         "redemption_rate_gift_90d": 0.0,
         "redemption_rate_spend_threshold_90d": 0.0,  # never offered
         "redemption_rate_free_shipping_90d": 0.0,
+        # the last offer of each type: p_pct 03-03, p_amt 03-08, p_gift 02-01 (the 'none' control is not one)
+        "days_since_last_percent_off_offer": 7,
+        "days_since_last_amount_off_offer": 2,
+        "days_since_last_gift_offer": 38,
+        "days_since_last_spend_threshold_offer": 999,
+        "days_since_last_free_shipping_offer": 999,
         "hour_share_08": 4 / 9,
         "hour_share_20": 5 / 9,
         "hour_share_09": 0.0,
@@ -201,7 +207,7 @@ def test_user_without_events_gets_defaults_not_nulls(outputs):
     assert set(rows) == {"v1", "v2", "v3"}
     v3 = rows["v3"]
     for field in USER_FEATURES_SCHEMA.fields[25:]:
-        expected = "" if field.name.startswith("top_category_") else 0
+        expected = "" if field.name.startswith("top_category_") else 999 if field.name.startswith("days_since_") else 0
         assert v3[field.name] == expected, field.name
     assert all(v is not None for r in rows.values() for v in r.values())
     sequences = _by(outputs["user_sequences"], "user_id")

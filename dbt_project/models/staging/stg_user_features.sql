@@ -50,6 +50,7 @@ renamed as (
         cast(cart_abandonment_rate_30d as double precision) as cart_abandonment_rate_30d,
         cast(avg_viewed_price_90d as double precision) as avg_viewed_price_90d,
         cast(purchased_to_viewed_price_ratio_90d as double precision) as purchased_to_viewed_price_ratio_90d,
+        cast(exposures_7d as integer) as exposures_7d,
         cast(exposures_90d as integer) as exposures_90d,
         cast(redemptions_90d as integer) as redemptions_90d,
         cast(redemption_rate_90d as double precision) as redemption_rate_90d,
@@ -62,6 +63,11 @@ renamed as (
         cast(channel_engagement_push_90d as double precision) as channel_engagement_push_90d,
         cast(channel_engagement_sms_90d as double precision) as channel_engagement_sms_90d,
         cast(channel_engagement_in_app_90d as double precision) as channel_engagement_in_app_90d,
+        cast(days_since_last_percent_off_offer as integer) as days_since_last_percent_off_offer,
+        cast(days_since_last_amount_off_offer as integer) as days_since_last_amount_off_offer,
+        cast(days_since_last_spend_threshold_offer as integer) as days_since_last_spend_threshold_offer,
+        cast(days_since_last_free_shipping_offer as integer) as days_since_last_free_shipping_offer,
+        cast(days_since_last_gift_offer as integer) as days_since_last_gift_offer,
 
         ----------  preferences
         cast(preferred_hour as integer) as preferred_hour,
