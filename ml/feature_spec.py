@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-FEATURE_SPEC_VERSION = 3
+FEATURE_SPEC_VERSION = 2
 
 ID_COLUMNS: list[str] = ["user_id", "as_of"]
 
@@ -43,7 +43,6 @@ NUMERIC_FEATURES: list[str] = [
     "cart_abandonment_rate_30d",
     "avg_viewed_price_90d",
     "purchased_to_viewed_price_ratio_90d",
-    "exposures_7d",
     "exposures_90d",
     "redemptions_90d",
     "redemption_rate_90d",
@@ -56,11 +55,6 @@ NUMERIC_FEATURES: list[str] = [
     "channel_engagement_push_90d",
     "channel_engagement_sms_90d",
     "channel_engagement_in_app_90d",
-    "days_since_last_percent_off_offer",
-    "days_since_last_amount_off_offer",
-    "days_since_last_spend_threshold_offer",
-    "days_since_last_free_shipping_offer",
-    "days_since_last_gift_offer",
     "preferred_hour",
 ]
 

@@ -22,6 +22,7 @@ from spark_sample_data import (
 
 from spark_jobs.user_features import (
     HOUR_COLUMNS,
+    PROMO_TYPES,
     ITEM_FEATURES_SCHEMA,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
@@ -262,6 +263,7 @@ def test_roll_up_defaults_and_no_nulls(spark, user_features_rows):
         "days_since_last_event": 999,
         "days_since_last_order": 999,
         "days_since_last_exposure": 999,
+        **{f"days_since_last_{t}_offer": 999 for t in PROMO_TYPES},
         "preferred_hour": 10,
         "top_category": "unknown",
         **{f"top_category_{k}": "" for k in (1, 2, 3)},
