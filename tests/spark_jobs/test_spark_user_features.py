@@ -22,8 +22,8 @@ from spark_sample_data import (
 
 from spark_jobs.user_features import (
     HOUR_COLUMNS,
-    PROMO_TYPES,
     ITEM_FEATURES_SCHEMA,
+    PROMO_TYPES,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
     USER_FEATURES_SCHEMA,
