@@ -320,9 +320,25 @@ class FittedScores:
         return f"per-user uplift ({self.name}), allocated under the budget"
 
 
-def decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak) -> tuple[np.ndarray, np.ndarray]:
-    """(arm [n], estimate [n, arms]) of a fitted policy; a per-user model is scored once for both."""
+def decide_and_estimate(
+    fitted, features, cost, budget, eligible, tiebreak, held: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(arm [n], estimate [n, arms]) of a fitted policy; a per-user model is scored once for both.
+
+    ``held`` [n, arms] bool: the offer each user holds tonight, which is never sent again (a re-send
+    only restarts a window already running, and no held-out row valued one: training drops the
+    exposures sent under a live offer). A ranked rule keeps its reach: its users are the first of
+    its ranking that the budget reaches, as it was valued, and a holder's place is left unsent
+    rather than given to a user past the reach; the other policies give the budget to the next
+    eligible user in their own order (their value is per send or per user)."""
+    if held is None or not np.any(held):
+        held = np.zeros_like(np.asarray(eligible, dtype=bool))
+    allowed = np.asarray(eligible, dtype=bool) & ~held
     if isinstance(fitted, FittedScores):
         decision, estimate = fitted.scorer(features)
-        return fitted.decide_scored(decision, cost, budget, eligible, tiebreak), estimate
-    return fitted.decide(features, cost, budget, eligible, tiebreak), fitted.estimate(features)
+        return fitted.decide_scored(decision, cost, budget, allowed, tiebreak), estimate
+    if isinstance(fitted, FittedRankedRule):
+        arm = fitted.decide(features, cost, budget, eligible, tiebreak)
+        arm = np.where(held[np.arange(len(arm)), arm], fitted.arms.index(NONE_ARM), arm)
+        return arm, fitted.estimate(features)
+    return fitted.decide(features, cost, budget, allowed, tiebreak), fitted.estimate(features)

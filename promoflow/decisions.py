@@ -303,6 +303,24 @@ class NightInputs:
     items: pd.DataFrame  # item popularity as of tonight
     features: pd.DataFrame  # one row per user (left-joined: NaN without features)
     policy_model: object | None  # ml.training.SelectedPolicy, None without a trained model
+    live_offers: pd.DataFrame | None = None  # per user with a live offer tonight: user_id, promo_id, live_until
+
+
+def live_offers(wh: Warehouse, run_date: date) -> pd.DataFrame:
+    """The offer each user holds at ``run_date`` 00:00 UTC: their latest offer sent before it, when
+    its window is still open (any newer offer replaces a live one; a 'none' control does not)."""
+    return wh.query_arrow(
+        f"""select user_id, promo_id, cast(window_end_ts as date) as live_until
+            from (
+                select user_id, promo_id, window_end_ts,
+                       row_number() over (partition by user_id order by sent_ts desc, exposure_id desc) as latest
+                from {ANALYTICS_SCHEMA}.fct_promo_outcomes
+                where promo_id != ? and sent_ts < ?
+            ) offers
+            where latest = 1 and window_end_ts > ?
+            order by user_id""",
+        [NONE_ARM, run_date, run_date],
+    ).to_pandas()
 
 
 def load_night_inputs(settings: Settings, run_date: date, model_version: str | None) -> NightInputs:
@@ -316,6 +334,7 @@ def load_night_inputs(settings: Settings, run_date: date, model_version: str | N
             f"from {RAW_SCHEMA}.item_features f join {RAW_SCHEMA}.items i using (item_id) where f.as_of = ?",
             [run_date],
         ).to_pandas()
+        held = live_offers(wh, run_date) if wh.table_exists(ANALYTICS_SCHEMA, "fct_promo_outcomes") else None
     features = feature_store.scoring_features(settings, users["user_id"].tolist(), run_date)
     features = users.merge(features.drop(columns=["event_timestamp"]), on="user_id", how="left", validate="one_to_one")
     features = normalise_window_counts(
@@ -331,7 +350,7 @@ def load_night_inputs(settings: Settings, run_date: date, model_version: str | N
                 settings.model_store_uri, model_version, tmp, endpoint_url=settings.s3_endpoint_url or None
             )
             policy_model = training.load(local)
-    return NightInputs(users, promos, items, features, policy_model)
+    return NightInputs(users, promos, items, features, policy_model, held)
 
 
 def active_arms(promos: pd.DataFrame, arms: list[str], run_date: date) -> np.ndarray:
@@ -358,6 +377,7 @@ class NightPlan:
     exploration_segments: list[dict]  # per segment of the exploration prior (empty without one)
     rested: np.ndarray  # [n] bool: the last offer is at least min_offer_gap_days old (offers allowed)
     min_offer_gap_days: int
+    held_offer: np.ndarray  # [n] object: the promo_id of the user's live offer tonight, None without one
 
 
 def plan_night(
@@ -375,12 +395,14 @@ def plan_night(
     exploration_rate: float,
     rollout_share: float,
     min_offer_gap_days: int = 0,
+    held_offer: np.ndarray | None = None,
 ) -> NightPlan:
     """The whole decision, a pure function: the policy's arm within ``budget - reserve``
     (:func:`decide`), a salted holdout, exploration inside ``reserve`` with exact propensities.
     A user whose last offer (``days_since_last_exposure``) is under ``min_offer_gap_days`` old
-    is eligible for ``none`` only, for the policy and exploration alike. The night's expected
-    cost never exceeds ``budget``."""
+    is eligible for ``none`` only, for the policy and exploration alike; a user's live offer
+    (``held_offer``) is never sent to them again, by either (:func:`ml.candidates.decide_and_estimate`).
+    The night's expected cost never exceeds ``budget``."""
     from ml import allocation
 
     user_ids = np.asarray(user_ids)
@@ -388,6 +410,9 @@ def plan_night(
     is_holdout = allocation.holdout_mask(user_ids, holdout_share, campaign)
     features = features.fillna({"top_category": "unknown"})
     rested = rested_users(features, min_offer_gap_days)
+    held_offer = (
+        np.full(len(user_ids), None, dtype=object) if held_offer is None else np.asarray(held_offer, dtype=object)
+    )
     decision = decide(
         policy_model,
         features,
@@ -396,6 +421,7 @@ def plan_night(
         active,
         has_features,
         rested=rested,
+        held=held_offer[:, None] == np.asarray(arms, dtype=object)[None, :],
         budget=budget - reserve,
         rollout_share=rollout_share,
         salt=run_date.isoformat(),
@@ -447,7 +473,16 @@ def plan_night(
         exploration_segments=_exploration_segments(prior, segments, exploration, is_holdout, chosen, none_index),
         rested=rested,
         min_offer_gap_days=min_offer_gap_days,
+        held_offer=held_offer,
     )
+
+
+def held_offers(inputs: NightInputs) -> np.ndarray:
+    """[n] object, by ``inputs.users``: the promo_id of each user's live offer tonight, None without one."""
+    if inputs.live_offers is None or inputs.live_offers.empty:
+        return np.full(len(inputs.users), None, dtype=object)
+    held = inputs.live_offers.set_index("user_id")["promo_id"].reindex(inputs.users["user_id"])
+    return held.astype(object).where(held.notna(), None).to_numpy(dtype=object)
 
 
 def _exploration_segments(prior, segments, exploration, is_holdout, chosen, none_index) -> list[dict]:
@@ -530,6 +565,18 @@ def _delivered(
         reason = np.asarray(delivered["reason"], dtype=object).copy()
         reason[too_soon] = [f"last offer {d:.0f} days ago: minimum gap {plan.min_offer_gap_days} days" for d in days]
         delivered["reason"] = reason
+    holding = np.flatnonzero(
+        pd.notna(plan.held_offer) & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
+    )
+    if holding.size and decision.status != "none":
+        until = inputs.live_offers.set_index("user_id")["live_until"]
+        reason = np.asarray(delivered["reason"], dtype=object).copy()
+        for i in holding:
+            user = users["user_id"].iat[i]
+            reason[i] = (
+                f"{reason[i]}; holds {plan.held_offer[i]} until {until.get(user)} (a live offer is not sent again)"
+            )
+        delivered["reason"] = reason
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
         delivered["reason"] = np.where(
@@ -563,6 +610,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         exploration_rate=settings.exploration_rate,
         rollout_share=settings.rollout_share,
         min_offer_gap_days=settings.min_offer_gap_days,
+        held_offer=held_offers(inputs),
     )
     delivered, recommended = _delivered(settings, run_date, inputs, plan, arms, has_features, recommender)
     chosen_ids = np.array(arms, dtype=object)[plan.chosen]
@@ -668,6 +716,7 @@ def decide(
     has_features: np.ndarray,
     *,
     rested: np.ndarray | None = None,
+    held: np.ndarray | None = None,
     budget: float,
     rollout_share: float,
     salt: str,
@@ -675,7 +724,8 @@ def decide(
     """The decision itself, a pure function of the stored policy and tonight's users: the published
     candidate's arm per user within ``budget``; under a staged rollout the candidate for a random
     ``rollout_share`` of users (a salted hash) and ``none`` for the rest; nothing without a model or
-    when the gate fell back. Probabilities are exact, for exploration's propensities."""
+    when the gate fell back. Probabilities are exact, for exploration's propensities. ``held``
+    [n, arms] bool: each user's live offer, eligible for nobody's sends tonight."""
     from ml.candidates import decide_and_estimate
     from ml.selection import stable_uniform
 
@@ -683,6 +733,9 @@ def decide(
     eligible = np.broadcast_to(active, (n, len(arms))) & np.asarray(has_features, dtype=bool)[:, None]
     if rested is not None:  # too soon after the last offer: 'none' only
         eligible = eligible & (np.asarray(rested, dtype=bool)[:, None] | (np.arange(len(arms)) == none)[None, :])
+    held = np.zeros((n, len(arms)), dtype=bool) if held is None else np.asarray(held, dtype=bool)
+    held = held & (np.arange(len(arms)) != none)[None, :]
+    offerable = eligible & ~held  # what exploration may send (Decision.eligible)
     nothing = np.full(n, none, dtype=np.int64)
     if policy_model is None:
         zeros = np.zeros((n, len(arms)))
@@ -691,7 +744,7 @@ def decide(
             np.eye(len(arms))[nothing],
             zeros,
             zeros,
-            eligible,
+            offerable,
             np.zeros(n, dtype=bool),
             "none",
             "none",
@@ -709,7 +762,7 @@ def decide(
             np.eye(len(arms))[nothing],
             estimate,
             cost,
-            eligible,
+            offerable,
             np.zeros(n, dtype=bool),
             "none",
             policy_model.production,
@@ -718,7 +771,7 @@ def decide(
             0.0,
         )
     tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
-    arm, estimate = decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak)
+    arm, estimate = decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak, held)
     in_rollout = np.ones(n, dtype=bool)
     share = 1.0
     if status == "rollout":
@@ -731,7 +784,7 @@ def decide(
         probabilities,
         estimate,
         cost,
-        eligible,
+        offerable,
         in_rollout if status == "rollout" else np.zeros(n, dtype=bool),
         status,
         policy_model.production,

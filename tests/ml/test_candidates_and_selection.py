@@ -109,6 +109,29 @@ def test_ranked_rule_finds_the_feature_that_tells_who_responds():
     ).all()
 
 
+def test_a_held_offer_is_not_sent_again_and_a_ranked_rule_keeps_its_reach():
+    n = 1000
+    features = pd.DataFrame({"spend_30d": np.arange(n, dtype=float)})
+    cost = np.ones((n, 3))
+    cost[:, 2] = 0
+    eligible = np.ones((n, 3), bool)
+    tiebreak = np.arange(n) / n
+    held = np.zeros((n, 3), bool)
+    held[n - 10 :, 0] = True  # the 10 biggest spenders hold promo_a
+    rule = cand.FittedRankedRule(ARMS, 0, "spend_30d", True, 0.25, 1.0)
+    arm, _ = cand.decide_and_estimate(rule, features, cost, 100.0, eligible, tiebreak, held)
+    reached = np.zeros(n, bool)
+    reached[n - 100 :] = True  # without holders the budget reaches the top 100
+    assert (arm[reached & ~held[:, 0]] == 0).all() and (arm[held[:, 0]] == 2).all()
+    assert (arm[~reached] == 2).all()  # nobody past the reach takes a holder's place: 90 sends
+    blanket = cand.FittedBlanket(ARMS, 0, 1.0)
+    arm, _ = cand.decide_and_estimate(blanket, features, cost, 100.0, eligible, tiebreak, held)
+    assert (arm == 0).sum() == 100 and not (arm[held[:, 0]] == 0).any()  # a blanket gives the budget on
+    scores = cand.FittedScores(ARMS, "model", lambda f: (np.tile([1.0, 0.5, 0.0], (len(f), 1)),) * 2)
+    arm, _ = cand.decide_and_estimate(scores, features, cost, None, eligible, tiebreak, held)
+    assert (arm[held[:, 0]] == 1).all() and (arm[~held[:, 0]] == 0).all()  # the next best arm, not the held one
+
+
 def test_ranked_rule_follows_the_models_prediction_and_needs_a_positive_doubly_robust_total():
     data = _data(12000, 2)
     gamma = dr_scores(data, np.zeros((12000, 3)))

@@ -111,6 +111,47 @@ def test_no_offer_within_the_minimum_gap_from_the_policy_or_exploration():
     assert (no_gap.chosen != ARMS.index("none"))[last < 7].mean() > 0.4
 
 
+def test_a_live_offer_is_never_sent_again_by_the_policy_or_exploration():
+    n = 4000
+    held = np.where(np.arange(n) % 2 == 0, "promo_a", None).astype(object)
+    plan = _plan(_published(), budget=1e6, reserve=1e5, exploration_rate=0.5, held_offer=held)
+    holders = pd.notna(held)
+    assert not (plan.chosen[holders] == 0).any()  # promo_a to nobody who holds it, explorer or not
+    assert (plan.decision.arm[holders] == ARMS.index("none")).all()  # a blanket's other arm is not its own
+    assert (plan.chosen[~holders & ~plan.is_exploration & ~plan.is_holdout] == 0).all()
+    assert (plan.chosen[holders & plan.is_exploration] == 1).any()  # promo_b is still theirs to explore
+    assert (plan.propensity > 0).all() and (plan.propensity <= 1).all()
+    assert (plan.held_offer == held).all()
+
+
+def test_live_offers_are_each_users_latest_offer_with_an_open_window(tmp_path):
+    from promoflow.settings import Settings
+    from promoflow.warehouse import ANALYTICS_SCHEMA, Warehouse
+
+    settings = Settings.from_env(env={"PROMO_DATA_DIR": str(tmp_path)})
+    with Warehouse(settings) as wh:
+        wh.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
+        wh.execute(
+            f"create table {ANALYTICS_SCHEMA}.fct_promo_outcomes "
+            "(exposure_id text, user_id text, promo_id text, sent_ts timestamp, window_end_ts timestamp)"
+        )
+        rows = [
+            ("e1", "u1", "promo_a", "2026-10-28 09:00", "2026-11-04 09:00"),  # live
+            ("e2", "u2", "promo_a", "2026-10-20 09:00", "2026-10-27 09:00"),  # ran out
+            ("e3", "u3", "promo_a", "2026-10-28 09:00", "2026-11-04 09:00"),
+            ("e4", "u3", "promo_b", "2026-10-30 09:00", "2026-11-01 09:00"),  # replaced promo_a
+            ("e5", "u4", "promo_b", "2026-10-29 09:00", "2026-11-05 09:00"),
+            ("e6", "u4", "none", "2026-10-30 09:00", "2026-11-06 09:00"),  # a control replaces nothing
+            ("e7", "u5", "promo_a", "2026-10-31 08:00", "2026-11-07 08:00"),  # sent tonight: not yet
+        ]
+        for row in rows:
+            wh.execute(f"insert into {ANALYTICS_SCHEMA}.fct_promo_outcomes values (?, ?, ?, ?, ?)", list(row))
+        live = decisions.live_offers(wh, RUN_DATE)
+    assert live["user_id"].tolist() == ["u1", "u3", "u4"]
+    assert live["promo_id"].tolist() == ["promo_a", "promo_b", "promo_b"]
+    assert [str(d) for d in live["live_until"]] == ["2026-11-04", "2026-11-01", "2026-11-05"]
+
+
 def test_active_arms_follow_the_catalogue_window():
     promos = pd.DataFrame(
         {
