@@ -84,6 +84,23 @@ def test_assignments_respect_budget_catalogue_and_contract(night):
             assert r["promo_id"] == "none"
 
 
+def test_nobody_is_sent_the_offer_they_still_hold(night):
+    """The landing's own exposures say who holds which live offer at the run date (latest offer,
+    window still open); none of them is sent that offer again, by the policy or exploration."""
+    import pandas as pd
+
+    base = night["base"] / "raw"
+    exposures = pd.read_parquet(base / "exposures")
+    valid_days = pd.read_parquet(base / "promotions" / "promotions.parquet").set_index("promo_id")["valid_days"]
+    offers = exposures[exposures["promo_id"] != "none"].sort_values("sent_ts")
+    latest = offers.groupby("user_id").tail(1).set_index("user_id")
+    ends = latest["sent_ts"] + pd.to_timedelta(latest["promo_id"].map(valid_days).astype(float), unit="D")
+    held = latest["promo_id"][ends > pd.Timestamp(RUN_DATE.isoformat(), tz="UTC")]
+    assert len(held) > 20, "the history should leave users holding live offers"
+    rows = _published_rows(night["settings"], RUN_DATE)
+    assert not [r["user_id"] for r in rows if r["promo_id"] != "none" and held.get(r["user_id"]) == r["promo_id"]]
+
+
 def test_offers_feature_items_from_the_source_the_night_chose(night):
     """train_recommender stored a version with its card; the summary says which source the
     featured items came from, and every offer features items (of its category when limited)."""
