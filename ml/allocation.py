@@ -387,6 +387,7 @@ def explore(
     segments: np.ndarray | None = None,
     segment_mean: np.ndarray | None = None,
     segment_se: np.ndarray | None = None,
+    explorable: np.ndarray | None = None,
 ) -> Exploration:
     """Exploration with exact propensities and a hard cost reserve.
 
@@ -413,6 +414,8 @@ def explore(
     ``policy_probabilities`` [n, arms], when the non-exploring policy is itself random (a staged
     rollout: the candidate's arm for a random share, ``none`` for the rest), replaces the one-hot
     ``1[a = greedy]`` in that formula; ``greedy_arm`` is then the arm that policy drew.
+    ``explorable`` [n] bool: only these users may explore (``q_i = 0`` for the others); the
+    rate and the reserve are then shared among them.
     """
     greedy_arm = np.asarray(greedy_arm, dtype=np.int64)
     is_holdout = np.asarray(is_holdout, dtype=bool)
@@ -421,7 +424,10 @@ def explore(
         raise ValueError(f"exploration rate={rate!r}: must be within [0, 1]")
     if reserve_budget < 0:
         raise ValueError(f"exploration reserve={reserve_budget!r}: must be >= 0")
-    candidates = np.flatnonzero(~is_holdout)
+    # q_i is every explorable user's chance of exploring had the holdout not drawn them (the
+    # propensities marginalise over the holdout's hash), so it holds for held-out users too.
+    explorable = np.ones(n, dtype=bool) if explorable is None else np.asarray(explorable, dtype=bool)
+    candidates = np.flatnonzero(~is_holdout & explorable)
     m = int(round(rate * len(candidates)))
     cap = reserve_budget / m if m else 0.0
     allowed = np.asarray(eligible, dtype=bool) & np.isfinite(cost) & (cost <= cap)
@@ -436,7 +442,7 @@ def explore(
         pi = uniform
         if m:
             explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
-        q[:] = m / len(candidates) if len(candidates) else 0.0
+        q[explorable] = m / len(candidates) if len(candidates) else 0.0
     else:
         segments = np.asarray(segments, dtype=np.int64)
         mean = np.asarray(segment_mean, dtype=np.float64)
@@ -460,7 +466,7 @@ def explore(
             members = candidates[segments[candidates] == s]
             if m_s[s]:
                 explorers[members[np.argsort(draws[members], kind="stable")[: m_s[s]]]] = True
-        q = np.where(sizes[segments] > 0, m_s[segments] / np.maximum(sizes[segments], 1), 0.0)
+        q = np.where(explorable & (sizes[segments] > 0), m_s[segments] / np.maximum(sizes[segments], 1), 0.0)
     # The arm draw uses a second, independent hash, against the explorer's pi (explorers only).
     drawn = np.flatnonzero(explorers)
     arm_draw = _salted_uniform(np.asarray(user_ids, dtype=object).ravel()[drawn], salt + "/arm")

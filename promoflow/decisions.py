@@ -237,6 +237,10 @@ def train(settings: Settings, run_date: date) -> dict:
         validation_candidates=setup.validation_candidates,
     )
     data_hash = _data_hash(setup.frame)
+    # tonight's exploration reads it: an explorer holding a live offer would add a row training drops
+    trained.selection_metrics["dropped_rows_sent_under_live_offer"] = bool(
+        contamination.get("dropped_rows_sent_under_live_offer", False)
+    )
     with tempfile.TemporaryDirectory(prefix="promoflow-model-") as tmp:
         trained.save(tmp, run_date=run_date, data_hash=data_hash)
         version = save_model_version(
@@ -396,12 +400,15 @@ def plan_night(
     rollout_share: float,
     min_offer_gap_days: int = 0,
     held_offer: np.ndarray | None = None,
+    explore_live_offer_holders: bool = True,
 ) -> NightPlan:
     """The whole decision, a pure function: the policy's arm within ``budget - reserve``
     (:func:`decide`), a salted holdout, exploration inside ``reserve`` with exact propensities.
     A user whose last offer (``days_since_last_exposure``) is under ``min_offer_gap_days`` old
     is eligible for ``none`` only, for the policy and exploration alike; a user's live offer
-    (``held_offer``) is never sent to them again, by either (:func:`ml.candidates.decide_and_estimate`).
+    (``held_offer``) is never sent to them again, by either (:func:`ml.candidates.decide_and_estimate`);
+    without ``explore_live_offer_holders`` (training drops the exposures sent under a live offer,
+    so an explorer's row there would never be learnt from) nobody holding one explores.
     The night's expected cost never exceeds ``budget``."""
     from ml import allocation
 
@@ -448,6 +455,7 @@ def plan_night(
         segments=segments,
         segment_mean=None if prior is None else prior.mean,
         segment_se=None if prior is None else prior.se,
+        explorable=None if explore_live_offer_holders else pd.isna(held_offer),
     )
     chosen = exploration.recorded_arm
     rows = np.arange(len(user_ids))
@@ -475,6 +483,13 @@ def plan_night(
         min_offer_gap_days=min_offer_gap_days,
         held_offer=held_offer,
     )
+
+
+def trained_without_live_offer_rows(policy_model) -> bool:
+    """Whether the stored policy's training dropped the exposures sent under a live offer
+    (``training_frame``; versions stored before this was recorded: False)."""
+    metrics = getattr(policy_model, "selection_metrics", None) or {}
+    return bool(metrics.get("dropped_rows_sent_under_live_offer", False))
 
 
 def held_offers(inputs: NightInputs) -> np.ndarray:
@@ -611,6 +626,7 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         rollout_share=settings.rollout_share,
         min_offer_gap_days=settings.min_offer_gap_days,
         held_offer=held_offers(inputs),
+        explore_live_offer_holders=not trained_without_live_offer_rows(policy_model),
     )
     delivered, recommended = _delivered(settings, run_date, inputs, plan, arms, has_features, recommender)
     chosen_ids = np.array(arms, dtype=object)[plan.chosen]

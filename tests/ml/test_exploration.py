@@ -155,3 +155,35 @@ def test_stratum_sizes_sum_to_m_within_each_stratum():
     assert out[0] == 10  # its demand (50) is over its size: capped, the rest shared out
     assert stratum_sizes(1060, sizes, np.ones(4)).tolist() == sizes.tolist()
     np.testing.assert_array_equal(stratum_sizes(0, sizes, np.ones(4)), 0)
+
+
+def test_only_explorable_users_explore_and_the_propensities_say_so():
+    n, n_arms = 2000, 3
+    margin, cost, eligible, users = _case(5, n, n_arms)
+    eligible[:] = True
+    cost[:, 1:] = 0.1
+    greedy = allocate(margin, cost, 1e9, eligible, 0).arm_index
+    holdout = np.arange(n) % 20 == 0
+    explorable = np.arange(n) % 2 == 0
+    result = explore(
+        greedy,
+        holdout,
+        eligible,
+        cost,
+        0,
+        user_ids=users,
+        rate=0.3,
+        reserve_budget=1000.0,
+        holdout_share=0.05,
+        salt="night",
+        explorable=explorable,
+    )
+    assert result.is_exploration.any() and not result.is_exploration[~explorable].any()
+    assert abs(result.is_exploration[explorable & ~holdout].mean() - 0.3) < 0.01  # the rate among the explorable
+    rows = np.arange(n)
+    # not explorable: the policy's arm, or none when the holdout draws them; explorable: exploration's mix
+    stay = ~explorable & ~holdout
+    assert np.allclose(result.probabilities[stay, greedy[stay]], 0.95 + 0.05 * (greedy[stay] == 0))
+    assert np.allclose(result.probabilities.sum(axis=1), 1.0)
+    assert np.allclose(result.propensity, result.probabilities[rows, result.recorded_arm])
+    assert (result.probabilities[explorable & (greedy != 0)][:, 0] > 0.05).all()  # held-out users included

@@ -122,6 +122,16 @@ def test_a_live_offer_is_never_sent_again_by_the_policy_or_exploration():
     assert (plan.chosen[holders & plan.is_exploration] == 1).any()  # promo_b is still theirs to explore
     assert (plan.propensity > 0).all() and (plan.propensity <= 1).all()
     assert (plan.held_offer == held).all()
+    # training drops rows sent under a live offer: an explorer there would teach it nothing
+    quiet = _plan(
+        _published(), budget=1e6, reserve=1e5, exploration_rate=0.5, held_offer=held, explore_live_offer_holders=False
+    )
+    assert not quiet.is_exploration[holders].any() and quiet.is_exploration[~holders].any()
+    assert (quiet.chosen[holders & ~quiet.is_holdout] == ARMS.index("none")).all()
+    assert decisions.trained_without_live_offer_rows(
+        SimpleNamespace(selection_metrics={"dropped_rows_sent_under_live_offer": True})
+    )
+    assert not decisions.trained_without_live_offer_rows(SimpleNamespace(selection_metrics={}))
 
 
 def test_live_offers_are_each_users_latest_offer_with_an_open_window(tmp_path):
