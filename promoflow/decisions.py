@@ -584,13 +584,12 @@ def _delivered(
         pd.notna(plan.held_offer) & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
     )
     if holding.size and decision.status != "none":
-        until = inputs.live_offers.set_index("user_id")["live_until"]
+        until = inputs.live_offers.set_index("user_id")["live_until"].reindex(users["user_id"].iloc[holding])
         reason = np.asarray(delivered["reason"], dtype=object).copy()
-        for i in holding:
-            user = users["user_id"].iat[i]
-            reason[i] = (
-                f"{reason[i]}; holds {plan.held_offer[i]} until {until.get(user)} (a live offer is not sent again)"
-            )
+        reason[holding] = [
+            f"{r}; holds {promo} until {d} (a live offer is not sent again)"
+            for r, promo, d in zip(reason[holding], plan.held_offer[holding], until)
+        ]
         delivered["reason"] = reason
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features

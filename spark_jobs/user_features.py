@@ -604,9 +604,6 @@ def roll_up_user_features_for_dates(
     def days_since(ts_col: str) -> Column:
         return F.coalesce(F.datediff(as_of_col, F.to_date(F.col(ts_col))), F.lit(DAYS_SINCE_DEFAULT))
 
-    def days_since_day(dt_col: str) -> Column:
-        return F.coalesce(F.datediff(as_of_col, F.col(dt_col)), F.lit(DAYS_SINCE_DEFAULT))
-
     def zero(name: str) -> Column:
         return F.coalesce(F.col(name), F.lit(0))
 
@@ -677,7 +674,7 @@ def roll_up_user_features_for_dates(
             f"top_category_{k}": F.coalesce(F.col(f"_top_category_{k}"), F.lit(TOP_CATEGORY_COLUMNS_DEFAULT))
             for k in range(1, TOP_CATEGORIES + 1)
         },
-        **{c: days_since_day(f"_last_{t}_dt") for t, c in zip(PROMO_TYPES, DAYS_SINCE_TYPE_COLUMNS)},
+        **{c: days_since(f"_last_{t}_dt") for t, c in zip(PROMO_TYPES, DAYS_SINCE_TYPE_COLUMNS)},
     }
     return joined.select(*[features[f.name].cast(f.dataType).alias(f.name) for f in USER_FEATURES_SCHEMA.fields])
 
