@@ -320,25 +320,76 @@ class FittedScores:
         return f"per-user uplift ({self.name}), allocated under the budget"
 
 
+def displaced_value(values: np.ndarray, live: np.ndarray, expected_at_send: np.ndarray | None = None) -> np.ndarray:
+    """[n] what each user's live offer is still worth: the share of its window still to run (``live``,
+    [n, arms]) times the larger of its value by ``values`` ([n, arms] incremental margin per send)
+    and the value the platform expected of it when it sent it (``expected_at_send``, [n]; 0 for an
+    offer it did not send), neither counted below 0."""
+    live = np.asarray(live, dtype=np.float64)
+    value = np.maximum((live > 0) * np.maximum(values, 0.0), 0.0).sum(axis=1)
+    if expected_at_send is not None:
+        value = np.maximum(value, np.maximum(np.nan_to_num(np.asarray(expected_at_send, dtype=np.float64)), 0.0))
+    return live.sum(axis=1) * value
+
+
+def net_of_live_offer(
+    values: np.ndarray, live: np.ndarray, none: int, expected_at_send: np.ndarray | None = None
+) -> np.ndarray:
+    """``values`` [n, arms] less, on every offer, what it displaces (:func:`displaced_value`): a new
+    offer replaces the one a user holds (int_exposure_outcomes cuts a window at the next offer), so
+    it pays only by what it adds beyond the rest of that offer's window. ``none`` keeps the live
+    offer, and is unchanged."""
+    values = np.asarray(values, dtype=np.float64)
+    out = values - displaced_value(values, live, expected_at_send)[:, None]
+    out[:, none] = values[:, none]
+    return out
+
+
 def decide_and_estimate(
-    fitted, features, cost, budget, eligible, tiebreak, held: np.ndarray | None = None
+    fitted,
+    features,
+    cost,
+    budget,
+    eligible,
+    tiebreak,
+    held: np.ndarray | None = None,
+    held_expected: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(arm [n], estimate [n, arms]) of a fitted policy; a per-user model is scored once for both.
 
-    ``held`` [n, arms] bool: the offer each user holds tonight, which is never sent again (a re-send
+    ``held`` [n, arms]: the offer each user holds tonight, as the share of its window still to run
+    (0: not held; a bool array counts a held offer's whole window). It is never sent again (a re-send
     only restarts a window already running, and no held-out row valued one: training drops the
-    exposures sent under a live offer). A ranked rule keeps its reach: its users are the first of
+    exposures sent under a live offer). Any other offer would replace it, so a policy that values
+    the held offer itself (the per-user models, the policy tree) counts a new one only by what it
+    adds beyond the rest of the held one's window, valued at the larger of the policy's value of it
+    and what the platform expected of it when it sent it (``held_expected`` [n]; tonight's policy
+    may be another candidate than the one that chose it) (:func:`net_of_live_offer`), in its
+    decision and in the estimate it returns. A ranked rule keeps its reach: its users are the first of
     its ranking that the budget reaches, as it was valued, and a holder's place is left unsent
     rather than given to a user past the reach; the other policies give the budget to the next
     eligible user in their own order (their value is per send or per user)."""
-    if held is None or not np.any(held):
-        held = np.zeros_like(np.asarray(eligible, dtype=bool))
-    allowed = np.asarray(eligible, dtype=bool) & ~held
+    eligible = np.asarray(eligible, dtype=bool)
+    live = np.zeros(eligible.shape) if held is None else np.array(held, dtype=np.float64)
+    none = fitted.arms.index(NONE_ARM)
+    live[:, none] = 0.0
+    blocked = live > 0
+    allowed = eligible & ~blocked
+    rows = np.arange(len(eligible))
     if isinstance(fitted, FittedScores):
         decision, estimate = fitted.scorer(features)
+        if blocked.any():
+            decision = net_of_live_offer(decision, live, none, held_expected)
+            estimate = net_of_live_offer(estimate, live, none, held_expected)
         return fitted.decide_scored(decision, cost, budget, allowed, tiebreak), estimate
     if isinstance(fitted, FittedRankedRule):
         arm = fitted.decide(features, cost, budget, eligible, tiebreak)
-        arm = np.where(held[np.arange(len(arm)), arm], fitted.arms.index(NONE_ARM), arm)
-        return arm, fitted.estimate(features)
-    return fitted.decide(features, cost, budget, allowed, tiebreak), fitted.estimate(features)
+        arm = np.where(blocked[rows, arm], none, arm)
+    else:
+        arm = fitted.decide(features, cost, budget, allowed, tiebreak)
+    estimate = fitted.estimate(features)
+    if blocked.any():
+        estimate = net_of_live_offer(estimate, live, none, held_expected)
+        # a holder's offer that adds nothing beyond the one it would replace is not sent
+        arm = np.where(blocked.any(axis=1) & (estimate[rows, arm] <= 0), none, arm)
+    return arm, estimate

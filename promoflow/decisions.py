@@ -312,19 +312,43 @@ class NightInputs:
 
 def live_offers(wh: Warehouse, run_date: date) -> pd.DataFrame:
     """The offer each user holds at ``run_date`` 00:00 UTC: their latest offer sent before it, when
-    its window is still open (any newer offer replaces a live one; a 'none' control does not)."""
-    return wh.query_arrow(
-        f"""select user_id, promo_id, cast(window_end_ts as date) as live_until
+    its window is still open (any newer offer replaces a live one; a 'none' control does not), with
+    ``remaining_share``, the share of its window still to run, and ``expected_at_send``, the
+    incremental margin the platform expected of it when it published it (null for an offer it did
+    not send)."""
+    assignments = wh.table_exists(wh.default_schema, "promo_assignments")
+    expected = "a.expected_incremental_margin" if assignments else "cast(null as double precision)"
+    joined = (
+        f"left join {wh.default_schema}.promo_assignments a "
+        "on a.run_date = o.run_date and a.user_id = o.user_id and a.promo_id = o.promo_id"
+        if assignments
+        else ""
+    )
+    live = wh.query_arrow(
+        f"""select o.user_id, o.promo_id, o.sent_ts, o.window_end_ts, {expected} as expected_at_send
             from (
-                select user_id, promo_id, window_end_ts,
+                select user_id, promo_id, run_date, sent_ts, window_end_ts,
                        row_number() over (partition by user_id order by sent_ts desc, exposure_id desc) as latest
                 from {ANALYTICS_SCHEMA}.fct_promo_outcomes
                 where promo_id != ? and sent_ts < ?
-            ) offers
-            where latest = 1 and window_end_ts > ?
-            order by user_id""",
+            ) o
+            {joined}
+            where o.latest = 1 and o.window_end_ts > ?
+            order by o.user_id""",
         [NONE_ARM, run_date, run_date],
     ).to_pandas()
+    sent, end = (pd.to_datetime(live[c], utc=True).dt.tz_localize(None) for c in ("sent_ts", "window_end_ts"))
+    window = (end - sent).dt.total_seconds()
+    left = (end - pd.Timestamp(run_date)).dt.total_seconds()
+    return pd.DataFrame(
+        {
+            "user_id": live["user_id"],
+            "promo_id": live["promo_id"],
+            "live_until": end.dt.date,
+            "remaining_share": (left / window.where(window > 0)).clip(0.0, 1.0).fillna(1.0),
+            "expected_at_send": pd.to_numeric(live["expected_at_send"], errors="coerce"),
+        }
+    )
 
 
 def load_night_inputs(settings: Settings, run_date: date, model_version: str | None) -> NightInputs:
@@ -400,13 +424,18 @@ def plan_night(
     rollout_share: float,
     min_offer_gap_days: int = 0,
     held_offer: np.ndarray | None = None,
+    held_remaining: np.ndarray | None = None,
+    held_expected: np.ndarray | None = None,
     explore_live_offer_holders: bool = True,
 ) -> NightPlan:
     """The whole decision, a pure function: the policy's arm within ``budget - reserve``
     (:func:`decide`), a salted holdout, exploration inside ``reserve`` with exact propensities.
     A user whose last offer (``days_since_last_exposure``) is under ``min_offer_gap_days`` old
     is eligible for ``none`` only, for the policy and exploration alike; a user's live offer
-    (``held_offer``) is never sent to them again, by either (:func:`ml.candidates.decide_and_estimate`);
+    (``held_offer``) is never sent to them again, by either, and another offer counts only by what it
+    adds beyond the share of that offer's window still to run (``held_remaining``, [n] in [0, 1];
+    None: the whole window), valued at least at what the platform expected of it when it sent it
+    (``held_expected``, [n]; 0 for offers it did not send) (:func:`ml.candidates.decide_and_estimate`);
     without ``explore_live_offer_holders`` (training drops the exposures sent under a live offer,
     so an explorer's row there would never be learnt from) nobody holding one explores.
     The night's expected cost never exceeds ``budget``."""
@@ -420,6 +449,9 @@ def plan_night(
     held_offer = (
         np.full(len(user_ids), None, dtype=object) if held_offer is None else np.asarray(held_offer, dtype=object)
     )
+    remaining = np.ones(len(user_ids)) if held_remaining is None else np.asarray(held_remaining, dtype=np.float64)
+    remaining = np.clip(np.nan_to_num(remaining, nan=1.0), 0.0, 1.0)
+    live = (held_offer[:, None] == np.asarray(arms, dtype=object)[None, :]) * remaining[:, None]
     decision = decide(
         policy_model,
         features,
@@ -428,7 +460,8 @@ def plan_night(
         active,
         has_features,
         rested=rested,
-        held=held_offer[:, None] == np.asarray(arms, dtype=object)[None, :],
+        held=live,
+        held_expected=held_expected,
         budget=budget - reserve,
         rollout_share=rollout_share,
         salt=run_date.isoformat(),
@@ -490,6 +523,23 @@ def trained_without_live_offer_rows(policy_model) -> bool:
     (``training_frame``; versions stored before this was recorded: False)."""
     metrics = getattr(policy_model, "selection_metrics", None) or {}
     return bool(metrics.get("dropped_rows_sent_under_live_offer", False))
+
+
+def held_remaining(inputs: NightInputs) -> np.ndarray:
+    """[n] float, by ``inputs.users``: the share of each user's live offer's window still to run, 0 without one."""
+    if inputs.live_offers is None or inputs.live_offers.empty:
+        return np.zeros(len(inputs.users))
+    share = inputs.live_offers.set_index("user_id")["remaining_share"].reindex(inputs.users["user_id"])
+    return share.fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def held_expected(inputs: NightInputs) -> np.ndarray:
+    """[n] float, by ``inputs.users``: what the platform expected of each user's live offer when it
+    sent it, 0 without one or for an offer it did not send."""
+    if inputs.live_offers is None or inputs.live_offers.empty:
+        return np.zeros(len(inputs.users))
+    expected = inputs.live_offers.set_index("user_id")["expected_at_send"].reindex(inputs.users["user_id"])
+    return expected.fillna(0.0).to_numpy(dtype=np.float64)
 
 
 def held_offers(inputs: NightInputs) -> np.ndarray:
@@ -591,6 +641,15 @@ def _delivered(
             for r, promo, d in zip(reason[holding], plan.held_offer[holding], until)
         ]
         delivered["reason"] = reason
+    replacing = np.flatnonzero(pd.notna(plan.held_offer) & is_offer & ~plan.is_exploration)
+    if replacing.size:
+        until = inputs.live_offers.set_index("user_id")["live_until"].reindex(users["user_id"].iloc[replacing])
+        reason = np.asarray(delivered["reason"], dtype=object).copy()
+        reason[replacing] = [
+            f"{r}; replaces {promo}, live until {d} (valued by what it adds beyond the rest of that offer)"
+            for r, promo, d in zip(reason[replacing], plan.held_offer[replacing], until)
+        ]
+        delivered["reason"] = reason
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
         delivered["reason"] = np.where(
@@ -625,6 +684,8 @@ def assign(settings: Settings, run_date: date, model_version: str | None, recomm
         rollout_share=settings.rollout_share,
         min_offer_gap_days=settings.min_offer_gap_days,
         held_offer=held_offers(inputs),
+        held_remaining=held_remaining(inputs),
+        held_expected=held_expected(inputs),
         explore_live_offer_holders=not trained_without_live_offer_rows(policy_model),
     )
     delivered, recommended = _delivered(settings, run_date, inputs, plan, arms, has_features, recommender)
@@ -671,6 +732,8 @@ def _summary(plan: NightPlan, chosen_ids: np.ndarray, arms: list[str], recommend
             "exploration_expected_margin": float(plan.expected_margin[explored].sum()),
             "exploration_cost_cap": plan.exploration_cost_cap,
             "exploration_segments": plan.exploration_segments,
+            "live_offer_holders": int(pd.notna(plan.held_offer).sum()),
+            "offers_replacing_a_live_offer": int((is_offer & pd.notna(plan.held_offer)).sum()),
             "policy": decision.policy,
             "status": decision.status,
             "policy_description": decision.description,
@@ -732,6 +795,7 @@ def decide(
     *,
     rested: np.ndarray | None = None,
     held: np.ndarray | None = None,
+    held_expected: np.ndarray | None = None,
     budget: float,
     rollout_share: float,
     salt: str,
@@ -740,7 +804,10 @@ def decide(
     candidate's arm per user within ``budget``; under a staged rollout the candidate for a random
     ``rollout_share`` of users (a salted hash) and ``none`` for the rest; nothing without a model or
     when the gate fell back. Probabilities are exact, for exploration's propensities. ``held``
-    [n, arms] bool: each user's live offer, eligible for nobody's sends tonight."""
+    [n, arms]: each user's live offer, as the share of its window still to run (a bool array: the
+    whole window), eligible for nobody's sends tonight; a policy that values it counts any other
+    offer only by what it adds beyond it, and beyond ``held_expected`` [n], what the platform expected
+    of it when it sent it (:func:`ml.candidates.decide_and_estimate`)."""
     from ml.candidates import decide_and_estimate
     from ml.selection import stable_uniform
 
@@ -748,9 +815,9 @@ def decide(
     eligible = np.broadcast_to(active, (n, len(arms))) & np.asarray(has_features, dtype=bool)[:, None]
     if rested is not None:  # too soon after the last offer: 'none' only
         eligible = eligible & (np.asarray(rested, dtype=bool)[:, None] | (np.arange(len(arms)) == none)[None, :])
-    held = np.zeros((n, len(arms)), dtype=bool) if held is None else np.asarray(held, dtype=bool)
-    held = held & (np.arange(len(arms)) != none)[None, :]
-    offerable = eligible & ~held  # what exploration may send (Decision.eligible)
+    held = np.zeros((n, len(arms))) if held is None else np.asarray(held, dtype=np.float64)
+    held = np.where((np.arange(len(arms)) != none)[None, :], held, 0.0)
+    offerable = eligible & ~(held > 0)  # what exploration may send (Decision.eligible)
     nothing = np.full(n, none, dtype=np.int64)
     if policy_model is None:
         zeros = np.zeros((n, len(arms)))
@@ -786,7 +853,7 @@ def decide(
             0.0,
         )
     tiebreak = stable_uniform(list(pd.Series(user_ids).astype(str)), f"tie-{salt}")
-    arm, estimate = decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak, held)
+    arm, estimate = decide_and_estimate(fitted, features, cost, budget, eligible, tiebreak, held, held_expected)
     in_rollout = np.ones(n, dtype=bool)
     share = 1.0
     if status == "rollout":

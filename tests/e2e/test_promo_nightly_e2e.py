@@ -87,6 +87,8 @@ def test_assignments_respect_budget_catalogue_and_contract(night):
 def test_nobody_is_sent_the_offer_they_still_hold(night):
     """The landing's own exposures say who holds which live offer at the run date (latest offer,
     window still open); none of them is sent that offer again, by the policy or exploration."""
+    import json
+
     import pandas as pd
 
     base = night["base"] / "raw"
@@ -99,6 +101,15 @@ def test_nobody_is_sent_the_offer_they_still_hold(night):
     assert len(held) > 20, "the history should leave users holding live offers"
     rows = _published_rows(night["settings"], RUN_DATE)
     assert not [r["user_id"] for r in rows if r["promo_id"] != "none" and held.get(r["user_id"]) == r["promo_id"]]
+    # a policy offer to a holder of another offer replaces it, and says so; the summary counts both
+    replacing = [r for r in rows if r["promo_id"] != "none" and r["user_id"] in held.index and not r["is_exploration"]]
+    assert all(f"replaces {held[r['user_id']]}, live until" in r["reason"] for r in replacing)
+    summary = json.loads(
+        (Path(night["settings"].data_dir) / "runs" / f"run_date={RUN_DATE.isoformat()}" / "summary.json").read_text()
+    )["assign"]
+    assert summary["live_offer_holders"] == int(held.index.isin([r["user_id"] for r in rows]).sum())
+    offered = {r["user_id"] for r in rows if r["promo_id"] != "none"}
+    assert summary["offers_replacing_a_live_offer"] == len(offered & set(held.index))
 
 
 def test_offers_feature_items_from_the_source_the_night_chose(night):

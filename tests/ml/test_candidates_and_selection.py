@@ -128,8 +128,52 @@ def test_a_held_offer_is_not_sent_again_and_a_ranked_rule_keeps_its_reach():
     arm, _ = cand.decide_and_estimate(blanket, features, cost, 100.0, eligible, tiebreak, held)
     assert (arm == 0).sum() == 100 and not (arm[held[:, 0]] == 0).any()  # a blanket gives the budget on
     scores = cand.FittedScores(ARMS, "model", lambda f: (np.tile([1.0, 0.5, 0.0], (len(f), 1)),) * 2)
-    arm, _ = cand.decide_and_estimate(scores, features, cost, None, eligible, tiebreak, held)
+    arm, _ = cand.decide_and_estimate(scores, features, cost, None, eligible, tiebreak, held * 0.3)
     assert (arm[held[:, 0]] == 1).all() and (arm[~held[:, 0]] == 0).all()  # the next best arm, not the held one
+
+
+def test_an_offer_that_would_replace_a_live_one_counts_only_what_it_adds_beyond_it():
+    n = 6
+    features = pd.DataFrame({"spend_30d": np.arange(n, dtype=float)})
+    cost = np.ones((n, 3))
+    cost[:, 2] = 0
+    eligible = np.ones((n, 3), bool)
+    tiebreak = np.arange(n) / n
+    live = np.zeros((n, 3))
+    live[0, 0] = 0.3  # promo_a (worth 1.0 a send) with 30% of its window to run
+    live[1, 0] = 0.8  # the same with 80% to run
+    live[2, 1] = 1.0  # promo_b (worth 0.5) with all of it
+    scores = cand.FittedScores(ARMS, "model", lambda f: (np.tile([1.0, 0.5, 0.0], (len(f), 1)),) * 2)
+    arm, estimate = cand.decide_and_estimate(scores, features, cost, None, eligible, tiebreak, live)
+    # user 0: promo_b adds 0.5 - 0.3; user 1: 0.5 - 0.8 < 0, so nothing; user 2: promo_a adds 1.0 - 0.5
+    assert arm.tolist() == [1, 2, 0, 0, 0, 0]
+    np.testing.assert_allclose(estimate[:3], [[0.7, 0.2, 0.0], [0.2, -0.3, 0.0], [0.5, 0.0, 0.0]])
+    np.testing.assert_allclose(estimate[3:], np.tile([1.0, 0.5, 0.0], (3, 1)))
+    # under a budget the displaced value moves a holder down the queue: two sends go to users 3-5
+    arm, _ = cand.decide_and_estimate(scores, features, cost, 2.0, eligible, tiebreak, live)
+    assert (arm[:3] == 2).all() and (arm[3:] != 2).sum() == 2
+    # the policy tree values every arm, so a send to a holder is netted the same way
+    tree = cand.FittedPolicyTree.__new__(cand.FittedPolicyTree)
+    tree.arms, tree.treatments = ARMS, [2, 0, 1]
+    tree.decide = lambda features, cost, budget, eligible, tiebreak: np.where(eligible[:, 1], 1, 2)
+    tree.estimate = lambda features: np.tile([1.0, 0.5, 0.0], (len(features), 1))
+    arm, _ = cand.decide_and_estimate(tree, features, cost, None, eligible, tiebreak, live)
+    assert arm.tolist() == [1, 2, 2, 1, 1, 1]  # users 1 and 2 would lose more than promo_b adds, or hold it
+    # what the platform expected of an offer it sent counts when tonight's policy values it lower:
+    # user 3 holds promo_b for half its window, sent when the platform expected 3.0 of it
+    live[3, 1], expected = 0.5, np.array([0, 0, 0, 3.0, 0, 0])
+    arm, estimate = cand.decide_and_estimate(scores, features, cost, None, eligible, tiebreak, live, expected)
+    assert arm[3] == 2 and estimate[3].tolist() == [-0.5, -1.0, 0.0]
+    rule = cand.FittedRankedRule(ARMS, 0, "spend_30d", True, 1.0, 1.0)
+    arm, _ = cand.decide_and_estimate(rule, features, cost, None, eligible, tiebreak, live, expected)
+    assert arm.tolist() == [
+        2,
+        2,
+        0,
+        2,
+        0,
+        0,
+    ]  # a rule knows only its own offer (users 0-1 hold it): the record stops it at user 3
 
 
 def test_ranked_rule_follows_the_models_prediction_and_needs_a_positive_doubly_robust_total():

@@ -143,23 +143,39 @@ def test_live_offers_are_each_users_latest_offer_with_an_open_window(tmp_path):
         wh.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
         wh.execute(
             f"create table {ANALYTICS_SCHEMA}.fct_promo_outcomes "
-            "(exposure_id text, user_id text, promo_id text, sent_ts timestamp, window_end_ts timestamp)"
+            "(exposure_id text, user_id text, promo_id text, run_date date, sent_ts timestamp, window_end_ts timestamp)"
         )
         rows = [
-            ("e1", "u1", "promo_a", "2026-10-28 09:00", "2026-11-04 09:00"),  # live
-            ("e2", "u2", "promo_a", "2026-10-20 09:00", "2026-10-27 09:00"),  # ran out
-            ("e3", "u3", "promo_a", "2026-10-28 09:00", "2026-11-04 09:00"),
-            ("e4", "u3", "promo_b", "2026-10-30 09:00", "2026-11-01 09:00"),  # replaced promo_a
-            ("e5", "u4", "promo_b", "2026-10-29 09:00", "2026-11-05 09:00"),
-            ("e6", "u4", "none", "2026-10-30 09:00", "2026-11-06 09:00"),  # a control replaces nothing
-            ("e7", "u5", "promo_a", "2026-10-31 08:00", "2026-11-07 08:00"),  # sent tonight: not yet
+            ("e1", "u1", "promo_a", None, "2026-10-28 09:00", "2026-11-04 09:00"),  # live
+            ("e2", "u2", "promo_a", None, "2026-10-20 09:00", "2026-10-27 09:00"),  # ran out
+            ("e3", "u3", "promo_a", None, "2026-10-28 09:00", "2026-11-04 09:00"),
+            ("e4", "u3", "promo_b", "2026-10-30", "2026-10-30 09:00", "2026-11-01 09:00"),  # replaced promo_a
+            ("e5", "u4", "promo_b", "2026-10-29", "2026-10-29 09:00", "2026-11-05 09:00"),
+            ("e6", "u4", "none", "2026-10-30", "2026-10-30 09:00", "2026-11-06 09:00"),  # a control replaces nothing
+            ("e7", "u5", "promo_a", None, "2026-10-31 08:00", "2026-11-07 08:00"),  # sent tonight: not yet
         ]
         for row in rows:
-            wh.execute(f"insert into {ANALYTICS_SCHEMA}.fct_promo_outcomes values (?, ?, ?, ?, ?)", list(row))
+            wh.execute(f"insert into {ANALYTICS_SCHEMA}.fct_promo_outcomes values (?, ?, ?, ?, ?, ?)", list(row))
+        before = decisions.live_offers(wh, RUN_DATE)  # no assignments published yet: nothing was expected
+        wh.execute(
+            f"create table {wh.default_schema}.promo_assignments "
+            "(run_date date, user_id text, promo_id text, expected_incremental_margin double)"
+        )
+        for row in [
+            ("2026-10-30", "u3", "promo_b", 2.5),
+            ("2026-10-29", "u4", "promo_b", 1.5),
+            ("2026-10-29", "u1", "none", 0.0),
+        ]:
+            wh.execute(f"insert into {wh.default_schema}.promo_assignments values (?, ?, ?, ?)", list(row))
         live = decisions.live_offers(wh, RUN_DATE)
-    assert live["user_id"].tolist() == ["u1", "u3", "u4"]
+    assert live["user_id"].tolist() == ["u1", "u3", "u4"] == before["user_id"].tolist()
     assert live["promo_id"].tolist() == ["promo_a", "promo_b", "promo_b"]
     assert [str(d) for d in live["live_until"]] == ["2026-11-04", "2026-11-01", "2026-11-05"]
+    # what is left of each window at 00:00 of the run date: 105 of 168 hours, 33 of 48, 129 of 168
+    np.testing.assert_allclose(live["remaining_share"], [105 / 168, 33 / 48, 129 / 168])
+    # the platform's own sends carry what it expected of them; the landing's history none
+    np.testing.assert_allclose(live["expected_at_send"], [np.nan, 2.5, 1.5])
+    assert before["expected_at_send"].isna().all()
 
 
 def test_active_arms_follow_the_catalogue_window():
