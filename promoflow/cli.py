@@ -124,6 +124,11 @@ def print_summary(run_date: date) -> int:
     print(
         f"exploration:     {assign.get('exploration', 0)} users (cost cap {assign.get('exploration_cost_cap', 0):.2f} each)"
     )
+    if assign.get("live_offer_holders"):
+        print(
+            f"live offers:     {assign['live_offer_holders']} users hold one; "
+            f"{assign.get('offers_replacing_a_live_offer', 0)} of tonight's offers replace one"
+        )
     print(f"warehouse table: {s['warehouse_table']}")
     print(f"export:          {s['export']}")
     for flag in s.get("fairness_flags", []):

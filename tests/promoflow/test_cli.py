@@ -52,3 +52,34 @@ def test_second_run_on_the_same_airflow_home_is_refused_with_the_holder_named(tm
         holder.wait()
     with airflow_home_lock(date(2026, 10, 3), home=tmp_path / "airflow") as path:
         assert path.read_text().startswith(f"pid {os.getpid()}, promo_nightly 2026-10-03")
+
+
+def test_summary_says_how_many_users_hold_a_live_offer_and_how_many_offers_replace_one(tmp_path, monkeypatch, capsys):
+    import json
+
+    from promoflow.cli import print_summary
+
+    run = tmp_path / "runs" / "run_date=2026-10-03"
+    run.mkdir(parents=True)
+    summary = {
+        "run_date": "2026-10-03",
+        "users": 10,
+        "assignments_per_promo": {"none": 7, "promo_a": 3},
+        "budget": 30.0,
+        "budget_used": 12.5,
+        "expected_incremental_margin": 4.0,
+        "quarantined_rows": {},
+        "model": {"model_version": "v1", "production_model": "pooled_response"},
+        "assign": {"status": "published", "policy": "pooled_response", "live_offer_holders": 4},
+        "warehouse_table": "promo_assignments",
+        "export": "export/promo_assignments/run_date=2026-10-03",
+        "report": "reports/run_date=2026-10-03",
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setenv("PROMO_DATA_DIR", str(tmp_path))
+    assert print_summary(date(2026, 10, 3)) == 0
+    assert "live offers:     4 users hold one; 0 of tonight's offers replace one" in capsys.readouterr().out
+    summary["assign"]["live_offer_holders"] = 0
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert print_summary(date(2026, 10, 3)) == 0
+    assert "live offers:" not in capsys.readouterr().out
