@@ -326,7 +326,7 @@ def displaced_value(values: np.ndarray, live: np.ndarray, expected_at_send: np.n
     and the value the platform expected of it when it sent it (``expected_at_send``, [n]; 0 for an
     offer it did not send), neither counted below 0."""
     live = np.asarray(live, dtype=np.float64)
-    value = np.maximum((live > 0) * np.maximum(values, 0.0), 0.0).sum(axis=1)
+    value = ((live > 0) * np.maximum(values, 0.0)).sum(axis=1)
     if expected_at_send is not None:
         value = np.maximum(value, np.maximum(np.nan_to_num(np.asarray(expected_at_send, dtype=np.float64)), 0.0))
     return live.sum(axis=1) * value

@@ -525,28 +525,27 @@ def trained_without_live_offer_rows(policy_model) -> bool:
     return bool(metrics.get("dropped_rows_sent_under_live_offer", False))
 
 
+def _live_offer_column(inputs: NightInputs, column: str) -> pd.Series:
+    """``inputs.live_offers[column]`` by ``inputs.users`` (NaN for users without a live offer)."""
+    if inputs.live_offers is None or inputs.live_offers.empty:
+        return pd.Series(np.nan, index=inputs.users["user_id"], dtype=object)
+    return inputs.live_offers.set_index("user_id")[column].reindex(inputs.users["user_id"])
+
+
 def held_remaining(inputs: NightInputs) -> np.ndarray:
     """[n] float, by ``inputs.users``: the share of each user's live offer's window still to run, 0 without one."""
-    if inputs.live_offers is None or inputs.live_offers.empty:
-        return np.zeros(len(inputs.users))
-    share = inputs.live_offers.set_index("user_id")["remaining_share"].reindex(inputs.users["user_id"])
-    return share.fillna(0.0).to_numpy(dtype=np.float64)
+    return pd.to_numeric(_live_offer_column(inputs, "remaining_share")).fillna(0.0).to_numpy(dtype=np.float64)
 
 
 def held_expected(inputs: NightInputs) -> np.ndarray:
     """[n] float, by ``inputs.users``: what the platform expected of each user's live offer when it
     sent it, 0 without one or for an offer it did not send."""
-    if inputs.live_offers is None or inputs.live_offers.empty:
-        return np.zeros(len(inputs.users))
-    expected = inputs.live_offers.set_index("user_id")["expected_at_send"].reindex(inputs.users["user_id"])
-    return expected.fillna(0.0).to_numpy(dtype=np.float64)
+    return pd.to_numeric(_live_offer_column(inputs, "expected_at_send")).fillna(0.0).to_numpy(dtype=np.float64)
 
 
 def held_offers(inputs: NightInputs) -> np.ndarray:
     """[n] object, by ``inputs.users``: the promo_id of each user's live offer tonight, None without one."""
-    if inputs.live_offers is None or inputs.live_offers.empty:
-        return np.full(len(inputs.users), None, dtype=object)
-    held = inputs.live_offers.set_index("user_id")["promo_id"].reindex(inputs.users["user_id"])
+    held = _live_offer_column(inputs, "promo_id")
     return held.astype(object).where(held.notna(), None).to_numpy(dtype=object)
 
 
@@ -630,25 +629,26 @@ def _delivered(
         reason = np.asarray(delivered["reason"], dtype=object).copy()
         reason[too_soon] = [f"last offer {d:.0f} days ago: minimum gap {plan.min_offer_gap_days} days" for d in days]
         delivered["reason"] = reason
-    holding = np.flatnonzero(
-        pd.notna(plan.held_offer) & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features
-    )
-    if holding.size and decision.status != "none":
-        until = inputs.live_offers.set_index("user_id")["live_until"].reindex(users["user_id"].iloc[holding])
+    holds = pd.notna(plan.held_offer)
+    if holds.any():
+        until = _live_offer_column(inputs, "live_until").to_numpy(dtype=object)
         reason = np.asarray(delivered["reason"], dtype=object).copy()
-        reason[holding] = [
-            f"{r}; holds {promo} until {d} (a live offer is not sent again)"
-            for r, promo, d in zip(reason[holding], plan.held_offer[holding], until)
-        ]
-        delivered["reason"] = reason
-    replacing = np.flatnonzero(pd.notna(plan.held_offer) & is_offer & ~plan.is_exploration)
-    if replacing.size:
-        until = inputs.live_offers.set_index("user_id")["live_until"].reindex(users["user_id"].iloc[replacing])
-        reason = np.asarray(delivered["reason"], dtype=object).copy()
-        reason[replacing] = [
-            f"{r}; replaces {promo}, live until {d} (valued by what it adds beyond the rest of that offer)"
-            for r, promo, d in zip(reason[replacing], plan.held_offer[replacing], until)
-        ]
+
+        def add(rows: np.ndarray, text: str) -> None:
+            reason[rows] = [
+                f"{r}; " + text.format(promo=promo, until=d)
+                for r, promo, d in zip(reason[rows], plan.held_offer[rows], until[rows])
+            ]
+
+        if decision.status != "none":
+            add(
+                np.flatnonzero(holds & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features),
+                "holds {promo} until {until} (a live offer is not sent again)",
+            )
+        add(
+            np.flatnonzero(holds & is_offer & ~plan.is_exploration),
+            "replaces {promo}, live until {until} (valued by what it adds beyond the rest of that offer)",
+        )
         delivered["reason"] = reason
     if decision.status == "rollout":  # the rollout's fallback group says so
         control = ~decision.in_rollout & ~is_offer & ~plan.is_holdout & ~plan.is_exploration & has_features

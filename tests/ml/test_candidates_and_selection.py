@@ -109,13 +109,16 @@ def test_ranked_rule_finds_the_feature_that_tells_who_responds():
     ).all()
 
 
-def test_a_held_offer_is_not_sent_again_and_a_ranked_rule_keeps_its_reach():
-    n = 1000
-    features = pd.DataFrame({"spend_30d": np.arange(n, dtype=float)})
+def _users_by_spend(n: int):
+    """n users ranked by spend_30d; every offer costs 1 and is open to everyone."""
     cost = np.ones((n, 3))
     cost[:, 2] = 0
-    eligible = np.ones((n, 3), bool)
-    tiebreak = np.arange(n) / n
+    return pd.DataFrame({"spend_30d": np.arange(n, dtype=float)}), cost, np.ones((n, 3), bool), np.arange(n) / n
+
+
+def test_a_held_offer_is_not_sent_again_and_a_ranked_rule_keeps_its_reach():
+    n = 1000
+    features, cost, eligible, tiebreak = _users_by_spend(n)
     held = np.zeros((n, 3), bool)
     held[n - 10 :, 0] = True  # the 10 biggest spenders hold promo_a
     rule = cand.FittedRankedRule(ARMS, 0, "spend_30d", True, 0.25, 1.0)
@@ -134,11 +137,7 @@ def test_a_held_offer_is_not_sent_again_and_a_ranked_rule_keeps_its_reach():
 
 def test_an_offer_that_would_replace_a_live_one_counts_only_what_it_adds_beyond_it():
     n = 6
-    features = pd.DataFrame({"spend_30d": np.arange(n, dtype=float)})
-    cost = np.ones((n, 3))
-    cost[:, 2] = 0
-    eligible = np.ones((n, 3), bool)
-    tiebreak = np.arange(n) / n
+    features, cost, eligible, tiebreak = _users_by_spend(n)
     live = np.zeros((n, 3))
     live[0, 0] = 0.3  # promo_a (worth 1.0 a send) with 30% of its window to run
     live[1, 0] = 0.8  # the same with 80% to run
