@@ -371,6 +371,15 @@ def stratum_sizes(m: int, sizes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out
 
 
+def exploring_share(sure: np.ndarray, arms_tonight: int) -> np.ndarray:
+    """Per segment, the share of the exploration rate its users get: 1 where every arm tonight is
+    as likely best as any other (``sure`` = 1 / arms), falling linearly in ``sure`` (the largest
+    probability that one arm is the segment's best) to ``EXPLORATION_FLOOR`` / (``EXPLORATION_FLOOR``
+    + 1 - 1 / arms) where the evidence is sure of its best arm."""
+    full = EXPLORATION_FLOOR + 1.0 - 1.0 / max(arms_tonight, 1)
+    return np.minimum((EXPLORATION_FLOOR + 1.0 - np.asarray(sure, dtype=np.float64)) / full, 1.0)
+
+
 def explore(
     greedy_arm: np.ndarray,
     is_holdout: np.ndarray,
@@ -391,17 +400,21 @@ def explore(
 ) -> Exploration:
     """Exploration with exact propensities and a hard cost reserve.
 
-    Among users not held out, exactly ``m = round(rate * n)`` explore, so each may carry an
+    Among users not held out, exactly ``m`` explore, so each may carry an
     expected cost of at most ``reserve_budget / m`` — exploration never spends more than the
     reserve, and the greedy allocation (computed before, on the budget minus the reserve) is
     untouched: the whole night stays within the budget. ``E_i`` is ``none`` plus the eligible
     arms within that cap.
 
-    Without ``segments``: epsilon-greedy. The m are the lowest salted hashes (a uniformly random
-    subset, each with probability ``q = m / n``) and an explorer's arm is uniform over E_i.
+    Without ``segments``: epsilon-greedy. ``m = round(rate * n)``, the lowest salted hashes (a
+    uniformly random subset, each with probability ``q = m / n``) and an explorer's arm is uniform
+    over E_i.
 
     With ``segments`` [n] and the segments' per-arm values ``segment_mean`` / ``segment_se``
-    [segments, arms] (``ml.exploration``): segment s gets m_s explorers, in proportion to its
+    [segments, arms] (``ml.exploration``): ``m = round(rate * sum_s n_s w_s)``, ``w_s`` the
+    segment's :func:`exploring_share` (1 where its best arm is anyone's guess, down to ~0.2 where
+    the evidence is sure of it: exploration falls as the segments settle), and segment s gets m_s
+    of them, in proportion to its
     users x (``EXPLORATION_FLOOR`` + 1 - the largest probability that one arm is its best), the
     m_s lowest hashes of its users (``q_s = m_s / n_s``); an explorer's arm is drawn from
     ``pi_i(a) = u 1[a in E_i] / |E_i| + (1 - u) T_s(a | E_i)``, u = ``EXPLORATION_UNIFORM_SHARE``,
@@ -428,7 +441,20 @@ def explore(
     # propensities marginalise over the holdout's hash), so it holds for held-out users too.
     explorable = np.ones(n, dtype=bool) if explorable is None else np.asarray(explorable, dtype=bool)
     candidates = np.flatnonzero(~is_holdout & explorable)
-    m = int(round(rate * len(candidates)))
+    if segments is not None:
+        segments = np.asarray(segments, dtype=np.int64)
+        mean = np.asarray(segment_mean, dtype=np.float64)
+        se = np.asarray(segment_se, dtype=np.float64)
+        seed = int(_salted_hashes(np.array(["thompson"]), salt)[0] % np.uint64(2**32))
+        strata = np.arange(len(mean))
+        tonight = np.asarray(eligible, dtype=bool).any(axis=0)
+        tonight[none_index] = True
+        sure = np.array([thompson_shares(mean[s], se[s], tonight, seed).max() for s in strata])
+        weight = EXPLORATION_FLOOR + 1.0 - sure
+        sizes = np.bincount(segments[candidates], minlength=len(mean))
+        m = int(round(rate * float((sizes * exploring_share(sure, int(tonight.sum()))).sum())))
+    else:
+        m = int(round(rate * len(candidates)))
     cap = reserve_budget / m if m else 0.0
     allowed = np.asarray(eligible, dtype=bool) & np.isfinite(cost) & (cost <= cap)
     allowed[:, none_index] = True
@@ -444,11 +470,7 @@ def explore(
             explorers[candidates[np.argsort(draws[candidates], kind="stable")[:m]]] = True
         q[explorable] = m / len(candidates) if len(candidates) else 0.0
     else:
-        segments = np.asarray(segments, dtype=np.int64)
-        mean = np.asarray(segment_mean, dtype=np.float64)
-        se = np.asarray(segment_se, dtype=np.float64)
         pi = np.zeros((n, n_arms))
-        seed = int(_salted_hashes(np.array(["thompson"]), salt)[0] % np.uint64(2**32))
         # one Thompson table per (segment, affordable set): a handful of distinct rows per night
         keys, inverse = np.unique(np.c_[segments, allowed.astype(np.int64)], axis=0, return_inverse=True)
         inverse = np.asarray(inverse).ravel()
@@ -456,12 +478,7 @@ def explore(
             shares = thompson_shares(mean[key[0]], se[key[0]], key[1:].astype(bool), seed)
             rows_j = inverse == j
             pi[rows_j] = EXPLORATION_UNIFORM_SHARE * uniform[rows_j] + (1.0 - EXPLORATION_UNIFORM_SHARE) * shares
-        strata = np.arange(len(mean))
-        tonight = np.asarray(eligible, dtype=bool).any(axis=0)
-        tonight[none_index] = True
-        sure = np.array([thompson_shares(mean[s], se[s], tonight, seed).max() for s in strata])
-        sizes = np.bincount(segments[candidates], minlength=len(mean))
-        m_s = stratum_sizes(m, sizes, EXPLORATION_FLOOR + 1.0 - sure)
+        m_s = stratum_sizes(m, sizes, weight)
         for s in strata:
             members = candidates[segments[candidates] == s]
             if m_s[s]:

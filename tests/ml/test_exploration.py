@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,7 +102,10 @@ def test_exploration_never_exceeds_the_budget_and_propensities_are_the_policy(
     np.testing.assert_allclose(result.propensity, result.probabilities[rows, recorded])
     assert (result.propensity > 0).all()
     assert (recorded[holdout] == 0).all()
-    assert result.is_exploration.sum() == round(rate * (~holdout).sum())
+    if segments is None:
+        assert result.is_exploration.sum() == round(rate * (~holdout).sum())
+    else:  # guided: at most the rate, less where the segments' best arms are settled
+        assert result.is_exploration.sum() <= round(rate * (~holdout).sum())
     assert not (result.is_exploration & holdout).any()
     explored = recorded[result.is_exploration]
     assert (eligible[rows[result.is_exploration], explored] | (explored == 0)).all()
@@ -144,6 +148,47 @@ def test_guided_exploration_frequencies_match_the_stated_probabilities():
     # the uncertain segment gets more explorers, and the sure one mostly its best arm
     assert expected[1, 1:].sum() > 1.5 * expected[0, 1:].sum()
     assert expected[0, 1] > 3 * expected[0, 2]
+
+
+def test_exploration_falls_as_the_segments_settle():
+    """The same users explore at nearly the full rate where no arm is known to be best, and at
+    about a fifth of it once the evidence is sure of every segment's best arm."""
+    from ml.allocation import EXPLORATION_FLOOR, exploring_share
+
+    n, n_arms = 2000, 4
+    _, cost, eligible, users = _case(7, n, n_arms)
+    eligible[:] = True
+    cost[:, 1:] = 0.1
+    segments = np.arange(n) % 2
+    greedy = np.zeros(n, dtype=np.int64)
+    unknown = (np.zeros((2, n_arms)), np.full((2, n_arms), np.inf))
+    settled = (np.array([[0.0, 2.0, -1.0, -1.0], [0.0, -3.0, -2.0, -4.0]]), np.full((2, n_arms), 0.01))
+    explorers = {}
+    for name, (mean, se) in {"unknown": unknown, "settled": settled}.items():
+        se[:, 0] = 0.0
+        result = explore(
+            greedy,
+            np.zeros(n, dtype=bool),
+            eligible,
+            cost,
+            0,
+            user_ids=users,
+            rate=0.2,
+            reserve_budget=100.0,
+            holdout_share=0.0,
+            salt="night",
+            segments=segments,
+            segment_mean=mean,
+            segment_se=se,
+        )
+        explorers[name] = int(result.is_exploration.sum())
+        np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0)
+    floor = EXPLORATION_FLOOR / (EXPLORATION_FLOOR + 1.0 - 1.0 / n_arms)
+    assert exploring_share(np.array([1.0 / n_arms, 1.0]), n_arms) == pytest.approx([1.0, floor])
+    # no evidence: none is best only when all three unknown arms draw below it (1/8), so each
+    # offer is best in 7/24 of the draws and the segments explore at 0.96 of the rate
+    assert 0.95 * round(0.2 * n) <= explorers["unknown"] <= round(0.2 * n)
+    assert explorers["settled"] == round(0.2 * n * floor)
 
 
 def test_stratum_sizes_sum_to_m_within_each_stratum():
