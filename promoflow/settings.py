@@ -45,7 +45,7 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
     "exploration_rate": _param(
         "Exploration rate",
         "number",
-        "Epsilon: share of non-holdout users whose arm is drawn at random (default 0.05)",
+        "Epsilon: the most share of non-holdout users whose arm is drawn at random; less where the evidence is sure of a segment's best arm (default 0.05)",
         minimum=0,
         maximum=1,
     ),

@@ -254,7 +254,7 @@ def test_training_keeps_every_row_of_a_random_share_of_users_beyond_its_row_cap(
 
 def test_exploration_goes_where_the_evidence_is_thin_and_is_priced_by_it():
     """With nothing published, segment 0's offers are known losers and segment 1's are unknown:
-    segment 1 gets more explorers, segment 0's explorers are mostly sent nothing, and the night's
+    fewer explore than the rate says, segment 1 gets more of them, segment 0's explorers are mostly sent nothing, and the night's
     expected margin carries what the evidence says exploration costs."""
     fallback = _published(status="none")
     fallback.fitted = None
@@ -268,7 +268,9 @@ def test_exploration_goes_where_the_evidence_is_thin_and_is_priced_by_it():
     plan = _plan(fallback, n=n, exploration_rate=0.1, budget=3000.0, reserve=1000.0)
     segment = np.arange(n) % 2
     explorers = [int((plan.is_exploration & (segment == s)).sum()) for s in (0, 1)]
-    assert sum(explorers) == round(0.1 * (~plan.is_holdout).sum()) and explorers[1] > 2 * explorers[0]
+    # the known losers' segment explores at about a fifth of the rate (ml.allocation.exploring_share)
+    assert 0.05 * (~plan.is_holdout).sum() < sum(explorers) < round(0.1 * (~plan.is_holdout).sum())
+    assert explorers[1] > 2 * explorers[0]
     offers = plan.is_exploration & (plan.chosen != ARMS.index("none"))
     assert (offers & (segment == 0)).sum() < 0.6 * explorers[0]  # half uniform over 3 arms: ~2/3 * 1/2
     expected = np.where(offers, fallback.exploration.mean[segment, plan.chosen], 0.0)
