@@ -38,16 +38,22 @@ from pyspark.sql.types import (
 
 from promoflow import atomic, contract
 from spark_jobs.category_features import user_category_features_for_dates
-from spark_jobs.item_features import item_features_with_neighbours_for_dates
+from spark_jobs.item_features import (
+    ITEM_PAIRS_DAILY_SCHEMA,
+    item_pairs_daily,
+    roll_up_item_features_with_neighbours_for_dates,
+)
 from spark_jobs.segments import build_segments
 from spark_jobs.sequence_features import user_sequences_for_dates
 from spark_jobs.session import build_spark, submitted_master_or
 from spark_jobs.user_features import (
+    ITEM_DAILY_SCHEMA,
     ITEM_WINDOW_DAYS,
     ROLLUP_LOOKBACK_DAYS,
     USER_CATEGORY_DAILY_SCHEMA,
     USER_DAILY_SCHEMA,
     dedupe_events,
+    item_daily,
     roll_up_user_features_for_dates,
     user_category_daily,
     user_daily_aggregates,
@@ -55,8 +61,16 @@ from spark_jobs.user_features import (
 from spark_jobs.windows import date_array
 
 DAILY_SOURCES = ("events", "orders", "exposures")
-# 2: user_daily / user_category_daily gained the behaviour columns; days still in clean are recomputed.
-MANIFEST_VERSION = 2
+# 2: user_daily / user_category_daily gained the behaviour columns; 3: item_daily and item_pairs_daily.
+# A new version recomputes the days still in clean.
+MANIFEST_VERSION = 3
+# The daily tables: folder under features/, and the columns their files are sorted by within a day.
+DAILY_TABLES = {
+    "user_daily": ("user_id",),
+    "user_category_daily": ("user_id", "category"),
+    "item_daily": ("item_id",),
+    "item_pairs_daily": ("kind", "item_id", "other"),
+}
 # Partition column of run_many's staged roll-ups (files keep their own as_of column).
 _PUBLISH_PARTITION = "publish_as_of"
 
@@ -252,7 +266,7 @@ def _read_features(spark: SparkSession, table_dir: Path, days: list[date], schem
 def _write_daily(df: DataFrame, table_dir: Path) -> None:
     (
         df.repartition("dt")
-        .sortWithinPartitions("dt", "user_id", *(["category"] if "category" in df.columns else []))
+        .sortWithinPartitions("dt", *DAILY_TABLES[table_dir.name])
         .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy("dt")
@@ -394,14 +408,16 @@ def run_many(
     )
     segments = _publish_segments(spark, features, max(dates))
 
-    # Clean events partitions hold the events of their own UTC day (ingest quarantines
-    # the others), so reading the union of the 30-day windows loses nothing per date.
-    item_days = _window_days(full_dates, ITEM_WINDOW_DAYS)
-    item_events = _read_partitions(
-        spark, [p for d, p in sorted(clean_partitions["events"].items()) if d in item_days], "events"
-    )
+    # Item features add up the daily partials of the 30-day windows: no event is re-read.
+    item_days = sorted(_window_days(full_dates, ITEM_WINDOW_DAYS))
     item_features_paths = _publish_as_of_dates(
-        item_features_with_neighbours_for_dates(item_events, items, full_dates, neighbour_dates=[max(dates)]),
+        roll_up_item_features_with_neighbours_for_dates(
+            _read_features(spark, features / "item_daily", item_days, ITEM_DAILY_SCHEMA),
+            _read_features(spark, features / "item_pairs_daily", item_days, ITEM_PAIRS_DAILY_SCHEMA),
+            items,
+            full_dates,
+            neighbour_dates=[max(dates)],
+        ),
         features / "item_features",
         full_dates,
         "item_id",
@@ -441,11 +457,10 @@ def _update_daily_partitions(
 ) -> tuple[dict[str, dict[date, Path]], list[date], int, int]:
     """(Re)compute the daily partitions of the dates' windows that are new or changed since last written.
 
-    Returns the clean partitions by table, the days computed and the user_daily /
+    Every table of ``DAILY_TABLES`` gets the day's partition from the same deduplicated
+    events. Returns the clean partitions by table, the days computed and the user_daily /
     user_category_daily rows written.
     """
-    user_daily_dir = features / "user_daily"
-    category_daily_dir = features / "user_category_daily"
     manifest_path = features / "_state" / "daily_manifest.json"
     window = _window_days(dates, lookback_days)
     clean_partitions = {t: _partition_dirs(clean / t) for t in DAILY_SOURCES}
@@ -456,24 +471,19 @@ def _update_daily_partitions(
             fingerprints[day] = _fingerprint(files, clean)
 
     manifest = _read_manifest(manifest_path)
-    existing_daily = _partition_dirs(user_daily_dir)
-    existing_category = _partition_dirs(category_daily_dir)
+    existing = {table: _partition_dirs(features / table) for table in DAILY_TABLES}
 
     def up_to_date(day: date) -> bool:
         entry = manifest.get(day.isoformat())
         if entry is None or entry.get("fingerprint") != fingerprints[day]:
             return False
-        if entry.get("user_daily_rows", 0) > 0 and day not in existing_daily:
-            return False
-        if entry.get("user_category_daily_rows", 0) > 0 and day not in existing_category:
-            return False
-        return True
+        return all(entry.get(f"{table}_rows", 0) == 0 or day in existing[table] for table in DAILY_TABLES)
 
     # Days whose clean partitions have gone (retention) keep their daily rows: those are
     # the durable history the roll-up adds up.
     to_compute = sorted(d for d in fingerprints if not up_to_date(d))
 
-    user_daily_rows = category_daily_rows = 0
+    rows = dict.fromkeys(DAILY_TABLES, 0)
     if to_compute:
         events, orders, exposures = (
             _read_partitions(spark, [clean_partitions[t][d] for d in to_compute if d in clean_partitions[t]], t)
@@ -484,38 +494,34 @@ def _update_daily_partitions(
         # A row is kept only in its own day's partition: dynamic overwrite must not
         # replace a day that is not being recomputed.
         days_col = [F.lit(d) for d in to_compute]
-        # Deduplicated once for both tables (a shuffle of every event), kept until both are written.
+        # Deduplicated once for every table (a shuffle of every event), kept until all are written.
         unique_events = dedupe_events(events).persist(StorageLevel.MEMORY_AND_DISK)
-        daily = user_daily_aggregates(unique_events, orders, exposures, items, promotions, deduplicated=True).filter(
-            F.col("dt").isin(*days_col)
-        )
-        category_daily = user_category_daily(unique_events, items, deduplicated=True).filter(
-            F.col("dt").isin(*days_col)
-        )
-
-        before = {d: _files_of(existing_daily.get(d)) | _files_of(existing_category.get(d)) for d in to_compute}
+        tables = {
+            "user_daily": user_daily_aggregates(unique_events, orders, exposures, items, promotions, deduplicated=True),
+            "user_category_daily": user_category_daily(unique_events, items, deduplicated=True),
+            "item_daily": item_daily(unique_events, deduplicated=True),
+            "item_pairs_daily": item_pairs_daily(unique_events, deduplicated=True),
+        }
+        before = {d: set().union(*(_files_of(existing[t].get(d)) for t in DAILY_TABLES)) for d in to_compute}
         try:
-            _write_daily(daily, user_daily_dir)
-            _write_daily(category_daily, category_daily_dir)
+            for table, df in tables.items():
+                _write_daily(df.filter(F.col("dt").isin(*days_col)), features / table)
         finally:
             unique_events.unpersist()
-        _remove_unrewritten(to_compute, before, user_daily_dir, category_daily_dir)
+        _remove_unrewritten(to_compute, before, *(features / t for t in DAILY_TABLES))
 
-        written_daily = _partition_dirs(user_daily_dir)
-        written_category = _partition_dirs(category_daily_dir)
+        written = {table: _partition_dirs(features / table) for table in DAILY_TABLES}
         for day in to_compute:
-            n_daily = _parquet_rows(written_daily[day]) if day in written_daily else 0
-            n_category = _parquet_rows(written_category[day]) if day in written_category else 0
-            user_daily_rows += n_daily
-            category_daily_rows += n_category
+            counts = {t: _parquet_rows(written[t][day]) if day in written[t] else 0 for t in DAILY_TABLES}
+            for table, n in counts.items():
+                rows[table] += n
             manifest[day.isoformat()] = {
                 "fingerprint": fingerprints[day],
-                "user_daily_rows": n_daily,
-                "user_category_daily_rows": n_category,
+                **{f"{table}_rows": n for table, n in counts.items()},
             }
         _write_json_atomically(manifest_path, {"version": MANIFEST_VERSION, "days": manifest})
 
-    return clean_partitions, to_compute, user_daily_rows, category_daily_rows
+    return clean_partitions, to_compute, rows["user_daily"], rows["user_category_daily"]
 
 
 def _exposed_users(spark: SparkSession, exposure_partitions: dict[date, Path], days: list[date]) -> DataFrame:

@@ -176,6 +176,15 @@ USER_FEATURES_SCHEMA = StructType(
     + [StructField(c, IntegerType()) for c in DAYS_SINCE_TYPE_COLUMNS]
 )
 
+ITEM_DAILY_SCHEMA = StructType(
+    [
+        StructField("item_id", StringType()),
+        StructField("views", LongType()),
+        StructField("purchases", LongType()),
+        StructField("dt", DateType()),
+    ]
+)
+
 ITEM_FEATURES_SCHEMA = StructType(
     [
         StructField("item_id", StringType()),
@@ -689,6 +698,26 @@ def item_features(events: DataFrame, items: DataFrame, as_of: date) -> DataFrame
     return item_features_for_dates(events, items, [as_of]).drop("as_of")
 
 
+def item_daily(events: DataFrame, deduplicated: bool = False) -> DataFrame:
+    """One row per (item_id, dt) with a view or purchase event that UTC day: their counts.
+
+    The daily partial that ``roll_up_item_features_for_dates`` adds up (the nightly job
+    writes one partition per landed day). ``deduplicated`` as in ``user_daily_aggregates``.
+    Columns and types: ``ITEM_DAILY_SCHEMA``.
+    """
+    ev = windows.with_event_day(events if deduplicated else dedupe_events(events)).filter(
+        F.col("item_id").isNotNull() & F.col("dt").isNotNull() & F.col("event_type").isin("view", "purchase")
+    )
+    return (
+        ev.groupBy("item_id", "dt")
+        .agg(
+            _count_if(F.col("event_type") == "view").alias("views"),
+            _count_if(F.col("event_type") == "purchase").alias("purchases"),
+        )
+        .select(*[F.col(f.name).cast(f.dataType) for f in ITEM_DAILY_SCHEMA.fields])
+    )
+
+
 def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: list[date]) -> DataFrame:
     """``item_features`` for several as_of dates in one pass.
 
@@ -696,15 +725,16 @@ def item_features_for_dates(events: DataFrame, items: DataFrame, as_of_dates: li
     ``ITEM_FEATURES_SCHEMA`` and then a DATE column ``as_of``; the rows of one as_of are
     exactly those of ``item_features(..., as_of)``. dt is the event's UTC day.
     """
+    return roll_up_item_features_for_dates(item_daily(events), items, as_of_dates)
+
+
+def roll_up_item_features_for_dates(item_daily_df: DataFrame, items: DataFrame, as_of_dates: list[date]) -> DataFrame:
+    """``item_features_for_dates`` from the ``item_daily`` rows of the dates' 30-day windows."""
     dates = windows.sorted_as_of_dates(as_of_dates)
-    relevant = windows.with_event_day(dedupe_events(events)).filter(F.col("item_id").isNotNull())
     counts = (
-        windows.onto_as_of_dates(relevant, dates, ITEM_WINDOW_DAYS)
+        windows.onto_as_of_dates(item_daily_df, dates, ITEM_WINDOW_DAYS)
         .groupBy("item_id", "as_of")
-        .agg(
-            _count_if(F.col("event_type") == "view").alias("_views"),
-            _count_if(F.col("event_type") == "purchase").alias("_purchases"),
-        )
+        .agg(F.sum("views").alias("_views"), F.sum("purchases").alias("_purchases"))
     )
     catalogue = (
         items.filter(F.col("item_id").isNotNull())
