@@ -32,7 +32,7 @@ DATE ?= $(DEMO_RUN_DATE)
 CONF ?=
 DATA_DIR := $(if $(PROMO_DATA_DIR),$(PROMO_DATA_DIR),$(CURDIR)/data)
 
-.PHONY: help install demo demo-data run summary test test-unit test-all airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-night bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
+.PHONY: help install demo demo-data run summary test test-unit test-all airflow-db airflow docs browser clean bench-materialize evaluate validate-ope bench-features bench-night bench-item-features bench-assign validate-uplift validate-recommender test-cluster test-browser lint fmt
 
 help:
 	@echo "make demo            set up (first time), generate demo data, run one night, print the summary"
@@ -45,6 +45,7 @@ help:
 	@echo "make evaluate NIGHTS=10 EVAL_SEEDS=101   a closed loop: each shop answers the platform's sends for 10 nights"
 	@echo "make validate-uplift the candidate ladder and selection on Hillstrom's e-mail experiment"
 	@echo "make bench-night USERS=\"100000 1000000\"   a first night on 60 days of history, then the next night: per-task time and peak RSS"
+	@echo "make bench-item-features AS_OF=YYYY-MM-DD [BENCH_LAKE=...]   item features from 30 days of events vs the daily partials"
 	@echo "make run DATE=YYYY-MM-DD [CONF='{\"budget\": 500}']   run promo_nightly for one date"
 	@echo "make airflow [AIRFLOW_PORT=8080]   the Airflow UI (api-server, scheduler, dag-processor); Ctrl-C stops it"
 	@echo "make docs            dbt docs (catalog + manifest) into data/dbt_docs/"
@@ -175,6 +176,12 @@ bench-night: install
 
 bench-assign: install
 	$(PY) -m benchmarks.bench_assign
+
+# A night's item features from 30 days of events vs the daily partials, on a lake a night ran on (docs/scale.md).
+BENCH_LAKE ?= $(DATA_DIR)/lake
+bench-item-features: install
+	$(if $(AS_OF),,$(error bench-item-features needs AS_OF=YYYY-MM-DD, the night whose item features to rebuild))
+	$(PY) -m benchmarks.bench_item_features --lake-dir $(BENCH_LAKE) --as-of $(AS_OF)
 
 clean:
 	rm -rf $(DATA_DIR) $(AIRFLOW_HOME)

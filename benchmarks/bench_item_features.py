@@ -14,7 +14,7 @@ Parquet under a scratch folder and timed after a warm-up:
 Prints the seconds of each and the ratio of the partials' two steps to the events' one, and
 writes ``data/bench/bench_item_features.json``.
 
-    .venv/bin/python -m benchmarks.bench_item_features --lake-dir data/lake --as-of 2026-12-09
+    make bench-item-features AS_OF=2026-12-09 [BENCH_LAKE=data/lake]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def measure(lake: Path, as_of: date, repeats: int = 2) -> dict:
     clean, features = lake / "clean", lake / "features"
     days = [as_of - timedelta(days=k) for k in range(ITEM_WINDOW_DAYS, 0, -1)]
     partitions = nightly._partition_dirs(clean / "events")
+    event_dirs = [partitions[d] for d in days if d in partitions]
     missing = [d for d in days if not (features / "item_daily" / f"dt={d.isoformat()}").is_dir()]
     if missing:
         raise SystemExit(f"{lake}: no item_daily partials for {len(missing)} of the 30 days (run a night first)")
@@ -60,7 +61,7 @@ def measure(lake: Path, as_of: date, repeats: int = 2) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="bench-item-features-"))
 
     def from_events() -> None:
-        events = nightly._read_partitions(spark, [partitions[d] for d in days if d in partitions], "events")
+        events = nightly._read_partitions(spark, event_dirs, "events")
         out = item_features_with_neighbours_for_dates(events, items, [as_of])
         out.write.mode("overwrite").parquet(str(scratch / "events"))
 
@@ -90,7 +91,7 @@ def measure(lake: Path, as_of: date, repeats: int = 2) -> dict:
         after = spark.read.parquet(str(scratch / "rollup")).orderBy("item_id").collect()
         if before != after:
             raise SystemExit("the roll-up of the partials differs from the events' item features")
-        n_events = nightly._read_partitions(spark, [partitions[d] for d in days if d in partitions], "events").count()
+        n_events = nightly._read_partitions(spark, event_dirs, "events").count()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     now = seconds["one_day_partials"] + seconds["roll_up"]
