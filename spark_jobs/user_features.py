@@ -310,37 +310,40 @@ def user_daily_aggregates(
     prices = _item_prices(items, spark)
     ev = ev.join(F.broadcast(prices), "item_id", "left")
     is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
-    event_aggs = [F.count(F.lit(1)).cast(LongType()).alias("n_events")]
-    event_aggs += [_count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
-    # Distinct sessions as collected sets, not COUNT(DISTINCT): with the other aggregates a
-    # distinct count makes Spark expand every row; sets keep this one aggregation pass.
-    sessions = lambda condition: F.collect_set(F.when(condition, F.col("session_id")))  # noqa: E731
-    event_aggs += [
-        F.size(F.collect_set("session_id")).cast(LongType()).alias("n_sessions"),
-        F.max("event_ts").alias("last_event_ts"),
-        sessions(F.col("event_type") == "add_to_cart").alias("_cart_sessions"),
-        sessions(is_purchase).alias("_purchase_sessions"),
-        F.collect_list(F.when(F.col("item_id").isNotNull(), F.struct("event_ts", "event_id", "item_id"))).alias(
-            "_items"
-        ),
-    ]
-    event_aggs += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
-    event_aggs += [
-        _count_if(is_view & F.col("price").isNotNull()).alias("n_priced_views"),
+    # Two hash aggregations, first per (user, day, session), then per (user, day), where a
+    # session is one row: distinct sessions without COUNT(DISTINCT) (which expands every row)
+    # or collected sets (which sort-aggregate every column). Events are shuffled once by
+    # (user_id, dt), which both aggregations and the item sequences' own one need.
+    ev = ev.repartition("user_id", "dt")
+    per_session = [F.count(F.lit(1)).alias("n_events")]
+    per_session += [F.count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
+    per_session += [F.count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
+    per_session += [
+        F.count_if(is_view & F.col("price").isNotNull()).alias("n_priced_views"),
         F.sum(F.when(is_view, F.col("price"))).alias("viewed_price_sum"),
-        _count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
+        F.count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
         F.sum(F.when(is_purchase, F.col("price"))).alias("purchased_price_sum"),
+        F.max("event_ts").alias("last_event_ts"),
+        F.max(F.col("event_type") == "add_to_cart").alias("_carted"),
+        F.max(is_purchase).alias("_bought"),
     ]
-    by_events = (
-        ev.groupBy("user_id", "dt")
-        .agg(*event_aggs)
-        .withColumn("n_cart_sessions", F.size("_cart_sessions").cast(LongType()))
-        .withColumn(
-            "n_abandoned_cart_sessions",
-            F.size(F.array_except("_cart_sessions", "_purchase_sessions")).cast(LongType()),
-        )
-        .withColumn("last_item_ids", _last_item_ids(F.col("_items")))
+    counted = ["n_events", *_EVENT_TYPE_COUNTS, *HOUR_COLUMNS, "n_priced_views", "n_priced_purchases"]
+    session = F.col("session_id").isNotNull()
+    per_day = [F.sum(c).cast(LongType()).alias(c) for c in counted]
+    per_day += [
+        F.sum("viewed_price_sum").alias("viewed_price_sum"),
+        F.sum("purchased_price_sum").alias("purchased_price_sum"),
+        F.max("last_event_ts").alias("last_event_ts"),
+        F.count_if(session).cast(LongType()).alias("n_sessions"),
+        F.count_if(session & F.col("_carted")).cast(LongType()).alias("n_cart_sessions"),
+        F.count_if(session & F.col("_carted") & ~F.col("_bought")).cast(LongType()).alias("n_abandoned_cart_sessions"),
+    ]
+    sequences = (
+        ev.filter(F.col("item_id").isNotNull())
+        .groupBy("user_id", "dt")
+        .agg(_last_item_ids(F.collect_list(F.struct("event_ts", "event_id", "item_id"))).alias("last_item_ids"))
     )
+    sessions = ev.groupBy("user_id", "dt", "session_id").agg(*per_session)
 
     types = F.broadcast(_promo_types(promotions, spark))
     gross = F.col("gross_amount").cast(DoubleType())
@@ -379,7 +382,19 @@ def user_daily_aggregates(
         )
     )
 
-    joined = by_events.join(by_orders, ["user_id", "dt"], "full").join(by_exposures, ["user_id", "dt"], "full")
+    # Orders and exposures per (user_id, dt) join the sessions' rows as rows of their own
+    # (session_id null), so one hash aggregation per (user_id, dt) adds up the events and
+    # takes each source's columns: no full outer sort-merge joins of every user-day's wide row.
+    keys = ("user_id", "dt")
+    stacked = sessions.unionByName(by_orders, allowMissingColumns=True).unionByName(
+        by_exposures, allowMissingColumns=True
+    )
+    taken = [c for c in [*by_orders.columns, *by_exposures.columns] if c not in keys]
+    joined = (
+        stacked.groupBy(*keys)
+        .agg(*per_day, *[F.max(c).alias(c) for c in taken])
+        .join(sequences.hint("shuffle_hash"), list(keys), "left")
+    )
     out = []
     for field in USER_DAILY_SCHEMA.fields:
         col = F.col(field.name)
