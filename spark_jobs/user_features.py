@@ -312,16 +312,16 @@ def user_daily_aggregates(
     is_view, is_purchase = F.col("event_type") == "view", F.col("event_type") == "purchase"
     # Two hash aggregations, first per (user, day, session), then per (user, day), where a
     # session is one row: distinct sessions without COUNT(DISTINCT) (which expands every row)
-    # or collected sets (which sort-aggregate every column). Events are shuffled once by
-    # (user_id, dt), which both aggregations and the item sequences' own one need.
+    # or collected sets (which sort-aggregate every column). Partitioned by (user_id, dt), the
+    # second needs no shuffle of its own; the item sequences are shuffled apart (fewer columns).
     ev = ev.repartition("user_id", "dt")
     per_session = [F.count(F.lit(1)).alias("n_events")]
-    per_session += [F.count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
-    per_session += [F.count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
+    per_session += [_count_if(F.col("event_type") == t).alias(c) for c, t in _EVENT_TYPE_COUNTS.items()]
+    per_session += [_count_if(F.col("_hour") == h).alias(c) for h, c in zip(HOURS, HOUR_COLUMNS)]
     per_session += [
-        F.count_if(is_view & F.col("price").isNotNull()).alias("n_priced_views"),
+        _count_if(is_view & F.col("price").isNotNull()).alias("n_priced_views"),
         F.sum(F.when(is_view, F.col("price"))).alias("viewed_price_sum"),
-        F.count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
+        _count_if(is_purchase & F.col("price").isNotNull()).alias("n_priced_purchases"),
         F.sum(F.when(is_purchase, F.col("price"))).alias("purchased_price_sum"),
         F.max("event_ts").alias("last_event_ts"),
         F.max(F.col("event_type") == "add_to_cart").alias("_carted"),
@@ -334,9 +334,9 @@ def user_daily_aggregates(
         F.sum("viewed_price_sum").alias("viewed_price_sum"),
         F.sum("purchased_price_sum").alias("purchased_price_sum"),
         F.max("last_event_ts").alias("last_event_ts"),
-        F.count_if(session).cast(LongType()).alias("n_sessions"),
-        F.count_if(session & F.col("_carted")).cast(LongType()).alias("n_cart_sessions"),
-        F.count_if(session & F.col("_carted") & ~F.col("_bought")).cast(LongType()).alias("n_abandoned_cart_sessions"),
+        _count_if(session).alias("n_sessions"),
+        _count_if(session & F.col("_carted")).alias("n_cart_sessions"),
+        _count_if(session & F.col("_carted") & ~F.col("_bought")).alias("n_abandoned_cart_sessions"),
     ]
     sequences = (
         ev.filter(F.col("item_id").isNotNull())
